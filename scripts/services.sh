@@ -1,0 +1,625 @@
+#!/usr/bin/env bash
+# Starts and stops the project's real backing services on loopback, without Docker:
+#   PostgreSQL (Debian's package, own cluster), Redis (Debian's package), Apache Kafka (KRaft, from
+#   Maven Central jars collected by infra/kafka/pom.xml).
+#
+# Usage: scripts/services.sh up|down|status
+#                            start-postgres|stop-postgres|start-redis|stop-redis|start-kafka|stop-kafka
+#
+# All data and logs live in var/ at the project root (ignored by git):
+#   var/postgres/   cluster (data/) and socket dir (run/), owned by the `postgres` system user
+#   var/redis/      Redis working dir (nothing is persisted: --save "" --appendonly no)
+#   var/kafka/      lib/ (broker jars), data/ (log.dirs), server.properties, cluster.id
+#   var/run/        pid files of Redis and Kafka
+#   var/log/        postgres.log, redis.log, kafka.log (JVM stdout/stderr), kafka/server.log
+#
+# Ports (environment): PGPORT (5432), REDIS_PORT (6379), KAFKA_PORT (9092; controller = KAFKA_PORT+1).
+# Connection settings for the application:
+#   postgresql://arena:arena@127.0.0.1:$PGPORT/arena    (role arena may create databases)
+#   redis://127.0.0.1:$REDIS_PORT/0                     kafka bootstrap 127.0.0.1:$KAFKA_PORT
+#
+# `up` is idempotent: a service that already answers is left alone. Missing software is installed
+# with apt-get (needs root), the Kafka jars with Maven (once; cached in var/kafka/lib).
+# `status` exits 0 when all three answer, 3 otherwise.
+set -euo pipefail
+umask 022
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+VAR="$ROOT/var"
+LOG_DIR="$VAR/log"
+RUN_DIR="$VAR/run"
+
+PGPORT="${PGPORT:-5432}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT=$((KAFKA_PORT + 1))
+
+PG_TIMEOUT="${PG_TIMEOUT:-30}"
+REDIS_TIMEOUT="${REDIS_TIMEOUT:-30}"
+KAFKA_TIMEOUT="${KAFKA_TIMEOUT:-60}"
+KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+KAFKA_HEAP="${KAFKA_HEAP:--Xms512m -Xmx512m}"
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+log() { printf '[%s] %s\n' "$1" "${*:2}"; }
+warn() { printf '[%s] WARNING: %s\n' "$1" "${*:2}" >&2; }
+die() {
+    printf '[%s] ERROR: %s\n' "$1" "${*:2}" >&2
+    exit 1
+}
+
+# Prints the last lines of each existing log file given (to stderr).
+show_tail() {
+    local f
+    for f in "$@"; do
+        if [[ -s $f ]]; then
+            printf -- '----- last lines of %s -----\n' "$f" >&2
+            tail -n 30 "$f" >&2
+        fi
+    done
+}
+
+or_dash() { if [[ -n $1 ]]; then echo "$1"; else echo -; fi; }
+
+APT_UPDATED=0
+apt_install() {
+    [[ $EUID -eq 0 ]] || die setup "need root to apt-get install $*; install it yourself or rerun as root"
+    export DEBIAN_FRONTEND=noninteractive
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        log setup "apt-get update"
+        apt-get update -q >>"$LOG_DIR/apt.log" 2>&1 || {
+            show_tail "$LOG_DIR/apt.log"
+            die setup "apt-get update failed"
+        }
+        APT_UPDATED=1
+    fi
+    log setup "apt-get install $* (output in var/log/apt.log)"
+    # needrestart (if present) would ask questions / print noise: suspend it for this install.
+    NEEDRESTART_SUSPEND=1 apt-get install -y -q --no-install-recommends "$@" >>"$LOG_DIR/apt.log" 2>&1 ||
+        {
+            show_tail "$LOG_DIR/apt.log"
+            die setup "apt-get install $* failed"
+        }
+}
+
+# True when the process with this pid is alive and its command line contains $2.
+pid_matches() {
+    local pid=$1 needle=$2 cmdline
+    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ $cmdline == *"$needle"* ]]
+}
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_for SVC SECONDS CHECK_FN ALIVE_FN LOGFILE...: polls CHECK_FN until it succeeds; fails early
+# when ALIVE_FN says the process died, or when the deadline passes, showing the logs' tails.
+wait_for() {
+    local svc=$1 seconds=$2 check=$3 alive=$4
+    shift 4
+    local deadline=$((SECONDS + seconds))
+    until "$check"; do
+        if ! "$alive"; then
+            show_tail "$@"
+            die "$svc" "the process exited during start-up (see $*)"
+        fi
+        if ((SECONDS >= deadline)); then
+            show_tail "$@"
+            die "$svc" "no answer within ${seconds}s (see $*)"
+        fi
+        sleep 0.5
+    done
+}
+
+ensure_dirs() {
+    mkdir -p "$VAR" "$LOG_DIR" "$RUN_DIR"
+    chmod 755 "$VAR" "$LOG_DIR" "$RUN_DIR"
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+PG_BIN=""
+PG_BASE="$VAR/postgres"
+PGDATA_DIR="$PG_BASE/data"
+PG_SOCK="$PG_BASE/run"
+PG_LOG="$LOG_DIR/postgres.log"
+
+# Picks the PostgreSQL binaries: the version the cluster was made with, else the newest installed.
+pg_find_bin() {
+    local want="" bin="" dir
+    if [[ -f $PGDATA_DIR/PG_VERSION ]]; then
+        want="$(cat "$PGDATA_DIR/PG_VERSION")"
+        if [[ -x /usr/lib/postgresql/$want/bin/postgres ]]; then
+            PG_BIN="/usr/lib/postgresql/$want/bin"
+            return 0
+        fi
+    fi
+    # newest version that has the server (a client-only version has no initdb)
+    while read -r dir; do
+        [[ -x $dir/initdb && -x $dir/postgres ]] && bin="$dir"
+    done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V)
+    if [[ -n $bin ]]; then
+        [[ -z $want ]] || warn pg "cluster was made by PostgreSQL $want, which is not installed; trying $bin"
+        PG_BIN="$bin"
+        return 0
+    fi
+    return 1
+}
+
+pg_ensure_installed() {
+    if ! pg_find_bin; then
+        apt_install postgresql
+        # The Debian package may create and start its own cluster on 5432 (usually not in
+        # containers, where policy-rc.d forbids it). Ours must own the port: stop theirs.
+        if command -v pg_lsclusters >/dev/null; then
+            pg_lsclusters --no-header 2>/dev/null | while read -r ver name _port status _rest; do
+                if [[ $status == online* ]]; then
+                    log pg "stopping Debian's own cluster $ver/$name"
+                    pg_ctlcluster "$ver" "$name" stop || true
+                fi
+            done
+        fi
+        pg_find_bin || die pg "PostgreSQL binaries not found under /usr/lib/postgresql after install"
+    fi
+    if ! id -u postgres >/dev/null 2>&1; then
+        log pg "creating system user postgres"
+        useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    fi
+}
+
+# PostgreSQL refuses to run as root, so the cluster belongs to the `postgres` user, which must be
+# able to traverse into it. If the checkout lies below a folder that user cannot enter (e.g. under
+# /root with mode 700), the cluster goes to /var/lib/arena-services/<hash of project path>/postgres
+# instead, and var/postgres becomes a symbolic link to it (its log too), so var/ still shows it.
+# Read-only commands (status, down) just follow the link.
+pg_resolve_paths() {
+    local create=${1:-}
+    if [[ -L $VAR/postgres ]]; then
+        PG_BASE="$(readlink -f "$VAR/postgres")"
+    elif [[ $create == create ]] && ! runuser -u postgres -- test -x "$VAR" 2>/dev/null; then
+        PG_BASE="/var/lib/arena-services/$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)/postgres"
+        warn pg "user postgres cannot enter $VAR; cluster goes to $PG_BASE (linked from var/postgres)"
+        mkdir -p "$PG_BASE"
+        ln -sfn "$PG_BASE" "$VAR/postgres"
+    else
+        PG_BASE="$VAR/postgres"
+    fi
+    PGDATA_DIR="$PG_BASE/data"
+    PG_SOCK="$PG_BASE/run"
+    # A Unix socket path is limited to 107 bytes: use a short one under /tmp for deep checkouts.
+    if ((${#PG_SOCK} > 80)); then
+        PG_SOCK="/tmp/arena-pg-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
+    fi
+    if [[ $PG_BASE == "$VAR/postgres" ]]; then
+        PG_LOG="$LOG_DIR/postgres.log"
+    else
+        PG_LOG="$PG_BASE/postgres.log"
+        [[ $create != create ]] || ln -sfn "$PG_LOG" "$LOG_DIR/postgres.log"
+    fi
+}
+
+# Runs a command as the postgres user, from a folder it can read.
+pg_as() { (cd / && runuser -u postgres -- "$@"); }
+
+pg_pid() {
+    local pid=""
+    [[ -f $PGDATA_DIR/postmaster.pid ]] && pid="$(head -n 1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)"
+    if [[ -n $pid ]] && pid_matches "$pid" postgres; then echo "$pid"; fi
+}
+pg_alive() { [[ -n "$(pg_pid)" ]]; }
+pg_answers() { [[ -n $PG_BIN ]] && "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" -t 2; }
+pg_login_ok() {
+    PGPASSWORD=arena PGCONNECT_TIMEOUT=3 "$PG_BIN/psql" -X -q -w -h 127.0.0.1 -p "$PGPORT" \
+        -U arena -d arena -Atc 'select 1' >/dev/null 2>&1
+}
+
+pg_init_cluster() {
+    mkdir -p "$PG_BASE" "$PG_SOCK"
+    chown postgres:postgres "$PG_BASE" "$PG_SOCK"
+    chmod 700 "$PG_BASE"
+    [[ -f $PGDATA_DIR/PG_VERSION ]] && return 0
+    log pg "initdb $PGDATA_DIR ($("$PG_BIN/postgres" --version))"
+    pg_as "$PG_BIN/initdb" -D "$PGDATA_DIR" -U postgres -E UTF8 --no-locale \
+        --auth-local=peer --auth-host=scram-sha-256 >"$VAR/log/initdb.log" 2>&1 ||
+        {
+            show_tail "$VAR/log/initdb.log"
+            die pg "initdb failed"
+        }
+    # Our settings live in arena.conf, rewritten at each start (ports may change).
+    printf "\n# written by scripts/services.sh\ninclude_if_exists = 'arena.conf'\n" \
+        >>"$PGDATA_DIR/postgresql.conf"
+}
+
+pg_write_conf() {
+    local sock="${PG_SOCK//\'/\'\'}"
+    cat >"$PGDATA_DIR/arena.conf" <<EOF
+# written by scripts/services.sh at each start
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+unix_socket_directories = '$sock'
+EOF
+    chown postgres:postgres "$PGDATA_DIR/arena.conf"
+}
+
+# Role arena (password arena, LOGIN, CREATEDB) and database arena owned by it; idempotent.
+pg_bootstrap() {
+    log pg "ensuring role arena and database arena"
+    pg_as "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PGPORT" -U postgres -d postgres \
+        >/dev/null <<'SQL'
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'arena') THEN
+        CREATE ROLE arena LOGIN CREATEDB PASSWORD 'arena';
+    ELSE
+        ALTER ROLE arena LOGIN CREATEDB PASSWORD 'arena';
+    END IF;
+END
+$$;
+SELECT 'CREATE DATABASE arena OWNER arena'
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'arena')\gexec
+SQL
+}
+
+start_postgres() {
+    ensure_dirs
+    pg_resolve_paths create
+    pg_ensure_installed
+    if pg_answers; then
+        if pg_login_ok; then
+            log pg "already up on 127.0.0.1:$PGPORT"
+            return 0
+        fi
+        pg_alive || die pg "something else answers on 127.0.0.1:$PGPORT and arena cannot log in;" \
+            "stop it (e.g. 'service postgresql stop') or choose another PGPORT"
+        pg_bootstrap
+        pg_login_ok || die pg "arena still cannot log in on 127.0.0.1:$PGPORT"
+        log pg "up on 127.0.0.1:$PGPORT"
+        return 0
+    fi
+    pg_init_cluster
+    pg_write_conf
+    touch "$PG_LOG"
+    chown postgres:postgres "$PG_LOG"
+    log pg "starting on 127.0.0.1:$PGPORT (data $PGDATA_DIR)"
+    pg_as "$PG_BIN/pg_ctl" start -D "$PGDATA_DIR" -l "$PG_LOG" -s -w -t "$PG_TIMEOUT" ||
+        {
+            show_tail "$PG_LOG"
+            die pg "pg_ctl start failed (see $PG_LOG)"
+        }
+    wait_for pg "$PG_TIMEOUT" pg_answers pg_alive "$PG_LOG"
+    pg_bootstrap
+    pg_login_ok || die pg "arena cannot log in on 127.0.0.1:$PGPORT"
+    log pg "up on 127.0.0.1:$PGPORT"
+}
+
+stop_postgres() {
+    pg_resolve_paths
+    if ! pg_alive; then
+        log pg "not running"
+        return 0
+    fi
+    pg_find_bin || die pg "PostgreSQL binaries not found"
+    log pg "stopping (pg_ctl stop -m fast)"
+    pg_as "$PG_BIN/pg_ctl" stop -D "$PGDATA_DIR" -m fast -s -w -t 60
+    log pg "stopped"
+}
+
+status_postgres() {
+    pg_resolve_paths
+    pg_find_bin || true
+    if pg_answers && pg_login_ok; then
+        printf '%-9s up    127.0.0.1:%-6s pid %s\n' postgres "$PGPORT" "$(or_dash "$(pg_pid || true)")"
+        return 0
+    fi
+    printf '%-9s down  127.0.0.1:%-6s pid %s\n' postgres "$PGPORT" "$(or_dash "$(pg_pid || true)")"
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis
+
+REDIS_DIR="$VAR/redis"
+REDIS_PID="$RUN_DIR/redis.pid"
+REDIS_LOG="$LOG_DIR/redis.log"
+
+redis_pid() {
+    local pid=""
+    [[ -f $REDIS_PID ]] && pid="$(cat "$REDIS_PID" 2>/dev/null || true)"
+    if [[ -n $pid ]] && pid_matches "$pid" redis-server; then echo "$pid"; fi
+}
+redis_alive() { [[ -n "$(redis_pid)" ]]; }
+redis_answers() {
+    command -v redis-cli >/dev/null &&
+        [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+}
+
+redis_ensure_installed() {
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
+    apt_install redis-server
+    # Do not leave the package's own service on 6379 (in containers policy-rc.d usually keeps it
+    # from starting; on a systemd machine it starts and is enabled).
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+        log redis "disabling Debian's redis-server service"
+        systemctl disable --now redis-server >/dev/null 2>&1 || true
+    elif [[ -f /run/redis/redis-server.pid ]] && pid_matches "$(cat /run/redis/redis-server.pid)" redis-server; then
+        log redis "stopping Debian's redis-server service"
+        service redis-server stop >/dev/null 2>&1 || kill "$(cat /run/redis/redis-server.pid)" || true
+    fi
+}
+
+start_redis() {
+    ensure_dirs
+    redis_ensure_installed
+    if redis_answers; then
+        log redis "already up on 127.0.0.1:$REDIS_PORT"
+        return 0
+    fi
+    mkdir -p "$REDIS_DIR"
+    log redis "starting on 127.0.0.1:$REDIS_PORT"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+        --save "" --appendonly no --dir "$REDIS_DIR" --logfile "$REDIS_LOG" --pidfile "$REDIS_PID" ||
+        {
+            show_tail "$REDIS_LOG"
+            die redis "redis-server failed to start (see $REDIS_LOG)"
+        }
+    wait_for redis "$REDIS_TIMEOUT" redis_answers redis_alive "$REDIS_LOG"
+    log redis "up on 127.0.0.1:$REDIS_PORT"
+}
+
+stop_redis() {
+    local pid deadline
+    pid="$(redis_pid || true)"
+    if redis_answers; then
+        log redis "stopping (shutdown nosave)"
+        timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    elif [[ -n $pid ]]; then
+        log redis "not answering; sending SIGTERM to pid $pid"
+        kill -TERM "$pid" 2>/dev/null || true
+    else
+        log redis "not running"
+        return 0
+    fi
+    deadline=$((SECONDS + 15))
+    while { [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; } || redis_answers; do
+        ((SECONDS < deadline)) || die redis "still running after 15s"
+        sleep 0.2
+    done
+    rm -f "$REDIS_PID"
+    log redis "stopped"
+}
+
+status_redis() {
+    if redis_answers; then
+        printf '%-9s up    127.0.0.1:%-6s pid %s\n' redis "$REDIS_PORT" "$(or_dash "$(redis_pid || true)")"
+        return 0
+    fi
+    printf '%-9s down  127.0.0.1:%-6s pid %s\n' redis "$REDIS_PORT" "$(or_dash "$(redis_pid || true)")"
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Kafka
+
+KAFKA_INFRA="$ROOT/infra/kafka"
+KAFKA_HOME="$VAR/kafka"
+KAFKA_LIB="$KAFKA_HOME/lib"
+KAFKA_DATA="$KAFKA_HOME/data"
+KAFKA_PROPS="$KAFKA_HOME/server.properties"
+KAFKA_PID="$RUN_DIR/kafka.pid"
+KAFKA_LOG="$LOG_DIR/kafka.log"
+KAFKA_LOG_DIR="$LOG_DIR/kafka"
+
+java_major() {
+    command -v java >/dev/null || {
+        echo 0
+        return
+    }
+    java -version 2>&1 | awk -F'"' '/version/ { split($2, v, "."); print (v[1] == "1" ? v[2] : v[1]); exit }'
+}
+
+kafka_ensure_java() {
+    if (($(java_major) < 17)); then
+        apt_install openjdk-17-jre-headless
+        (($(java_major) >= 17)) || die kafka "Java 17+ is required (java on PATH is $(java_major))"
+    fi
+}
+
+# The broker's classpath: collected once by Maven; a stamp holding the pom's hash marks it complete.
+kafka_ensure_libs() {
+    local want have=""
+    want="$(sha256sum <"$KAFKA_INFRA/pom.xml" | cut -d' ' -f1)"
+    [[ -f $KAFKA_LIB/.stamp ]] && have="$(cat "$KAFKA_LIB/.stamp")"
+    [[ $want == "$have" ]] && return 0
+    command -v mvn >/dev/null || apt_install maven
+    log kafka "collecting the broker jars with Maven into $KAFKA_LIB (output in var/log/maven.log)"
+    rm -rf "$KAFKA_LIB"
+    mvn -B -q -Dstyle.color=never -f "$KAFKA_INFRA/pom.xml" package -Dkafka.lib.dir="$KAFKA_LIB" \
+        >"$LOG_DIR/maven.log" 2>&1 || {
+        show_tail "$LOG_DIR/maven.log"
+        die kafka "Maven could not collect the Kafka jars"
+    }
+    echo "$want" >"$KAFKA_LIB/.stamp"
+}
+
+kafka_render_props() {
+    local t
+    t="$(<"$KAFKA_INFRA/server.properties.in")"
+    t="${t//@LOG_DIRS@/"$KAFKA_DATA"}"
+    t="${t//@KAFKA_PORT@/"$KAFKA_PORT"}"
+    t="${t//@CONTROLLER_PORT@/"$CONTROLLER_PORT"}"
+    printf '%s\n' "$t" >"$KAFKA_PROPS"
+}
+
+kafka_java() {
+    java -cp "$KAFKA_LIB/*" -Dlog4j2.configurationFile="$KAFKA_INFRA/log4j2.yaml" \
+        -Dkafka.logs.dir="$KAFKA_LOG_DIR" "$@"
+}
+
+# Formats the storage once (cluster id generated once, kept in var/kafka/cluster.id).
+kafka_format() {
+    local id
+    # Already formatted. (Starting it later on other ports works too: tried, single voter.)
+    [[ -f $KAFKA_DATA/meta.properties ]] && return 0
+    if [[ ! -s $KAFKA_HOME/cluster.id ]]; then
+        kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_LOG" | tail -n 1 >"$KAFKA_HOME/cluster.id"
+    fi
+    id="$(cat "$KAFKA_HOME/cluster.id")"
+    [[ $id =~ ^[A-Za-z0-9_-]{22}$ ]] || die kafka "bad cluster id '$id' in $KAFKA_HOME/cluster.id"
+    log kafka "formatting storage (cluster id $id)"
+    kafka_java kafka.tools.StorageTool format -t "$id" -c "$KAFKA_PROPS" --standalone -g \
+        >>"$KAFKA_LOG" 2>&1 || {
+        show_tail "$KAFKA_LOG"
+        die kafka "storage format failed"
+    }
+}
+
+kafka_pid() {
+    local pid="" p
+    [[ -f $KAFKA_PID ]] && pid="$(cat "$KAFKA_PID" 2>/dev/null || true)"
+    if [[ -n $pid ]] && pid_matches "$pid" "$KAFKA_PROPS"; then
+        echo "$pid"
+        return 0
+    fi
+    # No (valid) pid file: look for a broker started with our own properties file.
+    for p in /proc/[0-9]*; do
+        p="${p#/proc/}"
+        if pid_matches "$p" "kafka.Kafka $KAFKA_PROPS"; then
+            echo "$p"
+            return 0
+        fi
+    done
+}
+kafka_alive() { [[ -n "$(kafka_pid)" ]]; }
+
+PYTHON=""
+for candidate in "$ROOT/.venv/bin/python" /usr/bin/python3 "$(command -v python3 || true)"; do
+    if [[ -n $candidate && -x $candidate ]]; then
+        PYTHON="$candidate"
+        break
+    fi
+done
+
+# Ready = a real Kafka Metadata request is answered with a registered broker (stdlib Python).
+# Without any Python: the port accepts connections and our broker logged that it started.
+kafka_answers() {
+    if [[ -n $PYTHON ]]; then
+        "$PYTHON" "$KAFKA_INFRA/kafka_ready.py" 127.0.0.1 "$KAFKA_PORT" >/dev/null 2>&1
+    else
+        port_open "$KAFKA_PORT" && grep -qs "Kafka Server started" "$KAFKA_LOG_DIR/server.log"
+    fi
+}
+
+start_kafka() {
+    local pid
+    ensure_dirs
+    if kafka_answers; then
+        log kafka "already up on 127.0.0.1:$KAFKA_PORT"
+        return 0
+    fi
+    if pid="$(kafka_pid)" && [[ -n $pid ]]; then
+        log kafka "pid $pid is starting; waiting for it"
+        wait_for kafka "$KAFKA_TIMEOUT" kafka_answers kafka_alive "$KAFKA_LOG_DIR/server.log" "$KAFKA_LOG"
+        log kafka "up on 127.0.0.1:$KAFKA_PORT"
+        return 0
+    fi
+    for pid in "$KAFKA_PORT" "$CONTROLLER_PORT"; do
+        ! port_open "$pid" || die kafka "port $pid is taken by another program; choose another KAFKA_PORT"
+    done
+    kafka_ensure_java
+    mkdir -p "$KAFKA_HOME" "$KAFKA_DATA" "$KAFKA_LOG_DIR"
+    kafka_ensure_libs
+    kafka_render_props
+    kafka_format
+    log kafka "starting on 127.0.0.1:$KAFKA_PORT (controller $CONTROLLER_PORT)"
+    # setsid: own session, so the broker outlives the shell (and its process group) that ran `up`.
+    # shellcheck disable=SC2086 # KAFKA_HEAP is a list of JVM options
+    (cd "$KAFKA_HOME" && exec nohup setsid java $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true -cp "$KAFKA_LIB/*" \
+        -Dlog4j2.configurationFile="$KAFKA_INFRA/log4j2.yaml" -Dkafka.logs.dir="$KAFKA_LOG_DIR" \
+        kafka.Kafka "$KAFKA_PROPS" >>"$KAFKA_LOG" 2>&1 </dev/null) &
+    echo $! >"$KAFKA_PID"
+    wait_for kafka "$KAFKA_TIMEOUT" kafka_answers kafka_alive "$KAFKA_LOG_DIR/server.log" "$KAFKA_LOG"
+    # Record the JVM's own pid (the launcher may have forked).
+    kafka_pid >"$KAFKA_PID"
+    log kafka "up on 127.0.0.1:$KAFKA_PORT (pid $(cat "$KAFKA_PID"))"
+}
+
+stop_kafka() {
+    local pid deadline
+    pid="$(kafka_pid || true)"
+    if [[ -z $pid ]]; then
+        kafka_answers && warn kafka "a broker answers on 127.0.0.1:$KAFKA_PORT but was not started from $VAR; left alone"
+        log kafka "not running"
+        rm -f "$KAFKA_PID"
+        return 0
+    fi
+    log kafka "stopping pid $pid (SIGTERM, up to ${KAFKA_STOP_TIMEOUT}s)"
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            warn kafka "still running after ${KAFKA_STOP_TIMEOUT}s; SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.5
+    done
+    rm -f "$KAFKA_PID"
+    log kafka "stopped"
+}
+
+status_kafka() {
+    if kafka_answers; then
+        printf '%-9s up    127.0.0.1:%-6s pid %s\n' kafka "$KAFKA_PORT" "$(or_dash "$(kafka_pid || true)")"
+        return 0
+    fi
+    printf '%-9s down  127.0.0.1:%-6s pid %s\n' kafka "$KAFKA_PORT" "$(or_dash "$(kafka_pid || true)")"
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+}
+
+main() {
+    local cmd="${1:-}" rc=0
+    case "$cmd" in
+    up)
+        start_postgres
+        start_redis
+        start_kafka
+        ;;
+    down)
+        stop_kafka
+        stop_redis
+        stop_postgres
+        ;;
+    status)
+        status_postgres || rc=3
+        status_redis || rc=3
+        status_kafka || rc=3
+        return "$rc"
+        ;;
+    start-postgres) start_postgres ;;
+    stop-postgres) stop_postgres ;;
+    start-redis) start_redis ;;
+    stop-redis) stop_redis ;;
+    start-kafka) start_kafka ;;
+    stop-kafka) stop_kafka ;;
+    -h | --help | help) usage ;;
+    *)
+        usage >&2
+        exit 2
+        ;;
+    esac
+}
+
+main "$@"
