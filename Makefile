@@ -1,0 +1,86 @@
+# Petri Board Arena — every command a developer needs. `make help` lists them.
+#
+# `make run` and `make test` each do their own set-up: a .venv, the local services (PostgreSQL,
+# Redis, Kafka on 127.0.0.1, installed on first use), and the database migrations.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+
+# Optional local overrides (see .env.example); exported to every command below.
+-include .env
+export
+export FLASK_APP := app.py
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help setup services services-down services-status migrate run api worker beat consumer \
+        flower test test-unit up down lint clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Create .venv with the project, its test and run extras
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "Python >= 3.11 is required ($(PYTHON) is older)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --editable '.[test,run]'
+	@touch $@
+
+services: ## Install (first time) and start PostgreSQL, Redis and Kafka on 127.0.0.1
+	@bash scripts/services.sh up
+
+services-down: ## Stop the local services
+	@bash scripts/services.sh down
+
+services-status: ## Report each local service
+	@bash scripts/services.sh status
+
+migrate: setup services ## Apply database migrations (flask db upgrade)
+	flask db upgrade
+
+run: setup services migrate ## The whole system: API :5000, worker, beat, consumer, Flower :5555
+	@mkdir -p var/run
+	honcho --procfile Procfile start
+
+api: setup ## The API alone, with Flask's development server on 127.0.0.1:5000
+	flask run --host 127.0.0.1 --port 5000
+
+worker: setup ## A Celery worker (relay and projection tasks)
+	celery -A tasks worker --loglevel=INFO
+
+beat: setup ## Celery beat (schedules the outbox relay)
+	@mkdir -p var/run
+	celery -A tasks beat --loglevel=INFO --schedule var/run/celerybeat-schedule
+
+consumer: setup ## The Kafka consumer that dispatches events to projection tasks
+	flask consume
+
+flower: setup ## Flower on 127.0.0.1:5555
+	celery -A tasks flower --address=127.0.0.1 --port=5555
+
+test: setup services ## Every test: unit, integration and end-to-end, on the real services
+	pytest
+
+test-unit: setup ## Only the fast unit tests (no services needed)
+	pytest tests/unit
+
+up: ## The whole stack in Docker (needs a Docker engine with Compose v2)
+	docker compose up --build --detach
+	@echo "API http://127.0.0.1:5000  Flower http://127.0.0.1:5555  (make down to stop)"
+
+down: ## Stop the Docker stack
+	docker compose down
+
+lint: setup ## ruff: lint and format check
+	ruff check .
+	ruff format --check .
+
+clean: services-down ## Stop services and delete .venv and var/ (all local data)
+	rm -rf $(VENV) var

@@ -1,0 +1,49 @@
+"""Petri Board Arena: the application factory, the composition root of every process."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from redis import Redis
+
+from arena.config import Settings
+from arena.extensions import db, migrate
+from arena.readmodel.store import ArenaViews
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app (and, bound to it, the Celery app) from `settings` or the environment."""
+    from arena.cli import register_commands
+    from arena.http import init_http
+    from tasks.celery_app import celery_init_app
+
+    settings = settings or Settings.from_env()
+    _configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "connect_args": {"connect_timeout": 3}},
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+    )
+    app.extensions["settings"] = settings
+    db.init_app(app)
+    migrate.init_app(app, db)
+
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    app.extensions["redis"] = redis
+    app.extensions["arena_views"] = ArenaViews(redis, settings.read_model_prefix)
+
+    init_http(app)
+    celery_init_app(app)
+    register_commands(app)
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines drown ours

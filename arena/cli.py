@@ -1,0 +1,45 @@
+"""Flask CLI commands: `flask consume` (the long-running Kafka consumer)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+from types import FrameType
+
+import click
+from flask import Flask, current_app
+
+from arena.messaging.consumer import ReceivedEvent, consume
+from arena.messaging.kafka import ensure_topics, events_consumer
+
+log = logging.getLogger(__name__)
+
+
+@click.command("consume")
+def consume_command() -> None:
+    """Consume arena events from Kafka and hand each to a Celery projection task."""
+    from tasks.projections import project_event
+
+    settings = current_app.extensions["settings"]
+    ensure_topics(settings)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received: finishing the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    def dispatch(event: ReceivedEvent) -> None:
+        project_event.delay(dataclasses.asdict(event))
+
+    log.info("consuming %s as group %s", settings.kafka_events_topic, settings.kafka_consumer_group)
+    total = consume(events_consumer(settings), dispatch, stop.is_set)
+    log.info("consumer stopped after dispatching %d event(s)", total)
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(consume_command)

@@ -1,0 +1,60 @@
+"""The one place that reads the environment.
+
+Every process (API, Celery worker/beat, the Kafka consumer, tests) builds a `Settings` from the
+environment; defaults point at the local services that `make services` starts on loopback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# field name → (environment variable, local default)
+_VARIABLES: dict[str, tuple[str, str]] = {
+    "database_url": ("DATABASE_URL", "postgresql+psycopg://arena:arena@127.0.0.1:5432/arena"),
+    "redis_url": ("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "read_model_prefix": ("READ_MODEL_PREFIX", "arena"),
+    "celery_broker_url": ("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1"),
+    "celery_queue": ("CELERY_QUEUE", "arena"),
+    "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+    "kafka_events_topic": ("KAFKA_EVENTS_TOPIC", "arena.events"),
+    "kafka_dlq_topic": ("KAFKA_DLQ_TOPIC", "arena.events.dlq"),
+    "kafka_events_partitions": ("KAFKA_EVENTS_PARTITIONS", "6"),
+    "kafka_consumer_group": ("KAFKA_CONSUMER_GROUP", "arena-projections"),
+    "outbox_relay_interval_seconds": ("OUTBOX_RELAY_INTERVAL_SECONDS", "1.0"),
+    "outbox_batch_size": ("OUTBOX_BATCH_SIZE", "500"),
+    "log_level": ("LOG_LEVEL", "INFO"),
+}
+_PARSERS = {"str": str, "int": int, "float": float}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    read_model_prefix: str
+    celery_broker_url: str
+    celery_queue: str
+    kafka_bootstrap_servers: str
+    kafka_events_topic: str
+    kafka_dlq_topic: str
+    kafka_events_partitions: int
+    kafka_consumer_group: str
+    outbox_relay_interval_seconds: float
+    outbox_batch_size: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values = {}
+        for field in dataclasses.fields(cls):
+            variable, default = _VARIABLES[field.name]
+            values[field.name] = _PARSERS[str(field.type)](env.get(variable, default))
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in another process."""
+        return {variable: str(getattr(self, name)) for name, (variable, _) in _VARIABLES.items()}

@@ -1,0 +1,1 @@
+"""The domain: pure Python. No Flask, SQLAlchemy, Kafka or Redis may be imported here."""

@@ -1,0 +1,103 @@
+"""The arena's configuration: a value object whose limits are shared with the HTTP schemas."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from arena.domain.errors import ValidationFailed
+
+GRID_SIDE_RANGE = (1, 512)
+RATE_RANGE = (0.0, 1.0)
+TEMPERATURE_RANGE_C = (-50.0, 150.0)
+TEMPERATURE_UNITS = ("C",)
+SEED_RANGE = (0, 2**63 - 1)
+
+
+def random_seed() -> int:
+    return random.SystemRandom().randint(*SEED_RANGE)
+
+
+@dataclass(frozen=True, slots=True)
+class Temperature:
+    value: float = 37.0
+    unit: str = "C"
+
+
+@dataclass(frozen=True, slots=True)
+class ArenaConfig:
+    tick_millis: int = 500
+    width: int = 64
+    height: int = 64
+    diffusion_rate: float = 0.1
+    mutation_rate: float = 0.01
+    max_organisms: int = 10_000
+    snapshot_every_ticks: int = 50
+    temperature: Temperature = field(default_factory=Temperature)
+    max_players: int = 8
+    seed: int = field(default_factory=random_seed)
+
+    def __post_init__(self) -> None:
+        errors = _range_errors(self)
+        if errors:
+            raise ValidationFailed(errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The camelCase form used in events, the read model and the API."""
+        raw = asdict(self)
+        return {_camel(name): value for name, value in raw.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArenaConfig:
+        values = {_snake(name): value for name, value in data.items()}
+        if isinstance(values.get("temperature"), dict):
+            values["temperature"] = Temperature(**values["temperature"])
+        return cls(**values)
+
+
+def _range_errors(config: ArenaConfig) -> dict[str, str]:
+    errors: dict[str, str] = {}
+
+    def check(name: str, ok: bool, message: str) -> None:
+        if not ok:
+            errors[name] = message
+
+    low, high = GRID_SIDE_RANGE
+    check("tickMillis", config.tick_millis > 0, "must be greater than 0")
+    check("width", low <= config.width <= high, f"must be between {low} and {high}")
+    check("height", low <= config.height <= high, f"must be between {low} and {high}")
+    low_rate, high_rate = RATE_RANGE
+    for name, rate in (
+        ("diffusionRate", config.diffusion_rate),
+        ("mutationRate", config.mutation_rate),
+    ):
+        check(name, low_rate <= rate <= high_rate, f"must be between {low_rate} and {high_rate}")
+    check("maxOrganisms", config.max_organisms > 0, "must be greater than 0")
+    check("snapshotEveryTicks", config.snapshot_every_ticks > 0, "must be greater than 0")
+    check("maxPlayers", config.max_players > 0, "must be greater than 0")
+    low_seed, high_seed = SEED_RANGE
+    check(
+        "seed", low_seed <= config.seed <= high_seed, f"must be between {low_seed} and {high_seed}"
+    )
+    low_t, high_t = TEMPERATURE_RANGE_C
+    check(
+        "temperature.unit",
+        config.temperature.unit in TEMPERATURE_UNITS,
+        f"must be one of {', '.join(TEMPERATURE_UNITS)}",
+    )
+    check(
+        "temperature.value",
+        low_t <= config.temperature.value <= high_t,
+        f"must be between {low_t} and {high_t}",
+    )
+    return errors
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{char.lower()}" if char.isupper() else char for char in camel)

@@ -1,0 +1,56 @@
+"""Liveness and readiness probes for process supervisors and load balancers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import text
+
+from arena.extensions import db
+from arena.messaging.kafka import kafka_reachable
+
+blp = Blueprint("health", __name__, description="Health probes")
+
+
+@blp.route("/healthz")
+class Health(MethodView):
+    @blp.response(200)
+    def get(self) -> dict[str, str]:
+        """The process is up (checks nothing else)."""
+        return {"status": "ok"}
+
+
+@blp.route("/readyz")
+class Readiness(MethodView):
+    @blp.response(200)
+    @blp.alt_response(503, description="A dependency is unreachable")
+    def get(self) -> tuple[dict[str, Any], int]:
+        """PostgreSQL, Redis and Kafka all answer."""
+        checks = {
+            "postgres": _postgres_ok(),
+            "redis": _redis_ok(),
+            "kafka": kafka_reachable(current_app.extensions["settings"]),
+        }
+        ready = all(checks.values())
+        body = {"status": "ready" if ready else "unavailable", "checks": checks}
+        return body, 200 if ready else 503
+
+
+def _postgres_ok() -> bool:
+    try:
+        db.session.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+    finally:
+        db.session.rollback()
+
+
+def _redis_ok() -> bool:
+    try:
+        return bool(current_app.extensions["redis"].ping())
+    except Exception:
+        return False

@@ -1,0 +1,138 @@
+"""Every error leaves as RFC 7807 `application/problem+json`, naming offending fields."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from arena.domain.errors import (
+    Conflict,
+    DomainError,
+    IllegalTransition,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+SCHEMA_LEVEL = "_schema"  # marshmallow's key for errors about a whole object, not one field
+
+# status → (stable type slug, title)
+_BY_STATUS: dict[int, tuple[str, str]] = {
+    400: ("malformed-request", "Malformed request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    409: ("conflict", "Conflict"),
+    413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("validation-failed", "Validation failed"),
+    500: ("internal-error", "Internal server error"),
+    503: ("service-unavailable", "Service unavailable"),
+}
+RETRY_AFTER_SECONDS = "2"
+
+_DOMAIN_STATUS: dict[type[DomainError], int] = {
+    ValidationFailed: 422,
+    NotFound: 404,
+    PermissionDenied: 403,
+    IllegalTransition: 409,
+    Conflict: 409,
+}
+
+
+def problem(
+    status: int, detail: str, *, slug: str | None = None, errors: list[dict[str, str]] | None = None
+) -> Response:
+    default_slug, title = _BY_STATUS.get(status, ("http-error", "HTTP error"))
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug or default_slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.path,
+    }
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_MEDIA_TYPE
+    return response
+
+
+def field_errors(messages: Any, path: str = "") -> list[dict[str, str]]:
+    """Flatten marshmallow's nested messages into [{field: "config.width", message: ...}]."""
+    if isinstance(messages, dict):
+        return [
+            error
+            for name, nested in messages.items()
+            for error in field_errors(nested, _join(path, str(name)))
+        ]
+    if isinstance(messages, list) and all(isinstance(item, str) for item in messages):
+        return [{"field": path or "body", "message": message} for message in messages]
+    if isinstance(messages, list):
+        return [error for item in messages for error in field_errors(item, path)]
+    return [{"field": path or "body", "message": str(messages)}]
+
+
+def _join(path: str, name: str) -> str:
+    if name == SCHEMA_LEVEL:
+        return path
+    return f"{path}.{name}" if path else name
+
+
+def _describe(errors: list[dict[str, str]]) -> str:
+    return "Invalid field(s): " + ", ".join(sorted({error["field"] for error in errors}))
+
+
+def _handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    data = getattr(error, "data", {})
+    messages = data.get("messages")
+    if status == 422 and messages:
+        # webargs nests messages under the request location ("json", "query"): drop that level.
+        errors = [error for nested in messages.values() for error in field_errors(nested)]
+        return problem(422, _describe(errors), errors=errors)
+    if status == 400 and messages:
+        return problem(400, "The request body is not valid JSON.", slug="malformed-json")
+    return problem(status, data.get("message") or error.description or "")
+
+
+def _handle_domain_error(error: DomainError) -> Response:
+    status = next(code for kind, code in _DOMAIN_STATUS.items() if isinstance(error, kind))
+    if isinstance(error, ValidationFailed):
+        errors = [
+            {"field": name, "message": message} for name, message in error.field_errors.items()
+        ]
+        return problem(422, _describe(errors), errors=errors)
+    slug = "illegal-transition" if isinstance(error, IllegalTransition) else None
+    return problem(status, str(error), slug=slug)
+
+
+def _handle_backend_down(error: Exception) -> Response:
+    log.warning("backend unavailable on %s %s: %r", request.method, request.path, error)
+    response = problem(503, "A backing service is unavailable; nothing was changed. Retry later.")
+    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def _handle_unexpected(error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
+    return problem(500, InternalServerError.description)
+
+
+def register(app: Flask) -> None:
+    """Register after flask-smorest, whose own HTTPException handler this replaces."""
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(DomainError, _handle_domain_error)
+    app.register_error_handler(RedisError, _handle_backend_down)
+    app.register_error_handler(OperationalError, _handle_backend_down)
+    app.register_error_handler(Exception, _handle_unexpected)

@@ -1,0 +1,119 @@
+"""Marshmallow schemas: request validation, response shapes and the OpenAPI document, in one place.
+
+Limits come from the domain so the API and the aggregate can never disagree about them.
+"""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+from marshmallow.validate import Length, OneOf, Range
+
+from arena.domain.config import (
+    GRID_SIDE_RANGE,
+    RATE_RANGE,
+    SEED_RANGE,
+    TEMPERATURE_RANGE_C,
+    TEMPERATURE_UNITS,
+)
+from arena.domain.model import DISPLAY_NAME_LENGTH, NAME_LENGTH, ArenaStatus, PlayerRole
+
+MAX_PAGE_SIZE = 100
+
+
+def _positive_int() -> fields.Integer:
+    return fields.Integer(strict=True, validate=Range(min=1))
+
+
+def _grid_side() -> fields.Integer:
+    return fields.Integer(strict=True, validate=Range(*GRID_SIDE_RANGE))
+
+
+def _rate() -> fields.Float:
+    return fields.Float(validate=Range(*RATE_RANGE))
+
+
+class TemperatureSchema(Schema):
+    value = fields.Float(validate=Range(*TEMPERATURE_RANGE_C))
+    unit = fields.String(validate=OneOf(TEMPERATURE_UNITS))
+
+
+class ArenaConfigSchema(Schema):
+    """Every field is optional on input; the domain fills defaults (a random seed included)."""
+
+    tickMillis = _positive_int()
+    width = _grid_side()
+    height = _grid_side()
+    diffusionRate = _rate()
+    mutationRate = _rate()
+    maxOrganisms = _positive_int()
+    snapshotEveryTicks = _positive_int()
+    temperature = fields.Nested(TemperatureSchema)
+    maxPlayers = _positive_int()
+    seed = fields.Integer(strict=True, validate=Range(*SEED_RANGE))
+
+
+class CreateArenaSchema(Schema):
+    name = fields.String(required=True, validate=Length(*NAME_LENGTH))
+    displayName = fields.String(required=True, validate=Length(*DISPLAY_NAME_LENGTH))
+    config = fields.Nested(ArenaConfigSchema, load_default=dict)
+
+
+class PlayerCredentialsSchema(Schema):
+    id = fields.String(required=True)
+    token = fields.String(required=True, metadata={"description": "Bearer token; shown once."})
+    role = fields.String(required=True, validate=OneOf([role.value for role in PlayerRole]))
+
+
+class ArenaOpenedSchema(Schema):
+    id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    player = fields.Nested(PlayerCredentialsSchema, required=True)
+
+
+class PlayerViewSchema(Schema):
+    playerId = fields.String()
+    displayName = fields.String()
+    role = fields.String()
+    joinedAt = fields.String()
+
+
+class ArenaViewSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    status = fields.String(validate=OneOf([status.value for status in ArenaStatus]))
+    tick = fields.Integer()
+    version = fields.Integer(metadata={"description": "Last event version applied to this view."})
+    config = fields.Nested(ArenaConfigSchema)
+    players = fields.List(fields.Nested(PlayerViewSchema))
+    createdAt = fields.String()
+    startedAt = fields.String(allow_none=True)
+    finishedAt = fields.String(allow_none=True)
+    stalled = fields.Boolean()
+
+
+class PageQuerySchema(Schema):
+    limit = fields.Integer(load_default=20, validate=Range(1, MAX_PAGE_SIZE))
+    offset = fields.Integer(load_default=0, validate=Range(min=0))
+
+
+class ArenaPageSchema(Schema):
+    items = fields.List(fields.Nested(ArenaViewSchema))
+    total = fields.Integer()
+    limit = fields.Integer()
+    offset = fields.Integer()
+
+
+class FieldErrorSchema(Schema):
+    field = fields.String()
+    message = fields.String()
+
+
+class ProblemSchema(Schema):
+    """RFC 7807 problem details."""
+
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    instance = fields.String()
+    errors = fields.List(fields.Nested(FieldErrorSchema))

@@ -1,0 +1,1 @@
+"""Kafka adapters: topics, the event publisher and the consumer loop."""

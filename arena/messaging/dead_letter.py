@@ -1,0 +1,25 @@
+"""The DLQ record: everything an operator needs to understand and replay a failed event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from arena.messaging.consumer import ReceivedEvent
+
+
+def dead_letter_record(
+    event: ReceivedEvent, error: BaseException, traceback: str, attempts: int
+) -> dict[str, Any]:
+    return {
+        "originalTopic": event.topic,
+        "originalPartition": event.partition,
+        "originalOffset": event.offset,
+        "key": event.key,
+        "value": event.value,
+        "errorClass": type(error).__name__,
+        "errorMessage": str(error),
+        "traceback": traceback,
+        "attempts": attempts,
+        "failedAt": datetime.now(UTC).isoformat(),
+    }

@@ -1,0 +1,126 @@
+"""Kafka clients built from `Settings`: topic set-up, the event publisher, the consumer."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from kafka.producer.future import FutureRecordMetadata
+from kafka.serializer import Serializer
+
+from arena.config import Settings
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_SECONDS = 30.0
+# Events are the source of truth for rebuilding the read model: keep them forever.
+EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the events and DLQ topics if missing (the broker does not auto-create them)."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="arena-admin"
+    )
+    try:
+        wanted = [
+            NewTopic(
+                settings.kafka_events_topic,
+                settings.kafka_events_partitions,
+                1,
+                topic_configs=EVENTS_TOPIC_CONFIG,
+            ),
+            NewTopic(settings.kafka_dlq_topic, 1, 1, topic_configs=EVENTS_TOPIC_CONFIG),
+        ]
+        existing = set(admin.list_topics())
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if missing:
+            # Another process may create them between our look and our request.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(missing)
+            log.info("created Kafka topic(s) %s", ", ".join(topic.name for topic in missing))
+    finally:
+        admin.close()
+
+
+def kafka_reachable(settings: Settings, timeout_seconds: float = 2.0) -> bool:
+    """True when a broker answers a metadata request within the timeout."""
+    timeout_ms = int(timeout_seconds * 1000)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id="arena-readiness",
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+        )
+    except Exception:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        admin.close()
+
+
+class TextSerializer(Serializer):
+    def serialize(self, topic: str, headers: object, value: str) -> bytes:
+        return value.encode()
+
+
+class JsonSerializer(Serializer):
+    def serialize(self, topic: str, headers: object, value: dict[str, Any]) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+class KafkaPublisher:
+    """Idempotent, acks=all producer of JSON values.
+
+    The arena id is the key, so each arena's events stay in one partition, in order.
+    """
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self._topic = topic
+        self._producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id="arena-outbox-relay",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            key_serializer=TextSerializer(),
+            value_serializer=JsonSerializer(),
+        )
+        self._in_flight: list[FutureRecordMetadata] = []
+
+    def publish(self, key: str, value: dict[str, Any], headers: dict[str, str]) -> None:
+        encoded_headers = [(name, text.encode()) for name, text in headers.items()]
+        self._in_flight.append(
+            self._producer.send(self._topic, key=key, value=value, headers=encoded_headers)
+        )
+
+    def flush(self) -> None:
+        in_flight, self._in_flight = self._in_flight, []
+        self._producer.flush(timeout=SEND_TIMEOUT_SECONDS)
+        for future in in_flight:
+            future.get(timeout=SEND_TIMEOUT_SECONDS)  # raises the send's KafkaError, if any
+
+    def close(self) -> None:
+        self._producer.close(timeout=SEND_TIMEOUT_SECONDS)
+
+
+def events_consumer(settings: Settings) -> KafkaConsumer:
+    """A group member that commits offsets itself, only after its records were handed on."""
+    return KafkaConsumer(
+        settings.kafka_events_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.kafka_consumer_group,
+        client_id="arena-projection-consumer",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )

@@ -1,0 +1,1 @@
+"""The transactional outbox: moving committed events from PostgreSQL to Kafka."""

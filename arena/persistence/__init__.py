@@ -1,0 +1,1 @@
+"""The write model in PostgreSQL: tables, the arena repository and the unit of work."""

@@ -1,0 +1,86 @@
+"""Tables of the write model and the transactional outbox."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from arena.extensions import db
+
+STATUSES = "('PENDING', 'RUNNING', 'PAUSED', 'FINISHED')"
+
+
+class ArenaRow(db.Model):
+    __tablename__ = "arenas"
+    __table_args__ = (
+        CheckConstraint(f"status IN {STATUSES}", name="status_known"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        CheckConstraint("tick >= 0", name="tick_not_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    tick: Mapped[int] = mapped_column(BigInteger, default=0)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PlayerRow(db.Model):
+    __tablename__ = "players"
+    __table_args__ = (
+        CheckConstraint("role IN ('ADMIN', 'PLAYER')", name="role_known"),
+        Index(
+            "uq_players_arena_display_name",
+            "arena_id",
+            func.lower(text("display_name")),
+            unique=True,
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    arena_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("arenas.id", ondelete="CASCADE"), index=True
+    )
+    display_name: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str] = mapped_column(String(8))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxRow(db.Model):
+    """One event waiting for (or done with) publication to Kafka, written with its state change."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("aggregate_id", "aggregate_version", name="uq_outbox_aggregate_version"),
+        Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    aggregate_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    aggregate_version: Mapped[int] = mapped_column(Integer)
+    envelope: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,1 @@
+"""The query side: arena views built from events and kept in Redis."""

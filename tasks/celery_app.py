@@ -1,0 +1,55 @@
+"""Celery configuration and the Flask-bound task class."""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask
+
+from arena.config import Settings
+
+RELAY_TASK = "tasks.relay.publish_outbox"
+
+
+def celery_config(settings: Settings) -> dict[str, object]:
+    interval = settings.outbox_relay_interval_seconds
+    return {
+        "broker_url": settings.celery_broker_url,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": settings.celery_queue,
+        "task_ignore_result": True,
+        # Redelivered, not lost, if a worker dies mid-task; our tasks are idempotent.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        # Flower shows tasks from these events.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "beat_schedule": {
+            "publish-outbox": {
+                "task": RELAY_TASK,
+                "schedule": interval,
+                # A relay run queued while workers were down is stale: the next beat replaces it.
+                "options": {"expires": max(5 * interval, 5.0)},
+            },
+        },
+    }
+
+
+class FlaskTask(Task):
+    """Runs each task inside the application context of the Flask app that built Celery."""
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        with self.app.flask_app.app_context():
+            return self.run(*args, **kwargs)
+
+
+def celery_init_app(flask_app: Flask) -> Celery:
+    settings: Settings = flask_app.extensions["settings"]
+    celery_app = Celery(
+        flask_app.name, task_cls=FlaskTask, include=["tasks.relay", "tasks.projections"]
+    )
+    celery_app.conf.update(celery_config(settings))
+    celery_app.flask_app = flask_app
+    celery_app.set_default()
+    flask_app.extensions["celery"] = celery_app
+    return celery_app
