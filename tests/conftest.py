@@ -1,0 +1,109 @@
+"""Fixtures for tests on the real services, isolated per test run.
+
+Each run gets its own PostgreSQL database, Redis key prefix, Kafka topics and consumer group, and
+Celery queue, so runs never see each other's data and can repeat on the same services. Fixtures
+are lazy: unit tests never touch a service.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from kafka import KafkaAdminClient
+from redis import Redis
+from sqlalchemy.engine import make_url
+
+from arena import create_app
+from arena.config import Settings
+from arena.messaging.kafka import ensure_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    base = Settings.from_env()
+    database = make_url(base.database_url).set(database=f"arena_test_{RUN_ID}")
+    return dataclasses.replace(
+        base,
+        database_url=database.render_as_string(hide_password=False),
+        read_model_prefix=f"test-{RUN_ID}",
+        celery_queue=f"arena-test-{RUN_ID}",
+        kafka_events_topic=f"arena.events.test-{RUN_ID}",
+        kafka_dlq_topic=f"arena.events.dlq.test-{RUN_ID}",
+        kafka_events_partitions=3,
+        kafka_consumer_group=f"arena-projections-test-{RUN_ID}",
+        outbox_relay_interval_seconds=0.2,
+    )
+
+
+def _libpq_dsn(database_url: str) -> str:
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+def _on_server(statement: str) -> None:
+    """Run one statement on the configured (non-test) database, where test databases are made."""
+    dsn = _libpq_dsn(Settings.from_env().database_url)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def database(settings: Settings) -> Iterator[str]:
+    name = make_url(settings.database_url).database
+    _on_server(f'CREATE DATABASE "{name}"')
+    try:
+        yield settings.database_url
+    finally:
+        _on_server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def kafka_topics(settings: Settings) -> Iterator[None]:
+    ensure_topics(settings)
+    yield
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        admin.delete_topics([settings.kafka_events_topic, settings.kafka_dlq_topic])
+    finally:
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_client(settings: Settings) -> Iterator[Redis]:
+    client = Redis.from_url(settings.redis_url)
+    yield client
+    for key in client.scan_iter(match=f"{settings.read_model_prefix}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, database: str, redis_client: Redis) -> Iterator[Flask]:
+    flask_app = create_app(settings)
+    flask_app.config["TESTING"] = True
+    with flask_app.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+    yield flask_app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def sql(settings: Settings) -> Iterator[psycopg.Connection]:
+    """A separate connection to inspect what the application committed."""
+    with psycopg.connect(_libpq_dsn(settings.database_url), autocommit=True) as connection:
+        yield connection

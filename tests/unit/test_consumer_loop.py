@@ -1,0 +1,195 @@
+"""consume(): dispatch polled records in order, commit only after a whole poll, always close."""
+
+import dataclasses
+
+import pytest
+from kafka import TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from arena.messaging.consumer import ReceivedEvent, consume
+
+TOPIC = "arena.events"
+
+
+def record(partition, offset, value=b'{"n": 1}', key=b"arena-1"):
+    return ConsumerRecord(
+        topic=TOPIC,
+        partition=partition,
+        leader_epoch=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        headers=[],
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(value),
+        serialized_header_size=-1,
+    )
+
+
+class StubConsumer:
+    """Stands in for KafkaConsumer: returns scripted polls, then empty ones; logs every call."""
+
+    def __init__(self, polls, log=None):
+        self._polls = list(polls)
+        self.log = [] if log is None else log
+        self.poll_calls = []
+        self.close_calls = []
+
+    def poll(self, **kwargs):
+        self.poll_calls.append(kwargs)
+        self.log.append("poll")
+        return self._polls.pop(0) if self._polls else {}
+
+    def commit(self):
+        self.log.append("commit")
+
+    def close(self, **kwargs):
+        self.close_calls.append(kwargs)
+        self.log.append("close")
+
+
+def stop_after_polls(consumer, count):
+    return lambda: len(consumer.poll_calls) >= count
+
+
+def batch(*records):
+    by_partition = {}
+    for item in records:
+        by_partition.setdefault(TopicPartition(item.topic, item.partition), []).append(item)
+    return by_partition
+
+
+def test_records_are_dispatched_in_poll_order_and_converted_to_received_events():
+    first = batch(record(0, 10), record(0, 11), record(1, 5))
+    second = batch(record(2, 0, value=b"last", key=None))
+    consumer = StubConsumer([first, second])
+    received = []
+
+    count = consume(consumer, received.append, stop_after_polls(consumer, 2))
+
+    assert count == 4
+    assert [(event.partition, event.offset) for event in received] == [
+        (0, 10),
+        (0, 11),
+        (1, 5),
+        (2, 0),
+    ]
+    assert received[0] == ReceivedEvent(
+        value='{"n": 1}', key="arena-1", topic=TOPIC, partition=0, offset=10
+    )
+    assert received[-1].value == "last"
+    assert received[-1].key is None
+
+
+def test_commit_happens_once_per_poll_after_all_its_records_were_dispatched():
+    consumer = StubConsumer([batch(record(0, 1), record(1, 1)), batch(record(0, 2))])
+
+    consume(
+        consumer,
+        lambda event: consumer.log.append(f"dispatch {event.offset}"),
+        stop_after_polls(consumer, 2),
+    )
+
+    assert consumer.log == [
+        "poll",
+        "dispatch 1",
+        "dispatch 1",
+        "commit",
+        "poll",
+        "dispatch 2",
+        "commit",
+        "close",
+    ]
+
+
+@pytest.mark.parametrize("empty_poll", [{}, {TopicPartition(TOPIC, 0): []}])
+def test_empty_polls_do_not_commit(empty_poll):
+    consumer = StubConsumer([empty_poll, empty_poll])
+
+    count = consume(consumer, pytest.fail, stop_after_polls(consumer, 2))
+
+    assert count == 0
+    assert consumer.log == ["poll", "poll", "close"]
+
+
+def test_dispatch_failure_mid_batch_skips_the_commit_and_still_closes_without_autocommit():
+    consumer = StubConsumer([batch(record(0, 1), record(0, 2), record(0, 3))])
+    dispatched = []
+
+    def dispatch(event):
+        if event.offset == 2:
+            raise ConnectionError("broker down")
+        dispatched.append(event.offset)
+
+    with pytest.raises(ConnectionError):
+        consume(consumer, dispatch, lambda: False)
+
+    assert dispatched == [1]
+    assert "commit" not in consumer.log
+    assert consumer.close_calls == [{"autocommit": False}]
+
+
+def test_commit_failure_propagates_and_still_closes_without_autocommit():
+    class FailingCommit(StubConsumer):
+        def commit(self):
+            raise RuntimeError("commit failed")
+
+    consumer = FailingCommit([batch(record(0, 1))])
+
+    with pytest.raises(RuntimeError, match="commit failed"):
+        consume(consumer, lambda event: None, lambda: False)
+
+    assert consumer.close_calls == [{"autocommit": False}]
+
+
+def test_a_stop_requested_before_the_first_poll_polls_nothing_and_closes():
+    consumer = StubConsumer([batch(record(0, 1))])
+
+    count = consume(consumer, pytest.fail, lambda: True)
+
+    assert count == 0
+    assert consumer.poll_calls == []
+    assert consumer.close_calls == [{"autocommit": False}]
+
+
+def test_loop_stops_as_soon_as_should_stop_turns_true():
+    consumer = StubConsumer([batch(record(0, 1)), batch(record(0, 2)), batch(record(0, 3))])
+    received = []
+    stop = False
+
+    def dispatch(event):
+        nonlocal stop
+        received.append(event.offset)
+        stop = event.offset == 2
+
+    count = consume(consumer, dispatch, lambda: stop)
+
+    assert count == 2
+    assert received == [1, 2]
+    assert len(consumer.poll_calls) == 2
+    assert consumer.log[-2:] == ["commit", "close"]  # the batch in hand is committed first
+
+
+def test_poll_timeout_and_max_records_are_passed_to_poll():
+    consumer = StubConsumer([])
+
+    consume(consumer, pytest.fail, stop_after_polls(consumer, 1), poll_timeout_ms=25, max_records=7)
+
+    assert consumer.poll_calls == [{"timeout_ms": 25, "max_records": 7}]
+
+
+def test_received_event_replaces_undecodable_bytes_instead_of_failing():
+    event = ReceivedEvent.from_record(record(0, 1, value=b"\xff{}", key=b"\xfe"))
+
+    assert event.value == "\ufffd{}"
+    assert event.key == "\ufffd"
+
+
+def test_received_event_survives_a_round_trip_through_its_dict_form():
+    # The Celery task receives ReceivedEvent(**received): the dataclass fields are that contract.
+    event = ReceivedEvent.from_record(record(3, 42))
+
+    assert ReceivedEvent(**dataclasses.asdict(event)) == event
