@@ -12,11 +12,12 @@ import functools
 
 from celery import Celery
 
+# Imported now, while `celery -A tasks` still has the working directory on sys.path.
+from arena import create_app
+
 
 @functools.cache
 def _celery_app() -> Celery:
-    from arena import create_app
-
     return create_app().extensions["celery"]
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery, Task
+from celery.signals import after_setup_logger
 from flask import Flask
 
 from arena.config import Settings
 
 RELAY_TASK = "tasks.relay.publish_outbox"
+
+# Celery logs every task received/succeeded and beat every send: with the relay on a one-second
+# beat that drowns the lines that matter. Our tasks log what they did; Flower shows every task.
+_CHATTY_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
@@ -53,3 +60,10 @@ def celery_init_app(flask_app: Flask) -> Celery:
     celery_app.set_default()
     flask_app.extensions["celery"] = celery_app
     return celery_app
+
+
+@after_setup_logger.connect
+def _quiet_per_task_chatter(logger: logging.Logger, loglevel: int, **_: object) -> None:
+    if loglevel > logging.DEBUG:
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)

@@ -59,4 +59,12 @@ def project_event(received: dict[str, Any]) -> bool:
     """Apply the event to its arena's view; False when it was a duplicate already applied."""
     event = ReceivedEvent(**received)
     envelope = EventEnvelope.from_dict(json.loads(event.value))
-    return current_app.extensions["arena_views"].apply(envelope)
+    applied = current_app.extensions["arena_views"].apply(envelope)
+    log.info(
+        "%s %s v%d of arena %s",
+        "applied" if applied else "skipped already applied",
+        envelope.event_type,
+        envelope.aggregate_version,
+        envelope.aggregate_id,
+    )
+    return applied
