@@ -11,8 +11,6 @@ from arena.config import Settings
 from arena.extensions import db, migrate
 from arena.readmodel.store import ArenaViews
 
-MAX_BODY_BYTES = 64 * 1024
-
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app (and, bound to it, the Celery app) from `settings` or the environment."""
@@ -26,7 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "connect_args": {"connect_timeout": 3}},
-        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
     app.extensions["settings"] = settings
     db.init_app(app)

@@ -25,6 +25,8 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "kafka_consumer_group": ("KAFKA_CONSUMER_GROUP", "arena-projections"),
     "outbox_relay_interval_seconds": ("OUTBOX_RELAY_INTERVAL_SECONDS", "1.0"),
     "outbox_batch_size": ("OUTBOX_BATCH_SIZE", "500"),
+    "idempotency_retention_seconds": ("IDEMPOTENCY_RETENTION_SECONDS", "86400"),
+    "max_body_bytes": ("MAX_BODY_BYTES", "65536"),
     "log_level": ("LOG_LEVEL", "INFO"),
 }
 _PARSERS = {"str": str, "int": int, "float": float}
@@ -44,6 +46,8 @@ class Settings:
     kafka_consumer_group: str
     outbox_relay_interval_seconds: float
     outbox_batch_size: int
+    idempotency_retention_seconds: int
+    max_body_bytes: int
     log_level: str
 
     @classmethod

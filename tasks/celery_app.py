@@ -10,7 +10,10 @@ from flask import Flask
 
 from arena.config import Settings
 
+TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
 RELAY_TASK = "tasks.relay.publish_outbox"
+PURGE_IDEMPOTENCY_TASK = "tasks.idempotency.purge_expired_keys"
+PURGE_IDEMPOTENCY_EVERY_SECONDS = 3600.0
 
 # Celery logs every task received/succeeded and beat every send: with the relay on a one-second
 # beat that drowns the lines that matter. Our tasks log what they did; Flower shows every task.
@@ -38,6 +41,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
                 # A relay run queued while workers were down is stale: the next beat replaces it.
                 "options": {"expires": max(5 * interval, 5.0)},
             },
+            "purge-expired-idempotency-keys": {
+                "task": PURGE_IDEMPOTENCY_TASK,
+                "schedule": PURGE_IDEMPOTENCY_EVERY_SECONDS,
+            },
         },
     }
 
@@ -53,7 +60,9 @@ class FlaskTask(Task):
 def celery_init_app(flask_app: Flask) -> Celery:
     settings: Settings = flask_app.extensions["settings"]
     celery_app = Celery(
-        flask_app.name, task_cls=FlaskTask, include=["tasks.relay", "tasks.projections"]
+        flask_app.name,
+        task_cls=FlaskTask,
+        include=TASK_MODULES,
     )
     celery_app.conf.update(celery_config(settings))
     celery_app.flask_app = flask_app

@@ -50,7 +50,7 @@ class DeadLetteringTask(FlaskTask):
     name=PROJECT_TASK,
     base=DeadLetteringTask,
     autoretry_for=(RedisError, EventOutOfOrder),
-    retry_backoff=True,
+    retry_backoff=True,  # 1 s, 2 s, 4 s… each with full jitter (Celery wants whole seconds)
     retry_backoff_max=30,
     retry_jitter=True,
     max_retries=10,

@@ -50,10 +50,14 @@ class ArenaConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArenaConfig:
+        """Build from the camelCase form; unknown names or wrong types are validation failures."""
         values = {_snake(name): value for name, value in data.items()}
-        if isinstance(values.get("temperature"), dict):
-            values["temperature"] = Temperature(**values["temperature"])
-        return cls(**values)
+        try:
+            if "temperature" in values:
+                values["temperature"] = Temperature(**values["temperature"])
+            return cls(**values)
+        except TypeError as error:
+            raise ValidationFailed({"config": f"not a valid config: {error}"}) from error
 
 
 def _range_errors(config: ArenaConfig) -> dict[str, str]:
@@ -80,17 +84,16 @@ def _range_errors(config: ArenaConfig) -> dict[str, str]:
     check(
         "seed", low_seed <= config.seed <= high_seed, f"must be between {low_seed} and {high_seed}"
     )
-    low_t, high_t = TEMPERATURE_RANGE_C
-    check(
-        "temperature.unit",
-        config.temperature.unit in TEMPERATURE_UNITS,
-        f"must be one of {', '.join(TEMPERATURE_UNITS)}",
-    )
-    check(
-        "temperature.value",
-        low_t <= config.temperature.value <= high_t,
-        f"must be between {low_t} and {high_t}",
-    )
+    return errors | temperature_errors(config.temperature, "temperature")
+
+
+def temperature_errors(temperature: Temperature, path: str) -> dict[str, str]:
+    errors = {}
+    if temperature.unit not in TEMPERATURE_UNITS:
+        errors[f"{path}.unit"] = f"must be one of {', '.join(TEMPERATURE_UNITS)}"
+    low, high = TEMPERATURE_RANGE_C
+    if not low <= temperature.value <= high:
+        errors[f"{path}.value"] = f"must be between {low} and {high}"
     return errors
 
 

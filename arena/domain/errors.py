@@ -29,3 +29,7 @@ class ValidationFailed(DomainError):
     def __init__(self, field_errors: dict[str, str]) -> None:
         self.field_errors = field_errors
         super().__init__("; ".join(f"{name}: {message}" for name, message in field_errors.items()))
+
+
+class Unauthenticated(DomainError):
+    """No valid credentials for the arena in question."""

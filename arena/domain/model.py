@@ -1,4 +1,8 @@
-"""The Arena aggregate: the consistency boundary every arena command goes through."""
+"""The Arena aggregate: the consistency boundary every arena command goes through.
+
+Each accepted change records exactly one event and bumps `version` by one, so an arena's events
+are numbered 1, 2, 3… with no gaps; the persistence layer turns them into outbox rows.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,17 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from arena.domain.actions import ActionType, validated_payload
 from arena.domain.config import ArenaConfig
-from arena.domain.errors import ValidationFailed
+from arena.domain.errors import (
+    Conflict,
+    IllegalTransition,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from arena.domain.events import DomainEvent
 
 NAME_LENGTH = (3, 80)
@@ -27,6 +39,36 @@ class ArenaStatus(enum.StrEnum):
 class PlayerRole(enum.StrEnum):
     ADMIN = "ADMIN"
     PLAYER = "PLAYER"
+
+
+@dataclass(frozen=True, slots=True)
+class _Transition:
+    allowed_from: frozenset[ArenaStatus]
+    target: ArenaStatus
+    event_type: str
+    time_field: str
+
+
+_TRANSITIONS: dict[str, _Transition] = {
+    "start": _Transition(
+        frozenset({ArenaStatus.PENDING}), ArenaStatus.RUNNING, "ArenaStarted", "startedAt"
+    ),
+    "pause": _Transition(
+        frozenset({ArenaStatus.RUNNING}), ArenaStatus.PAUSED, "ArenaPaused", "pausedAt"
+    ),
+    "resume": _Transition(
+        frozenset({ArenaStatus.PAUSED}), ArenaStatus.RUNNING, "ArenaResumed", "resumedAt"
+    ),
+    "stop": _Transition(
+        frozenset({ArenaStatus.PENDING, ArenaStatus.RUNNING, ArenaStatus.PAUSED}),
+        ArenaStatus.FINISHED,
+        "ArenaStopped",
+        "finishedAt",
+    ),
+}
+TRANSITION_COMMANDS = tuple(_TRANSITIONS)
+_CONFIGURABLE = frozenset({ArenaStatus.PENDING, ArenaStatus.PAUSED})
+_ACCEPTING_ACTIONS = frozenset({ArenaStatus.RUNNING, ArenaStatus.PAUSED})
 
 
 def hash_token(token: str) -> str:
@@ -57,6 +99,12 @@ class NewPlayer:
 
     player: Player
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedAction:
+    action_id: str
+    apply_at_tick: int
 
 
 @dataclass(slots=True)
@@ -102,14 +150,168 @@ class Arena:
         )
         return arena, creator
 
+    # --- who is asking -------------------------------------------------------------------------
+
+    def player_with_token_hash(self, token_hash: str) -> Player | None:
+        return next(
+            (p for p in self.players if secrets.compare_digest(p.token_hash, token_hash)), None
+        )
+
+    def player(self, player_id: str) -> Player:
+        found = next((p for p in self.players if p.id == player_id), None)
+        if found is None:
+            raise NotFound(f"Player {player_id} is not in arena {self.id}.")
+        return found
+
+    # --- players -------------------------------------------------------------------------------
+
+    def join(self, display_name: str, now: datetime) -> NewPlayer:
+        self._refuse_if_finished("join")
+        if len(self.players) >= self.config.max_players:
+            raise Conflict(f"The arena is full ({self.config.max_players} players).")
+        # Whoever joins an arena left without an admin takes that role, so it stays governable.
+        role = PlayerRole.PLAYER if self._admins() else PlayerRole.ADMIN
+        newcomer = _new_player(display_name, role, now)
+        wanted = newcomer.player.display_name.casefold()
+        if any(p.display_name.casefold() == wanted for p in self.players):
+            raise Conflict(f"The display name {newcomer.player.display_name!r} is taken here.")
+        self.players.append(newcomer.player)
+        self._record("PlayerJoined", now, newcomer.player.to_dict())
+        return newcomer
+
+    def remove_player(self, actor: Player, player_id: str, now: datetime) -> None:
+        """A player leaves (actor is that player) or an admin removes them."""
+        self._refuse_if_finished("leave")
+        leaving = self.player(player_id)
+        if actor.id != leaving.id and actor.role is not PlayerRole.ADMIN:
+            raise PermissionDenied("Only an admin can remove another player.")
+        if self._admins() == [leaving] and len(self.players) > 1:
+            raise Conflict("The last admin cannot leave while other players remain.")
+        self.players.remove(leaving)
+        self._record(
+            "PlayerLeft",
+            now,
+            {
+                "playerId": leaving.id,
+                "displayName": leaving.display_name,
+                "role": leaving.role.value,
+                "removedBy": None if actor.id == leaving.id else actor.id,
+                "leftAt": now.isoformat(),
+            },
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def transition(self, command: str, actor: Player, now: datetime) -> None:
+        """Start, pause, resume or stop (admins only)."""
+        transition = _TRANSITIONS[command]
+        _require_admin(actor, command)
+        if self.status not in transition.allowed_from:
+            raise IllegalTransition(f"Cannot {command} an arena that is {self.status.value}.")
+        self.status = transition.target
+        if self.status is ArenaStatus.RUNNING and self.started_at is None:
+            self.started_at = now
+        if self.status is ArenaStatus.FINISHED:
+            self.finished_at = now
+        self._record(
+            transition.event_type,
+            now,
+            {
+                "status": self.status.value,
+                "tick": self.tick,
+                transition.time_field: now.isoformat(),
+            },
+        )
+
+    def update_config(self, actor: Player, changes: dict[str, Any], now: datetime) -> None:
+        """Change some settings (camelCase keys; temperature may be partial) while not running."""
+        _require_admin(actor, "change the config")
+        if self.status not in _CONFIGURABLE:
+            raise IllegalTransition(
+                f"The config can change only while PENDING or PAUSED, not {self.status.value}."
+            )
+        if not changes:
+            raise ValidationFailed({"body": "name at least one setting to change"})
+        current = self.config.to_dict()
+        merged = dict(current)
+        for name, value in changes.items():
+            both_objects = isinstance(value, dict) and isinstance(current.get(name), dict)
+            merged[name] = current[name] | value if both_objects else value
+        config = ArenaConfig.from_dict(merged)
+        if config.max_players < len(self.players):
+            raise ValidationFailed(
+                {"maxPlayers": f"must be at least the {len(self.players)} players present"}
+            )
+        changed = sorted(name for name, value in config.to_dict().items() if value != current[name])
+        if not changed:
+            return  # nothing differs: no change, no event, same version
+        self.config = config
+        self._record(
+            "ArenaConfigUpdated",
+            now,
+            {"changes": changed, "config": config.to_dict(), "updatedAt": now.isoformat()},
+        )
+
+    # --- actions --------------------------------------------------------------------------------
+
+    def submit_action(
+        self,
+        actor: Player,
+        action_type: ActionType | str,
+        payload: dict[str, Any],
+        apply_at_tick: int | None,
+        now: datetime,
+    ) -> SubmittedAction:
+        if action_type not in ActionType.__members__:
+            raise ValidationFailed({"type": f"must be one of {', '.join(ActionType)}"})
+        action_type = ActionType(action_type)
+        if self.status not in _ACCEPTING_ACTIONS:
+            raise IllegalTransition(
+                f"Actions are accepted while RUNNING or PAUSED, not {self.status.value}."
+            )
+        tick = self.tick + 1 if apply_at_tick is None else apply_at_tick
+        if tick <= self.tick:
+            raise ValidationFailed(
+                {"applyAtTick": f"must be greater than the current tick {self.tick}"}
+            )
+        canonical = validated_payload(action_type, payload, self.config)
+        action = SubmittedAction(str(uuid.uuid4()), tick)
+        self._record(
+            "ActionSubmitted",
+            now,
+            {
+                "actionId": action.action_id,
+                "playerId": actor.id,
+                "type": action_type.value,
+                "applyAtTick": tick,
+                "payload": canonical,
+                "submittedAt": now.isoformat(),
+            },
+        )
+        return action
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+
     def collect_events(self) -> list[DomainEvent]:
         """Hand over the events recorded since the last call (the unit of work writes them)."""
         collected, self.events = self.events, []
         return collected
 
-    def _record(self, event_type: str, now: datetime, payload: dict[str, object]) -> None:
+    def _admins(self) -> list[Player]:
+        return [p for p in self.players if p.role is PlayerRole.ADMIN]
+
+    def _refuse_if_finished(self, what: str) -> None:
+        if self.status is ArenaStatus.FINISHED:
+            raise IllegalTransition(f"Cannot {what} a FINISHED arena.")
+
+    def _record(self, event_type: str, now: datetime, payload: dict[str, Any]) -> None:
         self.version += 1
         self.events.append(DomainEvent(event_type, self.id, self.version, now, payload))
+
+
+def _require_admin(actor: Player, what: str) -> None:
+    if actor.role is not PlayerRole.ADMIN:
+        raise PermissionDenied(f"Only an admin can {what}.")
 
 
 def _new_player(display_name: str, role: PlayerRole, now: datetime) -> NewPlayer:

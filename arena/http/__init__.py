@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response, send_from_directory
 from flask_smorest import Api
+from swagger_ui_bundle import swagger_ui_path
 
-from arena.http import arenas, health, problems
+from arena.http import arenas, commands, health, problems
+from arena.http.docs import register_components
 from arena.http.schemas import ProblemSchema
 
 
@@ -20,10 +22,21 @@ def init_http(app: Flask) -> None:
         API_TITLE="Petri Board Arena",
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/api/v1",
-        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="api/v1/openapi.json",
+        # The browsable page at /docs uses Swagger UI assets shipped in a Python package, so it
+        # works without reaching any CDN.
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
     )
+    app.add_url_rule("/docs/assets/<path:filename>", "swagger_ui_assets", _swagger_ui_asset)
     api = ArenaApi(app)
+    register_components(api)
     api.register_blueprint(arenas.blp)
+    api.register_blueprint(commands.blp)
     api.register_blueprint(health.blp)
     problems.register(app)
+
+
+def _swagger_ui_asset(filename: str) -> Response:
+    return send_from_directory(swagger_ui_path, filename)

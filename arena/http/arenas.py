@@ -1,15 +1,16 @@
-"""Arena routes: commands go through the unit of work; queries read Redis only."""
+"""The arena collection: create (a command) and the queries, which read Redis only."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from flask import current_app, request, url_for
+from flask import Response, current_app, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from arena.extensions import db
+from arena.http.docs import command_doc
+from arena.http.execution import credentials, run
 from arena.http.schemas import (
     ArenaOpenedSchema,
     ArenaPageSchema,
@@ -17,43 +18,35 @@ from arena.http.schemas import (
     CreateArenaSchema,
     PageQuerySchema,
 )
-from arena.persistence.unit_of_work import UnitOfWork
+from arena.persistence.idempotency import Reply
 from arena.readmodel.store import ArenaViews
-from arena.services import CreateArena, create_arena
+from arena.services.commands import CreateArena
+from arena.services.handlers import Outcome
 
 blp = Blueprint("arenas", __name__, url_prefix="/api/v1/arenas", description="Arenas")
-
-
-def _unit_of_work() -> UnitOfWork:
-    """Correlate all events of one request; a client may pass its own correlation id."""
-    request_id = str(uuid.uuid4())
-    correlation_id = request.headers.get("X-Correlation-ID", request_id)[:64]
-    return UnitOfWork(db.session, correlation_id=correlation_id, causation_id=request_id)
 
 
 def _views() -> ArenaViews:
     return current_app.extensions["arena_views"]
 
 
+def _opened(outcome: Outcome) -> Reply:
+    body = {"id": outcome.arena.id, "version": outcome.arena.version}
+    return Reply(201, body | credentials(outcome))
+
+
 @blp.route("")
 class Arenas(MethodView):
     @blp.arguments(CreateArenaSchema)
     @blp.response(201, ArenaOpenedSchema)
-    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    @command_doc(blp, authenticated=False)
+    def post(self, body: dict[str, Any]) -> Response:
         """Create an arena; its creator joins as ADMIN and gets a bearer token."""
-        command = CreateArena(body["name"], body["displayName"], body["config"])
-        with _unit_of_work() as uow:
-            opened = create_arena(uow, command)
-        location = url_for("arenas.ArenaById", arena_id=opened.arena_id)
-        return {
-            "id": opened.arena_id,
-            "version": opened.version,
-            "player": {
-                "id": opened.player_id,
-                "token": opened.player_token,
-                "role": opened.player_role,
-            },
-        }, {"Location": location}
+        response = run(CreateArena(body["name"], body["displayName"], body["config"]), _opened)
+        response.headers["Location"] = url_for(
+            "arenas.ArenaById", arena_id=response.get_json()["id"]
+        )
+        return response
 
     @blp.arguments(PageQuerySchema, location="query")
     @blp.response(200, ArenaPageSchema)

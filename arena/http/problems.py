@@ -16,8 +16,10 @@ from arena.domain.errors import (
     IllegalTransition,
     NotFound,
     PermissionDenied,
+    Unauthenticated,
     ValidationFailed,
 )
+from arena.persistence.idempotency import IdempotencyKeyReused
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ RETRY_AFTER_SECONDS = "2"
 
 _DOMAIN_STATUS: dict[type[DomainError], int] = {
     ValidationFailed: 422,
+    Unauthenticated: 401,
     NotFound: 404,
     PermissionDenied: 403,
     IllegalTransition: 409,
@@ -114,7 +117,24 @@ def _handle_domain_error(error: DomainError) -> Response:
         ]
         return problem(422, _describe(errors), errors=errors)
     slug = "illegal-transition" if isinstance(error, IllegalTransition) else None
-    return problem(status, str(error), slug=slug)
+    response = problem(status, str(error), slug=slug)
+    if isinstance(error, Unauthenticated):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="arena"'
+    return response
+
+
+def _handle_reused_key(error: IdempotencyKeyReused) -> Response:
+    return problem(422, str(error), slug="idempotency-key-reused")
+
+
+def _refuse_non_json_body() -> Response | None:
+    """A body that is not JSON is refused before anything reads it (415)."""
+    has_body = bool(request.content_length) or "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    )
+    if request.method in {"POST", "PUT", "PATCH", "DELETE"} and has_body and not request.is_json:
+        return problem(415, f"Send the body as application/json, not {request.mimetype or '?'}.")
+    return None
 
 
 def _handle_backend_down(error: Exception) -> Response:
@@ -133,6 +153,8 @@ def register(app: Flask) -> None:
     """Register after flask-smorest, whose own HTTPException handler this replaces."""
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(DomainError, _handle_domain_error)
+    app.register_error_handler(IdempotencyKeyReused, _handle_reused_key)
+    app.before_request(_refuse_non_json_body)
     app.register_error_handler(RedisError, _handle_backend_down)
     app.register_error_handler(OperationalError, _handle_backend_down)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -5,9 +5,12 @@ Limits come from the domain so the API and the aggregate can never disagree abou
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validates_schema
 from marshmallow.validate import Length, OneOf, Range
 
+from arena.domain.actions import ActionType, AntibioticKind, OrganismKind
 from arena.domain.config import (
     GRID_SIDE_RANGE,
     RATE_RANGE,
@@ -58,6 +61,93 @@ class CreateArenaSchema(Schema):
     config = fields.Nested(ArenaConfigSchema, load_default=dict)
 
 
+class JoinArenaSchema(Schema):
+    displayName = fields.String(required=True, validate=Length(*DISPLAY_NAME_LENGTH))
+
+
+class ConfigChangesSchema(ArenaConfigSchema):
+    """A partial config: only the settings to change (temperature may be partial too)."""
+
+
+def _cell() -> fields.Integer:
+    return fields.Integer(required=True, strict=True)
+
+
+class PositionSchema(Schema):
+    x = _cell()
+    y = _cell()
+
+
+class AreaSchema(Schema):
+    """A rectangle of cells: top-left corner (x, y), width by height cells, inside the grid."""
+
+    x = _cell()
+    y = _cell()
+    width = fields.Integer(required=True, strict=True, validate=Range(min=1))
+    height = fields.Integer(required=True, strict=True, validate=Range(min=1))
+
+
+def _positive_amount() -> fields.Float:
+    return fields.Float(required=True, validate=Range(min=0, min_inclusive=False))
+
+
+class AddNutrientsSchema(Schema):
+    area = fields.Nested(AreaSchema, required=True)
+    amount = _positive_amount()
+
+
+class DropAntibioticSchema(Schema):
+    area = fields.Nested(AreaSchema, required=True)
+    kind = fields.String(required=True, validate=OneOf([kind.value for kind in AntibioticKind]))
+    concentration = _positive_amount()
+
+
+class ActionTemperatureSchema(TemperatureSchema):
+    value = fields.Float(required=True, validate=Range(*TEMPERATURE_RANGE_C))
+
+
+class SetTemperatureSchema(Schema):
+    temperature = fields.Nested(ActionTemperatureSchema, required=True)
+
+
+class SpawnOrganismSchema(Schema):
+    kind = fields.String(required=True, validate=OneOf([kind.value for kind in OrganismKind]))
+    position = fields.Nested(PositionSchema, required=True)
+
+
+ACTION_PAYLOAD_SCHEMAS: dict[str, type[Schema]] = {
+    ActionType.ADD_NUTRIENTS: AddNutrientsSchema,
+    ActionType.DROP_ANTIBIOTIC: DropAntibioticSchema,
+    ActionType.SET_TEMPERATURE: SetTemperatureSchema,
+    ActionType.SPAWN_ORGANISM: SpawnOrganismSchema,
+}
+
+
+class SubmitActionSchema(Schema):
+    type = fields.String(required=True, validate=OneOf([kind.value for kind in ActionType]))
+    applyAtTick = fields.Integer(
+        strict=True,
+        validate=Range(min=1),
+        metadata={"description": "Tick to apply the action at; default: the next tick."},
+    )
+    payload = fields.Dict(
+        required=True,
+        metadata={
+            "description": "Depends on `type`: AddNutrientsPayload, DropAntibioticPayload, "
+            "SetTemperaturePayload or SpawnOrganismPayload (see components)."
+        },
+    )
+
+    @validates_schema
+    def _payload_matches_type(self, data: dict[str, Any], **_: Any) -> None:
+        schema = ACTION_PAYLOAD_SCHEMAS.get(data.get("type", ""))
+        if schema is not None and "payload" in data:
+            try:
+                data["payload"] = schema().load(data["payload"])
+            except ValidationError as error:
+                raise ValidationError({"payload": error.messages}) from error
+
+
 class PlayerCredentialsSchema(Schema):
     id = fields.String(required=True)
     token = fields.String(required=True, metadata={"description": "Bearer token; shown once."})
@@ -68,6 +158,27 @@ class ArenaOpenedSchema(Schema):
     id = fields.String(required=True)
     version = fields.Integer(required=True)
     player = fields.Nested(PlayerCredentialsSchema, required=True)
+
+
+class PlayerJoinedSchema(Schema):
+    player = fields.Nested(PlayerCredentialsSchema, required=True)
+    version = fields.Integer(required=True)
+
+
+class VersionSchema(Schema):
+    version = fields.Integer(
+        required=True,
+        metadata={"description": "The arena's version after the command (read-your-writes)."},
+    )
+
+
+class StatusChangedSchema(VersionSchema):
+    status = fields.String(required=True, validate=OneOf([status.value for status in ArenaStatus]))
+
+
+class ActionAcceptedSchema(VersionSchema):
+    actionId = fields.String(required=True)
+    applyAtTick = fields.Integer(required=True)
 
 
 class PlayerViewSchema(Schema):

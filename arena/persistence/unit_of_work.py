@@ -3,26 +3,41 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from types import TracebackType
 
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from arena.domain.events import EventEnvelope
+from arena.domain.events import DomainEvent, EventEnvelope
+from arena.persistence.errors import ConcurrentUpdate
+from arena.persistence.idempotency import IdempotencyStore
 from arena.persistence.repository import ArenaRepository
 from arena.persistence.tables import OutboxRow
 
+OUTBOX = OutboxRow.__table__
+
 
 class UnitOfWork:
-    """Use as `with UnitOfWork(session, correlation_id) as uow: ...; uow.commit()`.
+    """Use as `with UnitOfWork(...) as uow: ...; uow.commit()`.
 
     Leaving the block without `commit()` rolls everything back, so a failed command writes nothing.
     """
 
-    def __init__(self, session: Session, *, correlation_id: str, causation_id: str) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        correlation_id: str,
+        causation_id: str,
+        idempotency_retention: timedelta,
+    ) -> None:
         self._session = session
         self._correlation_id = correlation_id
         self._causation_id = causation_id
         self.arenas = ArenaRepository(session)
+        self.idempotency = IdempotencyStore(session, idempotency_retention)
 
     def __enter__(self) -> UnitOfWork:
         return self
@@ -36,20 +51,30 @@ class UnitOfWork:
         self._session.rollback()
 
     def commit(self) -> None:
-        for arena in self.arenas.seen:
-            for event in arena.collect_events():
-                envelope = EventEnvelope.wrap(
-                    event, correlation_id=self._correlation_id, causation_id=self._causation_id
-                )
-                self._session.add(_outbox_row(envelope))
-        self._session.commit()
+        """Write changed aggregates and their events; a lost race raises `ConcurrentUpdate`."""
+        try:
+            self.arenas.save_changes()
+            rows = [
+                self._outbox_row(arena_event)
+                for arena in self.arenas.seen
+                for arena_event in arena.collect_events()
+            ]
+            if rows:
+                self._session.execute(insert(OUTBOX), rows)
+            self._session.commit()
+        except IntegrityError as error:
+            # A unique constraint caught a concurrent writer (arena version, display name, key).
+            self._session.rollback()
+            raise ConcurrentUpdate(str(error.orig)) from error
 
-
-def _outbox_row(envelope: EventEnvelope) -> OutboxRow:
-    return OutboxRow(
-        event_id=uuid.UUID(envelope.event_id),
-        event_type=envelope.event_type,
-        aggregate_id=uuid.UUID(envelope.aggregate_id),
-        aggregate_version=envelope.aggregate_version,
-        envelope=envelope.to_dict(),
-    )
+    def _outbox_row(self, event: DomainEvent) -> dict[str, object]:
+        envelope = EventEnvelope.wrap(
+            event, correlation_id=self._correlation_id, causation_id=self._causation_id
+        )
+        return {
+            "event_id": uuid.UUID(envelope.event_id),
+            "event_type": envelope.event_type,
+            "aggregate_id": uuid.UUID(envelope.aggregate_id),
+            "aggregate_version": envelope.aggregate_version,
+            "envelope": envelope.to_dict(),
+        }

@@ -43,6 +43,51 @@ def _arena_created(_: View | None, payload: dict[str, Any]) -> View:
     }
 
 
+def _player_joined(view: View | None, payload: dict[str, Any]) -> View:
+    view = _existing(view)
+    return view | {"players": [*view["players"], payload]}
+
+
+def _player_left(view: View | None, payload: dict[str, Any]) -> View:
+    view = _existing(view)
+    remaining = [p for p in view["players"] if p["playerId"] != payload["playerId"]]
+    return view | {"players": remaining}
+
+
+def _status_changed(time_field: str | None) -> Callable[[View | None, dict[str, Any]], View]:
+    """Lifecycle events carry the new status, the tick and the time of the change."""
+
+    def apply(view: View | None, payload: dict[str, Any]) -> View:
+        changes = {"status": payload["status"], "tick": payload["tick"]}
+        if time_field is not None:
+            changes[time_field] = payload[time_field]
+        return _existing(view) | changes
+
+    return apply
+
+
+def _config_updated(view: View | None, payload: dict[str, Any]) -> View:
+    return _existing(view) | {"config": payload["config"]}
+
+
+def _action_submitted(view: View | None, _: dict[str, Any]) -> View:
+    return dict(_existing(view))  # actions change the dish only when the simulation applies them
+
+
+def _existing(view: View | None) -> View:
+    if view is None:
+        raise UnknownEvent("an event other than ArenaCreated arrived for an arena with no view")
+    return view
+
+
 _HANDLERS: dict[str, Callable[[View | None, dict[str, Any]], View]] = {
     "ArenaCreated": _arena_created,
+    "PlayerJoined": _player_joined,
+    "PlayerLeft": _player_left,
+    "ArenaStarted": _status_changed("startedAt"),
+    "ArenaPaused": _status_changed(None),
+    "ArenaResumed": _status_changed(None),
+    "ArenaStopped": _status_changed("finishedAt"),
+    "ArenaConfigUpdated": _config_updated,
+    "ActionSubmitted": _action_submitted,
 }

@@ -17,6 +17,8 @@ DEFAULTS = Settings(
     read_model_prefix="arena",
     outbox_relay_interval_seconds=1.0,
     outbox_batch_size=500,
+    idempotency_retention_seconds=86400,
+    max_body_bytes=65536,
     log_level="INFO",
 )
 
@@ -56,6 +58,8 @@ def test_every_setting_is_overridden_from_the_mapping_with_numbers_parsed():
             "READ_MODEL_PREFIX": "pfx",
             "OUTBOX_RELAY_INTERVAL_SECONDS": "0.25",
             "OUTBOX_BATCH_SIZE": "50",
+            "IDEMPOTENCY_RETENTION_SECONDS": "60",
+            "MAX_BODY_BYTES": "1024",
             "LOG_LEVEL": "DEBUG",
         }
     )
@@ -73,6 +77,8 @@ def test_every_setting_is_overridden_from_the_mapping_with_numbers_parsed():
         read_model_prefix="pfx",
         outbox_relay_interval_seconds=0.25,
         outbox_batch_size=50,
+        idempotency_retention_seconds=60,
+        max_body_bytes=1024,
         log_level="DEBUG",
     )
 
