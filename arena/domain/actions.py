@@ -96,7 +96,8 @@ def _validated(
             payload["concentration"], "payload.concentration", errors
         )
     if action_type is ActionType.SET_TEMPERATURE:
-        temperature = Temperature(**payload["temperature"])
+        raw = payload["temperature"]
+        temperature = Temperature(value=raw["value"], unit=raw.get("unit", "C"))
         errors |= temperature_errors(temperature, "payload.temperature")
         canonical["temperature"] = asdict(temperature)
     if action_type is ActionType.SPAWN_ORGANISM:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from arena.domain.errors import ValidationFailed
@@ -51,6 +51,9 @@ class ArenaConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArenaConfig:
         """Build from the camelCase form; unknown names or wrong types are validation failures."""
+        unknown = sorted(set(data) - _CAMEL_FIELDS)
+        if unknown:
+            raise ValidationFailed({name: "is not a setting" for name in unknown})
         values = {_snake(name): value for name, value in data.items()}
         try:
             if "temperature" in values:
@@ -104,3 +107,6 @@ def _camel(snake: str) -> str:
 
 def _snake(camel: str) -> str:
     return "".join(f"_{char.lower()}" if char.isupper() else char for char in camel)
+
+
+_CAMEL_FIELDS = frozenset(_camel(field.name) for field in fields(ArenaConfig))
