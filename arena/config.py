@@ -25,11 +25,25 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "kafka_consumer_group": ("KAFKA_CONSUMER_GROUP", "arena-projections"),
     "outbox_relay_interval_seconds": ("OUTBOX_RELAY_INTERVAL_SECONDS", "1.0"),
     "outbox_batch_size": ("OUTBOX_BATCH_SIZE", "500"),
+    "outbox_nudge": ("OUTBOX_NUDGE", "true"),
+    "outbox_max_attempts": ("OUTBOX_MAX_ATTEMPTS", "12"),
+    "outbox_backoff_base_seconds": ("OUTBOX_BACKOFF_BASE_SECONDS", "0.5"),
+    "outbox_backoff_max_seconds": ("OUTBOX_BACKOFF_MAX_SECONDS", "60"),
+    "outbox_retention_seconds": ("OUTBOX_RETENTION_SECONDS", "3600"),
     "idempotency_retention_seconds": ("IDEMPOTENCY_RETENTION_SECONDS", "86400"),
     "max_body_bytes": ("MAX_BODY_BYTES", "65536"),
     "log_level": ("LOG_LEVEL", "INFO"),
 }
-_PARSERS = {"str": str, "int": int, "float": float}
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        raise ValueError(f"not a boolean: {text!r}")
+    return value in {"1", "true", "yes", "on"}
+
+
+_PARSERS = {"str": str, "int": int, "float": float, "bool": _flag}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +60,11 @@ class Settings:
     kafka_consumer_group: str
     outbox_relay_interval_seconds: float
     outbox_batch_size: int
+    outbox_nudge: bool
+    outbox_max_attempts: int
+    outbox_backoff_base_seconds: float
+    outbox_backoff_max_seconds: float
+    outbox_retention_seconds: int
     idempotency_retention_seconds: int
     max_body_bytes: int
     log_level: str
@@ -61,4 +80,10 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """The environment that reproduces these settings in another process."""
-        return {variable: str(getattr(self, name)) for name, (variable, _) in _VARIABLES.items()}
+        return {
+            variable: _render(getattr(self, name)) for name, (variable, _) in _VARIABLES.items()
+        }
+
+
+def _render(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

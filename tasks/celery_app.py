@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import Celery, Task
 from celery.signals import after_setup_logger
@@ -12,8 +13,13 @@ from arena.config import Settings
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
 RELAY_TASK = "tasks.relay.publish_outbox"
+NUDGE_EXPIRES_SECONDS = 10.0
+PRUNE_OUTBOX_TASK = "tasks.relay.prune_outbox"
+PRUNE_OUTBOX_EVERY_SECONDS = 60.0
 PURGE_IDEMPOTENCY_TASK = "tasks.idempotency.purge_expired_keys"
 PURGE_IDEMPOTENCY_EVERY_SECONDS = 3600.0
+
+log = logging.getLogger(__name__)
 
 # Celery logs every task received/succeeded and beat every send: with the relay on a one-second
 # beat that drowns the lines that matter. Our tasks log what they did; Flower shows every task.
@@ -40,6 +46,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
                 "schedule": interval,
                 # A relay run queued while workers were down is stale: the next beat replaces it.
                 "options": {"expires": max(5 * interval, 5.0)},
+            },
+            "prune-published-outbox-rows": {
+                "task": PRUNE_OUTBOX_TASK,
+                "schedule": PRUNE_OUTBOX_EVERY_SECONDS,
             },
             "purge-expired-idempotency-keys": {
                 "task": PURGE_IDEMPOTENCY_TASK,
@@ -68,7 +78,22 @@ def celery_init_app(flask_app: Flask) -> Celery:
     celery_app.flask_app = flask_app
     celery_app.set_default()
     flask_app.extensions["celery"] = celery_app
+    flask_app.extensions["outbox_nudge"] = _relay_nudge(celery_app, enabled=settings.outbox_nudge)
     return celery_app
+
+
+def _relay_nudge(celery_app: Celery, *, enabled: bool) -> Callable[[], None]:
+    """What the API calls after a command commits, so its events need not wait for beat."""
+
+    def nudge() -> None:
+        if not enabled:
+            return
+        try:
+            celery_app.send_task(RELAY_TASK, retry=False, expires=NUDGE_EXPIRES_SECONDS)
+        except Exception as error:  # noqa: BLE001 - the command is committed; beat covers it
+            log.warning("could not nudge the outbox relay (%r); beat will publish instead", error)
+
+    return nudge
 
 
 @after_setup_logger.connect

@@ -1,19 +1,45 @@
-"""The outbox relay task, run by Celery beat on a short period."""
+"""Outbox tasks: the relay (beat's safety net, and nudged by the API after each commit) and
+the retention purge."""
 
 from __future__ import annotations
+
+import logging
 
 from celery import shared_task
 from flask import current_app
 
 from arena.extensions import db
 from arena.messaging.publishers import publisher_for
-from arena.outbox.relay import relay_pending
-from tasks.celery_app import RELAY_TASK
+from arena.outbox.operations import prune_published
+from arena.outbox.relay import Publisher, RelayPolicy, relay_pending
+from tasks.celery_app import PRUNE_OUTBOX_TASK, RELAY_TASK
+
+log = logging.getLogger(__name__)
+
+PRUNE_BATCH_SIZE = 1000
 
 
 @shared_task(name=RELAY_TASK)
 def publish_outbox() -> int:
-    """Publish one batch of pending outbox rows; a failure leaves them pending for the next run."""
+    """Publish what is due; a failed batch stays pending, backed off, for a later run."""
     settings = current_app.extensions["settings"]
-    publisher = publisher_for(settings, settings.kafka_events_topic)
-    return relay_pending(db.session, publisher, batch_size=settings.outbox_batch_size)
+
+    def events_publisher() -> Publisher:
+        return publisher_for(settings, settings.kafka_events_topic)
+
+    run = relay_pending(db.session, events_publisher, RelayPolicy.from_settings(settings))
+    return run.published
+
+
+@shared_task(name=PRUNE_OUTBOX_TASK)
+def prune_outbox() -> int:
+    """Keep the outbox small: published rows past the retention period go, a batch at a time."""
+    settings = current_app.extensions["settings"]
+    pruned = prune_published(
+        db.session,
+        older_than_seconds=settings.outbox_retention_seconds,
+        batch_size=PRUNE_BATCH_SIZE,
+    )
+    if pruned:
+        log.info("pruned %d published outbox row(s)", pruned)
+    return pruned

@@ -44,6 +44,8 @@ def credentials(outcome: Outcome) -> dict[str, object]:
 def run(command: Command, render: Callable[[Outcome], Reply]) -> Response:
     """Execute `command` in one transaction and answer with `render`'s reply (or its replay)."""
     reply = CommandBus(_unit_of_work_factory()).execute(command, render, _idempotency_key())
+    if not reply.replayed:
+        current_app.extensions["outbox_nudge"]()
     response = jsonify(reply.body)
     response.status_code = reply.status
     if reply.replayed:

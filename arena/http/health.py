@@ -43,7 +43,7 @@ def _postgres_ok() -> bool:
     try:
         db.session.execute(text("SELECT 1"))
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
         return False
     finally:
         db.session.rollback()
@@ -52,5 +52,5 @@ def _postgres_ok() -> bool:
 def _redis_ok() -> bool:
     try:
         return bool(current_app.extensions["redis"].ping())
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
         return False

@@ -17,7 +17,8 @@ from arena.config import Settings
 
 log = logging.getLogger(__name__)
 
-SEND_TIMEOUT_SECONDS = 30.0
+KAFKA_TIMEOUT_MS = 5000
+SEND_TIMEOUT_SECONDS = 2 * KAFKA_TIMEOUT_MS / 1000
 # Events are the source of truth for rebuilding the read model: keep them forever.
 EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
 
@@ -25,7 +26,10 @@ EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
 def ensure_topics(settings: Settings) -> None:
     """Create the events and DLQ topics if missing (the broker does not auto-create them)."""
     admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="arena-admin"
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id="arena-admin",
+        bootstrap_timeout_ms=KAFKA_TIMEOUT_MS,
+        request_timeout_ms=KAFKA_TIMEOUT_MS,
     )
     try:
         wanted = [
@@ -58,12 +62,12 @@ def kafka_reachable(settings: Settings, timeout_seconds: float = 2.0) -> bool:
             request_timeout_ms=timeout_ms,
             bootstrap_timeout_ms=timeout_ms,
         )
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure to connect means "not reachable"
         return False
     try:
         admin.list_topics()
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means "not reachable"
         return False
     finally:
         admin.close()
@@ -93,6 +97,10 @@ class KafkaPublisher:
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
+            # Fail a send within seconds when the broker is away: the relay backs the rows off.
+            max_block_ms=KAFKA_TIMEOUT_MS,
+            request_timeout_ms=KAFKA_TIMEOUT_MS,
+            delivery_timeout_ms=2 * KAFKA_TIMEOUT_MS,
             key_serializer=TextSerializer(),
             value_serializer=JsonSerializer(),
         )

@@ -1,24 +1,81 @@
-"""Publish pending outbox rows to Kafka, then mark them published.
+"""Publish committed outbox rows to Kafka: batched, safe with many relays, in order per arena.
 
-A row is marked only after Kafka acknowledged it, so a crash between the two re-publishes the
-batch (same event ids: consumers deduplicate), and nothing is ever lost.
+Claiming uses `FOR UPDATE SKIP LOCKED`, never a "last id" cursor, so a row whose transaction
+commits late is simply picked up by a later run. Any number of relays may run at once; they never
+claim the same row, and a row is published only when no earlier event of its arena is still
+pending (in another relay's hands, backing off, or dead-lettered), so each arena's events reach
+Kafka in `aggregateVersion` order. Rows are marked published only after Kafka acknowledged them:
+a crash in between re-publishes them with the same event ids, which consumers ignore.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from arena.persistence.tables import OutboxRow
+from arena.config import Settings
 
 log = logging.getLogger(__name__)
 
-# One relay at a time keeps per-arena order trivially; the lock is released with the transaction.
-RELAY_LOCK_KEY = 0x0A7E_0B0C
+_CLAIM = text("""
+WITH claimed AS (
+    SELECT o.id, o.aggregate_id, o.aggregate_version
+    FROM outbox o
+    WHERE o.published_at IS NULL
+      AND o.next_attempt_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM outbox_dead_letters d WHERE d.aggregate_id = o.aggregate_id)
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox w
+          WHERE w.aggregate_id = o.aggregate_id AND w.published_at IS NULL
+            AND w.aggregate_version < o.aggregate_version AND w.next_attempt_at > now())
+    ORDER BY o.id
+    LIMIT :batch_size
+    FOR UPDATE OF o SKIP LOCKED
+)
+SELECT o.id, o.aggregate_id, o.envelope
+FROM outbox o JOIN claimed c ON c.id = o.id
+WHERE NOT EXISTS (
+    SELECT 1 FROM outbox e
+    WHERE e.aggregate_id = c.aggregate_id AND e.published_at IS NULL
+      AND e.aggregate_version < c.aggregate_version
+      AND e.id NOT IN (SELECT id FROM claimed))
+ORDER BY o.id
+""")
+
+_MARK_PUBLISHED = text("""
+UPDATE outbox SET published_at = now(), last_error = NULL WHERE id = ANY(:ids)
+""")
+
+_COUNT_PUBLISHED = text("""
+UPDATE outbox_counters SET value = value + :count WHERE name = 'published'
+""")
+
+_BACK_OFF = text("""
+UPDATE outbox
+SET attempts = attempts + 1,
+    last_error = :error,
+    next_attempt_at = now() + make_interval(
+        secs => LEAST(:max_seconds, :base_seconds * power(2, attempts)) * (0.5 + random() / 2))
+WHERE id = ANY(:ids)
+""")
+
+_DEAD_LETTER = text("""
+WITH dead AS (
+    DELETE FROM outbox WHERE id = ANY(:ids) AND attempts >= :max_attempts
+    RETURNING id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at,
+              attempts, last_error
+)
+INSERT INTO outbox_dead_letters
+    (id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at, attempts,
+     last_error)
+SELECT * FROM dead
+RETURNING id
+""")
 
 
 class Publisher(Protocol):
@@ -28,32 +85,89 @@ class Publisher(Protocol):
         """Block until every published message is acknowledged; raise if any failed."""
 
 
-def relay_pending(session: Session, publisher: Publisher, *, batch_size: int) -> int:
-    """Publish up to `batch_size` pending rows in id order; return how many were published."""
-    if not session.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))):
+@dataclass(frozen=True, slots=True)
+class RelayPolicy:
+    batch_size: int
+    max_attempts: int
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RelayPolicy:
+        return cls(
+            batch_size=settings.outbox_batch_size,
+            max_attempts=settings.outbox_max_attempts,
+            backoff_base_seconds=settings.outbox_backoff_base_seconds,
+            backoff_max_seconds=settings.outbox_backoff_max_seconds,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRun:
+    published: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    error: str | None = None
+
+
+def relay_batch(
+    session: Session, publisher: Callable[[], Publisher], policy: RelayPolicy
+) -> RelayRun:
+    """Claim one batch, publish it, mark it; on failure back it off (or dead-letter it)."""
+    rows = session.execute(_CLAIM, {"batch_size": policy.batch_size}).all()
+    if not rows:
         session.rollback()
-        return 0
-    rows = session.scalars(
-        select(OutboxRow)
-        .where(OutboxRow.published_at.is_(None))
-        .order_by(OutboxRow.id)
-        .limit(batch_size)
-        .with_for_update(skip_locked=True)
-    ).all()
+        return RelayRun()
+    ids = [row.id for row in rows]
     try:
+        sink = publisher()
         for row in rows:
-            publisher.publish(str(row.aggregate_id), row.envelope, envelope_headers(row.envelope))
-        publisher.flush()
-    except Exception:
+            sink.publish(str(row.aggregate_id), row.envelope, envelope_headers(row.envelope))
+        sink.flush()
+    except Exception as error:  # noqa: BLE001 - any failure leaves the rows pending, backed off
         session.rollback()
-        raise
-    published_at = datetime.now(UTC)
-    for row in rows:
-        row.published_at = published_at
+        return _back_off(session, ids, f"{type(error).__name__}: {error}", policy)
+    session.execute(_MARK_PUBLISHED, {"ids": ids})
+    session.execute(_COUNT_PUBLISHED, {"count": len(ids)})
     session.commit()
-    if rows:
-        log.info("published %d outbox event(s), last outbox id %d", len(rows), rows[-1].id)
-    return len(rows)
+    log.info("published %d outbox event(s), last outbox id %d", len(ids), ids[-1])
+    return RelayRun(published=len(ids))
+
+
+def relay_pending(
+    session: Session, publisher: Callable[[], Publisher], policy: RelayPolicy
+) -> RelayRun:
+    """Publish batch after batch until nothing is due or a batch fails."""
+    published = 0
+    while True:
+        run = relay_batch(session, publisher, policy)
+        published += run.published
+        if run.published == 0 or run.error is not None:
+            return RelayRun(published, run.failed, run.dead_lettered, run.error)
+
+
+def _back_off(session: Session, ids: list[int], error: str, policy: RelayPolicy) -> RelayRun:
+    session.execute(
+        _BACK_OFF,
+        {
+            "ids": ids,
+            "error": error[:2000],
+            "base_seconds": policy.backoff_base_seconds,
+            "max_seconds": policy.backoff_max_seconds,
+        },
+    )
+    dead = session.execute(_DEAD_LETTER, {"ids": ids, "max_attempts": policy.max_attempts}).all()
+    session.commit()
+    log.warning("could not publish %d outbox event(s), backing off: %s", len(ids), error)
+    if dead:
+        log.error(
+            "dead-lettered %d outbox event(s) after %d attempts (ids %s); their arenas are held "
+            "until `flask outbox requeue`",
+            len(dead),
+            policy.max_attempts,
+            ", ".join(str(row.id) for row in dead),
+        )
+    return RelayRun(failed=len(ids), dead_lettered=len(dead), error=error)
 
 
 def envelope_headers(envelope: dict[str, Any]) -> dict[str, str]:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     func,
     text,
@@ -75,6 +76,15 @@ class OutboxRow(db.Model):
     __table_args__ = (
         UniqueConstraint("aggregate_id", "aggregate_version", name="uq_outbox_aggregate_version"),
         Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
+        # "Is an earlier event of this arena still pending?" — asked for every claimed row.
+        Index(
+            "ix_outbox_pending_by_arena",
+            "aggregate_id",
+            "aggregate_version",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+        Index("ix_outbox_published_at", "published_at"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -85,6 +95,37 @@ class OutboxRow(db.Model):
     envelope: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxDeadLetterRow(db.Model):
+    """An outbox row that failed too often; its arena's later rows wait until it is requeued."""
+
+    __tablename__ = "outbox_dead_letters"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the original outbox id
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    aggregate_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    aggregate_version: Mapped[int] = mapped_column(Integer)
+    envelope: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    dead_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OutboxCounterRow(db.Model):
+    """Running totals that survive the retention purge of published rows."""
+
+    __tablename__ = "outbox_counters"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class IdempotencyKeyRow(db.Model):

@@ -13,7 +13,7 @@ from kafka import KafkaConsumer
 from arena.config import Settings
 from arena.extensions import db
 from arena.messaging.publishers import publisher_for
-from arena.outbox.relay import relay_pending
+from arena.outbox.relay import RelayPolicy, relay_pending
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -55,9 +55,9 @@ def test_relay_publishes_pending_rows_and_marks_them_published(
 
     with app.app_context():
         publisher = publisher_for(settings, settings.kafka_events_topic)
-        published = relay_pending(db.session, publisher, batch_size=1000)
-        assert published >= 3
-        assert relay_pending(db.session, publisher, batch_size=1000) == 0
+        policy = RelayPolicy.from_settings(settings)
+        assert relay_pending(db.session, lambda: publisher, policy).published >= 3
+        assert relay_pending(db.session, lambda: publisher, policy).published == 0
 
     pending = sql.execute(
         "SELECT count(*) FROM outbox WHERE aggregate_id = ANY(%s::uuid[]) AND published_at IS NULL",

@@ -1,4 +1,4 @@
-"""Flask CLI commands: `flask consume` (the long-running Kafka consumer)."""
+"""`flask consume`: the long-running Kafka consumer feeding the projection tasks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 from types import FrameType
 
 import click
-from flask import Flask, current_app
+from flask import current_app
 
 from arena.messaging.consumer import ReceivedEvent, consume
 from arena.messaging.kafka import ensure_topics, events_consumer
@@ -39,7 +39,3 @@ def consume_command() -> None:
     log.info("consuming %s as group %s", settings.kafka_events_topic, settings.kafka_consumer_group)
     total = consume(events_consumer(settings), dispatch, stop.is_set)
     log.info("consumer stopped after dispatching %d event(s)", total)
-
-
-def register_commands(app: Flask) -> None:
-    app.cli.add_command(consume_command)
