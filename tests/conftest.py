@@ -95,6 +95,10 @@ def app(settings: Settings, database: str, redis_client: Redis) -> Iterator[Flas
     with flask_app.app_context():
         upgrade(directory=str(ROOT / "migrations"))
     yield flask_app
+    # Commands nudge the relay through this run's Celery queue; drop what no worker took.
+    broker = Redis.from_url(settings.celery_broker_url)
+    broker.delete(settings.celery_queue)
+    broker.close()
 
 
 @pytest.fixture
