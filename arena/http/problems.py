@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -127,13 +127,25 @@ def _handle_reused_key(error: IdempotencyKeyReused) -> Response:
     return problem(422, str(error), slug="idempotency-key-reused")
 
 
-def _refuse_non_json_body() -> Response | None:
-    """A body that is not JSON is refused before anything reads it (415)."""
-    has_body = bool(request.content_length) or "chunked" in request.headers.get(
-        "Transfer-Encoding", ""
-    )
-    if request.method in {"POST", "PUT", "PATCH", "DELETE"} and has_body and not request.is_json:
+def _refuse_unacceptable_body() -> Response | None:
+    """Check every body before any route runs, whether or not the route reads it.
+
+    413 over the configured size, 415 when not JSON, 400 when JSON that does not parse.
+    """
+    if request.method not in {"POST", "PUT", "PATCH", "DELETE"}:
+        return None
+    length = request.content_length
+    if length and length > (current_app.config["MAX_CONTENT_LENGTH"] or length):
+        return problem(
+            413, f"The body may be at most {current_app.config['MAX_CONTENT_LENGTH']} bytes."
+        )
+    has_body = bool(length) or "chunked" in request.headers.get("Transfer-Encoding", "")
+    if not has_body:
+        return None
+    if not request.is_json:
         return problem(415, f"Send the body as application/json, not {request.mimetype or '?'}.")
+    if request.get_json(silent=True) is None and request.get_data():
+        return problem(400, "The request body is not valid JSON.", slug="malformed-json")
     return None
 
 
@@ -154,7 +166,7 @@ def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(DomainError, _handle_domain_error)
     app.register_error_handler(IdempotencyKeyReused, _handle_reused_key)
-    app.before_request(_refuse_non_json_body)
+    app.before_request(_refuse_unacceptable_body)
     app.register_error_handler(RedisError, _handle_backend_down)
     app.register_error_handler(OperationalError, _handle_backend_down)
     app.register_error_handler(Exception, _handle_unexpected)

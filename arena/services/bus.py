@@ -21,8 +21,9 @@ from arena.services.handlers import Outcome, handler_for
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
-BACKOFF_SECONDS = 0.005
+MAX_ATTEMPTS = 8
+BACKOFF_SECONDS = 0.01
+MAX_BACKOFF_SECONDS = 0.25
 
 
 class CommandBus:
@@ -53,5 +54,5 @@ class CommandBus:
                     log.info(
                         "%s lost a race (attempt %d): %s", type(command).__name__, attempt, race
                     )
-            time.sleep(random.uniform(0, BACKOFF_SECONDS * 2**attempt))
+            time.sleep(random.uniform(0, min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2**attempt)))
         raise Conflict("The arena kept changing concurrently; retry the request.")
