@@ -32,6 +32,8 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "outbox_retention_seconds": ("OUTBOX_RETENTION_SECONDS", "3600"),
     "idempotency_retention_seconds": ("IDEMPOTENCY_RETENTION_SECONDS", "86400"),
     "max_body_bytes": ("MAX_BODY_BYTES", "65536"),
+    "read_wait_seconds": ("READ_WAIT_SECONDS", "5"),
+    "projection_batching": ("PROJECTION_BATCHING", "true"),
     "log_level": ("LOG_LEVEL", "INFO"),
 }
 
@@ -67,6 +69,8 @@ class Settings:
     outbox_retention_seconds: int
     idempotency_retention_seconds: int
     max_body_bytes: int
+    read_wait_seconds: float
+    projection_batching: bool
     log_level: str
 
     @classmethod

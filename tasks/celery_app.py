@@ -13,6 +13,7 @@ from arena.config import Settings
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
 RELAY_TASK = "tasks.relay.publish_outbox"
+PROJECT_TASK = "tasks.projections.project_events"
 NUDGE_EXPIRES_SECONDS = 10.0
 PRUNE_OUTBOX_TASK = "tasks.relay.prune_outbox"
 PRUNE_OUTBOX_EVERY_SECONDS = 60.0

@@ -1,70 +1,77 @@
-"""Projection tasks: apply one Kafka event to the Redis read model, or dead-letter it."""
+"""Projection tasks: apply a batch of one arena's events to the Redis read model.
+
+Transient failures (Redis away, an event ahead of its predecessor) are retried with exponential
+backoff and jitter, a bounded number of times. Poison events, and events whose retries run out,
+go to the DLQ topic and stall their arena: its later events are parked, never applied past the
+gap, until `flask dlq replay`. Other arenas are unaffected.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
+import random
+from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
-from billiard.einfo import ExceptionInfo
-from celery import shared_task
+from celery import Task, shared_task
 from flask import current_app
-from redis.exceptions import RedisError
 
-from arena.domain.events import EventEnvelope
 from arena.messaging.consumer import ReceivedEvent
-from arena.messaging.dead_letter import dead_letter_record
 from arena.messaging.publishers import publisher_for
-from arena.readmodel.store import EventOutOfOrder
-from tasks.celery_app import FlaskTask
+from arena.readmodel.projection import POISON, RETRYABLE, apply_received, dead_letter
+from tasks.celery_app import PROJECT_TASK
 
-log = logging.getLogger(__name__)
+MAX_RETRIES = 12
+FIRST_RETRY_SECONDS = 0.2
+MAX_RETRY_SECONDS = 30.0
 
-PROJECT_TASK = "tasks.projections.project_event"
+
+def _backoff(retries: int) -> float:
+    """Exponential, capped, with jitter: 0.2 s, 0.4 s, 0.8 s … 30 s, each times [0.5, 1)."""
+    return min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2**retries) * random.uniform(0.5, 1.0)
 
 
-class DeadLetteringTask(FlaskTask):
-    """Publishes the event to the DLQ topic when the task finally fails (not on each retry)."""
+@shared_task(bind=True, name=PROJECT_TASK, max_retries=MAX_RETRIES)
+def project_events(
+    self: Task, events: list[dict[str, Any]], first_failure_at: str | None = None
+) -> dict[str, int]:
+    """Apply the events in order; an applied or parked event is a no-op when redelivered."""
+    views = current_app.extensions["arena_views"]
+    outcomes: Counter[str] = Counter()
+    for received in (ReceivedEvent(**event) for event in events):
+        try:
+            outcomes[apply_received(views, received)] += 1
+            continue
+        except POISON as error:
+            failure = error
+        except RETRYABLE as error:
+            first_failure_at = first_failure_at or datetime.now(UTC).isoformat()
+            if self.request.retries < self.max_retries:
+                raise self.retry(
+                    exc=error,
+                    countdown=_backoff(self.request.retries),
+                    kwargs={"events": events, "first_failure_at": first_failure_at},
+                ) from error
+            failure = error
+        _dead_letter(self, received, failure, first_failure_at)
+        outcomes["dead-lettered"] += 1
+    return dict(outcomes)
 
-    def on_failure(
-        self,
-        exc: BaseException,
-        task_id: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        einfo: ExceptionInfo,
-    ) -> None:
-        event = ReceivedEvent(**args[0])
-        with self.app.flask_app.app_context():
-            settings = current_app.extensions["settings"]
-            record = dead_letter_record(event, exc, str(einfo), attempts=self.request.retries + 1)
-            publisher = publisher_for(settings, settings.kafka_dlq_topic)
-            publisher.publish(event.key or "", record, {"errorClass": type(exc).__name__})
-            publisher.flush()
-        log.error(
-            "event at %s[%d]@%d dead-lettered: %r", event.topic, event.partition, event.offset, exc
+
+def _dead_letter(
+    task: Task, received: ReceivedEvent, error: Exception, first_failure_at: str | None
+) -> None:
+    settings = current_app.extensions["settings"]
+    try:
+        dead_letter(
+            current_app.extensions["arena_views"],
+            publisher_for(settings, settings.kafka_dlq_topic),
+            received,
+            error,
+            attempts=task.request.retries + 1,
+            first_failure_at=first_failure_at,
         )
-
-
-@shared_task(
-    name=PROJECT_TASK,
-    base=DeadLetteringTask,
-    autoretry_for=(RedisError, EventOutOfOrder),
-    retry_backoff=True,  # 1 s, 2 s, 4 s… each with full jitter (Celery wants whole seconds)
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=10,
-)
-def project_event(received: dict[str, Any]) -> bool:
-    """Apply the event to its arena's view; False when it was a duplicate already applied."""
-    event = ReceivedEvent(**received)
-    envelope = EventEnvelope.from_dict(json.loads(event.value))
-    applied = current_app.extensions["arena_views"].apply(envelope)
-    log.info(
-        "%s %s v%d of arena %s",
-        "applied" if applied else "skipped already applied",
-        envelope.event_type,
-        envelope.aggregate_version,
-        envelope.aggregate_id,
-    )
-    return applied
+    except Exception as unavailable:  # Kafka or Redis away: never drop the event
+        raise task.retry(
+            exc=unavailable, countdown=MAX_RETRY_SECONDS, max_retries=None
+        ) from unavailable

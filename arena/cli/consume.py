@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 @click.command("consume")
 def consume_command() -> None:
     """Consume arena events from Kafka and hand each to a Celery projection task."""
-    from tasks.projections import project_event
+    from tasks.projections import project_events
 
     settings = current_app.extensions["settings"]
     ensure_topics(settings)
@@ -33,9 +33,14 @@ def consume_command() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    def dispatch(event: ReceivedEvent) -> None:
-        project_event.delay(dataclasses.asdict(event))
+    def dispatch(events: list[ReceivedEvent]) -> None:
+        project_events.delay([dataclasses.asdict(event) for event in events])
 
     log.info("consuming %s as group %s", settings.kafka_events_topic, settings.kafka_consumer_group)
-    total = consume(events_consumer(settings), dispatch, stop.is_set)
+    total = consume(
+        events_consumer(settings),
+        dispatch,
+        stop.is_set,
+        batch_per_arena=settings.projection_batching,
+    )
     log.info("consumer stopped after dispatching %d event(s)", total)

@@ -53,7 +53,12 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
 
 
 def problem(
-    status: int, detail: str, *, slug: str | None = None, errors: list[dict[str, str]] | None = None
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     default_slug, title = _BY_STATUS.get(status, ("http-error", "HTTP error"))
     body: dict[str, Any] = {
@@ -65,6 +70,7 @@ def problem(
     }
     if errors:
         body["errors"] = errors
+    body.update(extra or {})
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_MEDIA_TYPE

@@ -19,6 +19,7 @@ from arena.domain.config import (
     TEMPERATURE_UNITS,
 )
 from arena.domain.model import DISPLAY_NAME_LENGTH, NAME_LENGTH, ArenaStatus, PlayerRole
+from arena.readmodel.store import FEED_LENGTH
 
 MAX_PAGE_SIZE = 100
 
@@ -199,12 +200,30 @@ class ArenaViewSchema(Schema):
     createdAt = fields.String()
     startedAt = fields.String(allow_none=True)
     finishedAt = fields.String(allow_none=True)
-    stalled = fields.Boolean()
+    stalled = fields.Boolean(
+        metadata={"description": "True while events wait behind a dead-lettered one."}
+    )
+    stalledAtVersion = fields.Integer(allow_none=True)
+
+
+class ReadQuerySchema(Schema):
+    minVersion = fields.Integer(
+        validate=Range(min=1),
+        metadata={
+            "description": "Wait (up to a few seconds) until the view has applied this version, "
+            "e.g. the `version` a command answered: read-your-writes."
+        },
+    )
 
 
 class PageQuerySchema(Schema):
     limit = fields.Integer(load_default=20, validate=Range(1, MAX_PAGE_SIZE))
     offset = fields.Integer(load_default=0, validate=Range(min=0))
+    status = fields.String(validate=OneOf([status.value for status in ArenaStatus]))
+    q = fields.String(
+        validate=Length(1, NAME_LENGTH[1]),
+        metadata={"description": "Case-insensitive part of the arena name."},
+    )
 
 
 class ArenaPageSchema(Schema):
@@ -212,6 +231,30 @@ class ArenaPageSchema(Schema):
     total = fields.Integer()
     limit = fields.Integer()
     offset = fields.Integer()
+
+
+class ArenaPlayersSchema(Schema):
+    arenaId = fields.String()
+    version = fields.Integer()
+    players = fields.List(fields.Nested(PlayerViewSchema))
+
+
+class FeedQuerySchema(ReadQuerySchema):
+    limit = fields.Integer(load_default=20, validate=Range(1, FEED_LENGTH))
+
+
+class FeedEntrySchema(Schema):
+    version = fields.Integer()
+    type = fields.String()
+    occurredAt = fields.String()
+    eventId = fields.String()
+    payload = fields.Dict()
+
+
+class ArenaFeedSchema(Schema):
+    arenaId = fields.String()
+    version = fields.Integer()
+    events = fields.List(fields.Nested(FeedEntrySchema))
 
 
 class FieldErrorSchema(Schema):

@@ -39,26 +39,38 @@ class ReceivedEvent:
 
 def consume(
     consumer: KafkaConsumer,
-    dispatch: Callable[[ReceivedEvent], None],
+    dispatch: Callable[[list[ReceivedEvent]], None],
     should_stop: Callable[[], bool],
     *,
+    batch_per_arena: bool = True,
     poll_timeout_ms: int = 500,
     max_records: int = 500,
 ) -> int:
-    """Poll, dispatch, commit until `should_stop()`; return how many records were dispatched."""
+    """Poll, dispatch, commit until `should_stop()`; return how many records were dispatched.
+
+    With `batch_per_arena`, the consecutive events of one arena (one key) in a poll go out as one
+    dispatch, in order; otherwise each event goes alone.
+    """
     dispatched = 0
     try:
         while not should_stop():
             batch = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
-            records = [
-                record for partition_records in batch.values() for record in partition_records
-            ]
-            for record in records:
-                dispatch(ReceivedEvent.from_record(record))
-            if records:
+            events = [ReceivedEvent.from_record(r) for records in batch.values() for r in records]
+            for group in _groups(events, batch_per_arena):
+                dispatch(group)
+            if events:
                 consumer.commit()
-                dispatched += len(records)
-                log.info("dispatched %d event(s), %d in total", len(records), dispatched)
+                dispatched += len(events)
+                log.info("dispatched %d event(s), %d in total", len(events), dispatched)
     finally:
         consumer.close(autocommit=False)
     return dispatched
+
+
+def _groups(events: list[ReceivedEvent], batch_per_arena: bool) -> list[list[ReceivedEvent]]:
+    if not batch_per_arena:
+        return [[event] for event in events]
+    by_key: dict[tuple[str, int, str | None], list[ReceivedEvent]] = {}
+    for event in events:  # one arena's events share a key and a partition, in offset order
+        by_key.setdefault((event.topic, event.partition, event.key), []).append(event)
+    return list(by_key.values())

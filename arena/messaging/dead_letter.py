@@ -9,8 +9,14 @@ from arena.messaging.consumer import ReceivedEvent
 
 
 def dead_letter_record(
-    event: ReceivedEvent, error: BaseException, traceback: str, attempts: int
+    event: ReceivedEvent,
+    error: BaseException,
+    traceback: str,
+    *,
+    attempts: int,
+    first_failure_at: str | None,
 ) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
     return {
         "originalTopic": event.topic,
         "originalPartition": event.partition,
@@ -21,5 +27,6 @@ def dead_letter_record(
         "errorMessage": str(error),
         "traceback": traceback,
         "attempts": attempts,
-        "failedAt": datetime.now(UTC).isoformat(),
+        "firstFailureAt": first_failure_at or now,
+        "lastFailureAt": now,
     }

@@ -14,6 +14,10 @@ class UnknownEvent(ValueError):
     """An event type or schema version this projection does not know; retrying cannot help."""
 
 
+class RejectedPayload(ValueError):
+    """The event's payload lacks what the projection needs; retrying cannot help."""
+
+
 def project(view: View | None, envelope: EventEnvelope) -> View:
     """Apply one event to the arena's view; the caller guarantees it is the next version."""
     if envelope.schema_version != SCHEMA_VERSION:
@@ -23,9 +27,23 @@ def project(view: View | None, envelope: EventEnvelope) -> View:
     handler = _HANDLERS.get(envelope.event_type)
     if handler is None:
         raise UnknownEvent(f"unknown event type {envelope.event_type!r}")
-    new_view = handler(view, envelope.payload)
+    try:
+        new_view = handler(view, envelope.payload)
+    except (KeyError, TypeError) as error:
+        raise RejectedPayload(f"{envelope.event_type} payload rejected: {error!r}") from error
     new_view["version"] = envelope.aggregate_version
     return new_view
+
+
+def feed_entry(envelope: EventEnvelope) -> dict[str, Any]:
+    """One line of an arena's recent-events feed."""
+    return {
+        "version": envelope.aggregate_version,
+        "type": envelope.event_type,
+        "occurredAt": envelope.occurred_at,
+        "eventId": envelope.event_id,
+        "payload": envelope.payload,
+    }
 
 
 def _arena_created(_: View | None, payload: dict[str, Any]) -> View:
@@ -39,7 +57,6 @@ def _arena_created(_: View | None, payload: dict[str, Any]) -> View:
         "createdAt": payload["createdAt"],
         "startedAt": None,
         "finishedAt": None,
-        "stalled": False,
     }
 
 

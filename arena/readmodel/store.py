@@ -1,73 +1,292 @@
-"""Arena views in Redis, applied in aggregate-version order and at most once."""
+"""Arena views in Redis, applied in aggregate-version order and at most once.
+
+Each apply is one optimistic Redis transaction (WATCH the arena's view and stall keys, MULTI,
+EXEC): a version already applied is a no-op, the next version is applied together with its
+indexes and feed line, a later one raises `EventOutOfOrder` (the caller retries), and an arena
+that is stalled behind a dead-lettered event parks its later events instead of applying them.
+"""
 
 from __future__ import annotations
 
+import enum
 import json
-from datetime import datetime
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from arena.domain.events import EventEnvelope
-from arena.readmodel.projector import View, project
+from arena.readmodel.keys import INITIAL_GENERATION, Keys, generation_pointer
+from arena.readmodel.projector import View, feed_entry, project
+
+FEED_LENGTH = 50
+NAME_SEPARATOR = "\x1f"
+_GLOB_SPECIALS = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
 
 class EventOutOfOrder(Exception):
     """The event's predecessor has not been applied yet; retry later."""
 
 
+class Outcome(enum.StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    PARKED = "parked"
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """An arena whose events wait behind a dead-lettered one."""
+
+    arena_id: str
+    stalled_at_version: int
+    reason: str
+    since: str
+
+
 class ArenaViews:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
-        self._by_created = f"{prefix}:arenas:by-created"
         self._prefix = prefix
 
-    def _key(self, arena_id: str) -> str:
-        return f"{self._prefix}:arena:{arena_id}"
+    # --- generations --------------------------------------------------------------------------
 
-    def apply(self, envelope: EventEnvelope) -> bool:
-        """Apply the event if it is the next one; False for a duplicate (already applied)."""
-        key = self._key(envelope.aggregate_id)
+    def generation(self) -> str:
+        current = self._redis.get(generation_pointer(self._prefix))
+        return current.decode() if current else INITIAL_GENERATION
+
+    def keys(self, generation: str | None = None) -> Keys:
+        return Keys(self._prefix, generation or self.generation())
+
+    def switch_to(self, generation: str) -> str:
+        """Point readers (and projection tasks) at `generation`; return the previous one."""
+        previous = self._redis.getset(generation_pointer(self._prefix), generation)
+        return previous.decode() if previous else INITIAL_GENERATION
+
+    def drop(self, generation: str) -> int:
+        """Delete every key of a generation (UNLINK frees memory in the background)."""
+        dropped = 0
+        batch: list[bytes] = []
+        for key in self._redis.scan_iter(
+            match=f"{Keys(self._prefix, generation).base}:*", count=1000
+        ):
+            batch.append(key)
+            if len(batch) == 1000:
+                dropped += self._redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            dropped += self._redis.unlink(*batch)
+        return dropped
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def apply(
+        self, envelope: EventEnvelope, *, generation: str | None = None, replaying: bool = False
+    ) -> Outcome:
+        """Apply the next event of its arena; `replaying` lets parked events past the stall."""
+        keys = self.keys(generation)
+        arena_id = envelope.aggregate_id
+        view_key, stall_key = keys.view(arena_id), keys.stall(arena_id)
         with self._redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(key)
-                    current = _load(pipe.get(key))
+                    pipe.watch(view_key, stall_key)
+                    current = _load(pipe.get(view_key))
                     applied_version = current["version"] if current else 0
                     if envelope.aggregate_version <= applied_version:
-                        return False
+                        return Outcome.DUPLICATE
+                    if pipe.exists(stall_key) and not replaying:
+                        pipe.multi()
+                        pipe.zadd(keys.parked(arena_id), {_canonical(envelope): _score(envelope)})
+                        pipe.execute()
+                        return Outcome.PARKED
                     if envelope.aggregate_version != applied_version + 1:
                         raise EventOutOfOrder(
-                            f"arena {envelope.aggregate_id} is at version {applied_version}; "
+                            f"arena {arena_id} is at version {applied_version}; "
                             f"version {envelope.aggregate_version} must wait"
                         )
                     view = project(current, envelope)
                     pipe.multi()
-                    pipe.set(key, json.dumps(view, separators=(",", ":")))
-                    pipe.zadd(self._by_created, {view["id"]: _score(view["createdAt"])})
+                    _write_view(pipe, keys, current, view, envelope)
                     pipe.execute()
-                    return True
+                    return Outcome.APPLIED
                 except WatchError:
                     continue  # another worker changed this arena meanwhile: look again
 
+    def stall(
+        self,
+        arena_id: str,
+        *,
+        version: int | None,
+        raw_event: str,
+        reason: str,
+        generation: str | None = None,
+    ) -> Stall:
+        """Hold the arena behind a dead-lettered event, which is parked first in its queue.
+
+        `version` is None when the event could not even be parsed: the next expected version.
+        """
+        keys = self.keys(generation)
+        with self._redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(keys.stall(arena_id), keys.view(arena_id))
+                    existing = _load(pipe.get(keys.stall(arena_id)))
+                    current = _load(pipe.get(keys.view(arena_id)))
+                    at = version or (current["version"] + 1 if current else 1)
+                    if existing is not None:
+                        at = min(at, existing["stalledAtVersion"])
+                    since = existing["since"] if existing else datetime.now(UTC).isoformat()
+                    record = {"stalledAtVersion": at, "reason": reason, "since": since}
+                    pipe.multi()
+                    pipe.set(keys.stall(arena_id), _dump(record))
+                    pipe.sadd(keys.stalled, arena_id)
+                    pipe.zadd(
+                        keys.parked(arena_id), {raw_event: at if version is None else version}
+                    )
+                    pipe.execute()
+                    return Stall(arena_id, at, reason, since)
+                except WatchError:
+                    continue
+
+    def unstall_if_nothing_parked(self, arena_id: str, generation: str | None = None) -> bool:
+        """Lift the stall, unless an event was parked meanwhile (then the caller replays it)."""
+        keys = self.keys(generation)
+        with self._redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(keys.parked(arena_id), keys.stall(arena_id))
+                    if pipe.zcard(keys.parked(arena_id)):
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    pipe.delete(keys.stall(arena_id))
+                    pipe.srem(keys.stalled, arena_id)
+                    pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
+    def unpark(self, arena_id: str, raw_event: str, generation: str | None = None) -> None:
+        self._redis.zrem(self.keys(generation).parked(arena_id), raw_event)
+
+    # --- reading ------------------------------------------------------------------------------
+
     def get(self, arena_id: str) -> View | None:
-        return _load(self._redis.get(self._key(arena_id)))
+        keys = self.keys()
+        raw_view, raw_stall = self._redis.mget([keys.view(arena_id), keys.stall(arena_id)])
+        return _merged(_load(raw_view), _load(raw_stall))
 
-    def newest_first(self, *, limit: int, offset: int) -> tuple[list[View], int]:
-        """A page of views, newest first, and the total number of arenas."""
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrevrange(self._by_created, offset, offset + limit - 1)
-            pipe.zcard(self._by_created)
-            ids, total = pipe.execute()
+    def wait_for(self, arena_id: str, min_version: int, timeout_seconds: float) -> View | None:
+        """The view once it reaches `min_version`, polling until the timeout; else the latest."""
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            view = self.get(arena_id)
+            if (view is not None and view["version"] >= min_version) or (
+                time.monotonic() >= deadline
+            ):
+                return view
+            time.sleep(0.02)
+
+    def page(
+        self, *, limit: int, offset: int, status: str | None = None, query: str | None = None
+    ) -> tuple[list[View], int]:
+        """A page of views, newest first, optionally by status and name; and the total."""
+        keys = self.keys()
+        index = keys.by_status(status) if status else keys.by_created
+        if query:
+            matching = self._ids_named_like(keys, query)
+            ordered = [i.decode() for i in self._redis.zrevrange(index, 0, -1)]
+            ids = [arena_id for arena_id in ordered if arena_id in matching]
+            total, ids = len(ids), ids[offset : offset + limit]
+        else:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrevrange(index, offset, offset + limit - 1)
+                pipe.zcard(index)
+                raw_ids, total = pipe.execute()
+            ids = [arena_id.decode() for arena_id in raw_ids]
+        return self._views(keys, ids), total
+
+    def feed(self, arena_id: str, limit: int) -> list[dict[str, Any]]:
+        raw = self._redis.lrange(self.keys().feed(arena_id), 0, limit - 1)
+        return [json.loads(entry) for entry in raw]
+
+    def stalls(self, generation: str | None = None) -> list[Stall]:
+        keys = self.keys(generation)
+        arena_ids = sorted(member.decode() for member in self._redis.smembers(keys.stalled))
+        raw = (
+            self._redis.mget([keys.stall(arena_id) for arena_id in arena_ids]) if arena_ids else []
+        )
+        return [
+            Stall(arena_id, record["stalledAtVersion"], record["reason"], record["since"])
+            for arena_id, record in zip(arena_ids, map(_load, raw), strict=True)
+            if record is not None
+        ]
+
+    def parked(self, arena_id: str, generation: str | None = None) -> list[tuple[str, int]]:
+        """Parked raw events of an arena, in version order."""
+        entries = self._redis.zrange(self.keys(generation).parked(arena_id), 0, -1, withscores=True)
+        return [(raw.decode(), int(score)) for raw, score in entries]
+
+    def _ids_named_like(self, keys: Keys, query: str) -> set[str]:
+        pattern = f"*{query.lower().translate(_GLOB_SPECIALS)}*{NAME_SEPARATOR}*"
+        return {
+            member.decode().rpartition(NAME_SEPARATOR)[2]
+            for member, _ in self._redis.zscan_iter(keys.names, match=pattern, count=1000)
+        }
+
+    def _views(self, keys: Keys, ids: list[str]) -> list[View]:
         if not ids:
-            return [], total
-        raw_views = self._redis.mget([self._key(arena_id.decode()) for arena_id in ids])
-        return [view for view in map(_load, raw_views) if view is not None], total
+            return []
+        raw = self._redis.mget([key for i in ids for key in (keys.view(i), keys.stall(i))])
+        pairs = zip(raw[0::2], raw[1::2], strict=True)
+        views = [_merged(_load(view), _load(stall)) for view, stall in pairs]
+        return [view for view in views if view is not None]
 
 
-def _load(raw: bytes | None) -> View | None:
+def _write_view(
+    pipe: Pipeline, keys: Keys, before: View | None, view: View, envelope: EventEnvelope
+) -> None:
+    arena_id = view["id"]
+    created = _epoch(view["createdAt"])
+    pipe.set(keys.view(arena_id), _dump(view))
+    pipe.zadd(keys.by_created, {arena_id: created})
+    if before is not None and before["status"] != view["status"]:
+        pipe.zrem(keys.by_status(before["status"]), arena_id)
+    pipe.zadd(keys.by_status(view["status"]), {arena_id: created})
+    pipe.zadd(keys.names, {f"{view['name'].lower()}{NAME_SEPARATOR}{arena_id}": 0})
+    pipe.lpush(keys.feed(arena_id), _dump(feed_entry(envelope)))
+    pipe.ltrim(keys.feed(arena_id), 0, FEED_LENGTH - 1)
+
+
+def _merged(view: View | None, stall: dict[str, Any] | None) -> View | None:
+    if view is None:
+        return None
+    return view | {
+        "stalled": stall is not None,
+        "stalledAtVersion": stall["stalledAtVersion"] if stall else None,
+    }
+
+
+def _canonical(envelope: EventEnvelope) -> str:
+    return json.dumps(envelope.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def _score(envelope: EventEnvelope) -> int:
+    return envelope.aggregate_version
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _load(raw: bytes | None) -> Any:
     return json.loads(raw) if raw is not None else None
 
 
-def _score(iso_timestamp: str) -> float:
+def _epoch(iso_timestamp: str) -> float:
     return datetime.fromisoformat(iso_timestamp).timestamp()

@@ -29,9 +29,8 @@ def _consume_until(settings: Settings, key: str, count: int) -> list[ReceivedEve
     """Run the real loop in a group of our own until `count` records with `key` were dispatched."""
     ours: list[ReceivedEvent] = []
 
-    def dispatch(event: ReceivedEvent) -> None:
-        if event.key == key:
-            ours.append(event)
+    def dispatch(events: list[ReceivedEvent]) -> None:
+        ours.extend(event for event in events if event.key == key)
 
     consume(events_consumer(settings), dispatch, lambda: len(ours) >= count)
     return ours

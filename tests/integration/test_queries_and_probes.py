@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from arena.domain.config import ArenaConfig
 from arena.domain.events import EventEnvelope
 from arena.domain.model import Arena
-from arena.readmodel.store import ArenaViews
+from arena.readmodel.store import ArenaViews, Outcome
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def _project_created_arena(app: Flask, name: str, created_at: datetime) -> str:
     (event,) = arena.collect_events()
     envelope = EventEnvelope.wrap(event, correlation_id="test", causation_id="test")
     views: ArenaViews = app.extensions["arena_views"]
-    assert views.apply(envelope)
+    assert views.apply(envelope) is Outcome.APPLIED
     return arena.id
 
 

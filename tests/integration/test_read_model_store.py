@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 
 from arena.domain.events import EventEnvelope
-from arena.readmodel.store import ArenaViews, EventOutOfOrder
+from arena.readmodel.store import ArenaViews, EventOutOfOrder, Outcome
 
 pytestmark = pytest.mark.integration
 
@@ -42,9 +42,9 @@ def test_a_redelivered_event_is_a_no_op(app: Flask) -> None:
     arena_id = str(uuid.uuid4())
     event = _created(arena_id)
 
-    assert views.apply(event) is True
+    assert views.apply(event) is Outcome.APPLIED
     first = views.get(arena_id)
-    assert views.apply(event) is False
+    assert views.apply(event) is Outcome.DUPLICATE
     assert views.get(arena_id) == first
 
 

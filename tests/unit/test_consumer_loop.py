@@ -51,6 +51,17 @@ class StubConsumer:
         self.log.append("close")
 
 
+def one_by_one(dispatch_event):
+    """Adapt a per-event dispatch to consume()'s per-group dispatch (with batching off)."""
+
+    def dispatch(events):
+        assert len(events) == 1
+        for event in events:
+            dispatch_event(event)
+
+    return dispatch
+
+
 def stop_after_polls(consumer, count):
     return lambda: len(consumer.poll_calls) >= count
 
@@ -68,7 +79,9 @@ def test_records_are_dispatched_in_poll_order_and_converted_to_received_events()
     consumer = StubConsumer([first, second])
     received = []
 
-    count = consume(consumer, received.append, stop_after_polls(consumer, 2))
+    count = consume(
+        consumer, one_by_one(received.append), stop_after_polls(consumer, 2), batch_per_arena=False
+    )
 
     assert count == 4
     assert [(event.partition, event.offset) for event in received] == [
@@ -89,8 +102,9 @@ def test_commit_happens_once_per_poll_after_all_its_records_were_dispatched():
 
     consume(
         consumer,
-        lambda event: consumer.log.append(f"dispatch {event.offset}"),
+        one_by_one(lambda event: consumer.log.append(f"dispatch {event.offset}")),
         stop_after_polls(consumer, 2),
+        batch_per_arena=False,
     )
 
     assert consumer.log == [
@@ -125,7 +139,7 @@ def test_dispatch_failure_mid_batch_skips_the_commit_and_still_closes_without_au
         dispatched.append(event.offset)
 
     with pytest.raises(ConnectionError):
-        consume(consumer, dispatch, lambda: False)
+        consume(consumer, one_by_one(dispatch), lambda: False, batch_per_arena=False)
 
     assert dispatched == [1]
     assert "commit" not in consumer.log
@@ -165,7 +179,7 @@ def test_loop_stops_as_soon_as_should_stop_turns_true():
         received.append(event.offset)
         stop = event.offset == 2
 
-    count = consume(consumer, dispatch, lambda: stop)
+    count = consume(consumer, one_by_one(dispatch), lambda: stop, batch_per_arena=False)
 
     assert count == 2
     assert received == [1, 2]
@@ -193,3 +207,34 @@ def test_received_event_survives_a_round_trip_through_its_dict_form():
     event = ReceivedEvent.from_record(record(3, 42))
 
     assert ReceivedEvent(**dataclasses.asdict(event)) == event
+
+
+def test_with_batching_each_arenas_events_of_a_poll_go_out_together_in_order():
+    poll = batch(
+        record(0, 10, key=b"a"),
+        record(0, 11, key=b"b"),
+        record(0, 12, key=b"a"),
+        record(1, 3, key=b"c"),
+        record(0, 13, key=b"a"),
+    )
+    consumer = StubConsumer([poll])
+    groups = []
+
+    count = consume(consumer, groups.append, stop_after_polls(consumer, 1))
+
+    assert count == 5
+    assert [[(e.key, e.offset) for e in group] for group in groups] == [
+        [("a", 10), ("a", 12), ("a", 13)],
+        [("b", 11)],
+        [("c", 3)],
+    ]
+    assert consumer.log == ["poll", "commit", "close"]
+
+
+def test_without_batching_every_event_goes_out_alone():
+    consumer = StubConsumer([batch(record(0, 1, key=b"a"), record(0, 2, key=b"a"))])
+    groups = []
+
+    consume(consumer, groups.append, stop_after_polls(consumer, 1), batch_per_arena=False)
+
+    assert [[e.offset for e in group] for group in groups] == [[1], [2]]

@@ -38,7 +38,6 @@ def test_arena_created_builds_the_whole_view():
         "createdAt": NOW.isoformat(),
         "startedAt": None,
         "finishedAt": None,
-        "stalled": False,
         "version": 1,
     }
     json.dumps(view)  # the view is stored as JSON

@@ -1,0 +1,54 @@
+"""Where the read model lives in Redis.
+
+Every key sits under `<prefix>:<generation>`. `<prefix>:generation` names the generation readers
+use, so `flask projections rebuild` can build a whole new one beside it and switch readers over
+with a single SET.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INITIAL_GENERATION = "g0"
+
+
+def generation_pointer(prefix: str) -> str:
+    return f"{prefix}:generation"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+    generation: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{self.generation}"
+
+    def view(self, arena_id: str) -> str:
+        return f"{self.base}:arena:{arena_id}"
+
+    def feed(self, arena_id: str) -> str:
+        return f"{self.base}:arena:{arena_id}:feed"
+
+    def stall(self, arena_id: str) -> str:
+        return f"{self.base}:arena:{arena_id}:stall"
+
+    def parked(self, arena_id: str) -> str:
+        return f"{self.base}:arena:{arena_id}:parked"
+
+    @property
+    def by_created(self) -> str:
+        return f"{self.base}:arenas:by-created"
+
+    def by_status(self, status: str) -> str:
+        return f"{self.base}:arenas:status:{status}"
+
+    @property
+    def names(self) -> str:
+        """Members `<lower-case name>\\x1f<arena id>`, so ZSCAN MATCH can search names."""
+        return f"{self.base}:arenas:names"
+
+    @property
+    def stalled(self) -> str:
+        return f"{self.base}:arenas:stalled"
