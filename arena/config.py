@@ -18,6 +18,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "read_model_prefix": ("READ_MODEL_PREFIX", "arena"),
     "celery_broker_url": ("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1"),
     "celery_queue": ("CELERY_QUEUE", "arena"),
+    "celery_visibility_timeout_seconds": ("CELERY_VISIBILITY_TIMEOUT_SECONDS", "300"),
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
     "kafka_events_topic": ("KAFKA_EVENTS_TOPIC", "arena.events"),
     "kafka_dlq_topic": ("KAFKA_DLQ_TOPIC", "arena.events.dlq"),
@@ -55,6 +56,7 @@ class Settings:
     read_model_prefix: str
     celery_broker_url: str
     celery_queue: str
+    celery_visibility_timeout_seconds: int
     kafka_bootstrap_servers: str
     kafka_events_topic: str
     kafka_dlq_topic: str

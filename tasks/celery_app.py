@@ -33,6 +33,11 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "broker_url": settings.celery_broker_url,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": settings.celery_queue,
+        # A task taken by a worker that then died (SIGKILL, power loss) is unacked; Redis hands
+        # it out again after this long. Retry countdowns stay well below it.
+        "broker_transport_options": {
+            "visibility_timeout": settings.celery_visibility_timeout_seconds
+        },
         "task_ignore_result": True,
         # Redelivered, not lost, if a worker dies mid-task; our tasks are idempotent.
         "task_acks_late": True,

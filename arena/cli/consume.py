@@ -10,11 +10,15 @@ from types import FrameType
 
 import click
 from flask import current_app
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from arena.messaging.consumer import ReceivedEvent, consume
 from arena.messaging.kafka import ensure_topics, events_consumer
 
 log = logging.getLogger(__name__)
+
+FIRST_PAUSE_SECONDS = 0.5
+MAX_PAUSE_SECONDS = 10.0
 
 
 @click.command("consume")
@@ -34,7 +38,19 @@ def consume_command() -> None:
     signal.signal(signal.SIGINT, request_stop)
 
     def dispatch(events: list[ReceivedEvent]) -> None:
-        project_events.delay([dataclasses.asdict(event) for event in events])
+        """Hand the events to Celery; while its broker is away, wait and retry (no commit yet)."""
+        payload = [dataclasses.asdict(event) for event in events]
+        pause = FIRST_PAUSE_SECONDS
+        while True:
+            try:
+                project_events.delay(payload)
+                return
+            except KombuOperationalError as error:
+                if stop.is_set():
+                    raise
+                log.warning("Celery broker unavailable (%r); retrying in %.1f s", error, pause)
+                stop.wait(pause)
+                pause = min(pause * 2, MAX_PAUSE_SECONDS)
 
     log.info("consuming %s as group %s", settings.kafka_events_topic, settings.kafka_consumer_group)
     total = consume(

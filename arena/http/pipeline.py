@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from kafka.errors import KafkaError
 
+from arena.config import Settings
 from arena.extensions import db
+from arena.messaging.lag import consumer_lag
 from arena.outbox.operations import outbox_metrics
+from arena.readmodel.metrics import projection_metrics
 
 blp = Blueprint("pipeline", __name__, url_prefix="/api/v1", description="Pipeline metrics")
 
@@ -17,5 +22,24 @@ blp = Blueprint("pipeline", __name__, url_prefix="/api/v1", description="Pipelin
 class Pipeline(MethodView):
     @blp.response(200)
     def get(self) -> dict[str, Any]:
-        """Outbox backlog, oldest pending age, dead letters and recent publishing."""
-        return {"outbox": outbox_metrics(db.session).to_dict()}
+        """Outbox backlog and dead letters, consumer lag per partition, projection lag, stalls."""
+        settings = current_app.extensions["settings"]
+        views = current_app.extensions["arena_views"]
+        return {
+            "outbox": outbox_metrics(db.session).to_dict(),
+            "consumer": _consumer(settings),
+            "projections": projection_metrics(db.session, views).to_dict(),
+        }
+
+
+def _consumer(settings: Settings) -> dict[str, Any]:
+    """The group's lag; when Kafka is away, say so and let the other figures through."""
+    try:
+        lag = consumer_lag(settings)
+    except KafkaError as error:
+        return {
+            "group": settings.kafka_consumer_group,
+            "lagByPartition": None,
+            "error": repr(error),
+        }
+    return {"group": settings.kafka_consumer_group, "lagByPartition": lag}

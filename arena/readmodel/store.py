@@ -181,6 +181,11 @@ class ArenaViews:
         raw_view, raw_stall = self._redis.mget([keys.view(arena_id), keys.stall(arena_id)])
         return _merged(_load(raw_view), _load(raw_stall))
 
+    def get_many(self, arena_ids: list[str]) -> dict[str, View]:
+        """Views by arena id (absent ids are left out), in one round trip."""
+        views = self._views(self.keys(), arena_ids)
+        return {view["id"]: view for view in views}
+
     def wait_for(self, arena_id: str, min_version: int, timeout_seconds: float) -> View | None:
         """The view once it reaches `min_version`, polling until the timeout; else the latest."""
         deadline = time.monotonic() + timeout_seconds

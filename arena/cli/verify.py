@@ -1,0 +1,42 @@
+"""`flask verify [--wait SECONDS]`: is every arena's Redis view equal to PostgreSQL's?"""
+
+from __future__ import annotations
+
+import time
+
+import click
+from flask import current_app
+
+from arena.extensions import db
+from arena.readmodel.verify import Divergence, divergences
+
+POLL_SECONDS = 0.5
+SHOWN = 50
+
+
+@click.command("verify")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Wait up to this long for the read model to converge before judging.",
+)
+def verify_command(wait_seconds: float) -> None:
+    """Compare every arena in PostgreSQL with its Redis view; exit 1 on any divergence."""
+    views = current_app.extensions["arena_views"]
+    deadline = time.monotonic() + wait_seconds
+    found: list[Divergence] = divergences(db.session, views)
+    while found and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        found = divergences(db.session, views)
+    for divergence in found[:SHOWN]:
+        click.echo(str(divergence))
+    if len(found) > SHOWN:
+        click.echo(f"… and {len(found) - SHOWN} more")
+    if found:
+        arenas = len({divergence.arena_id for divergence in found})
+        click.echo(f"read model diverges: {len(found)} difference(s) in {arenas} arena(s)")
+        raise SystemExit(1)
+    click.echo("read model matches the write model")

@@ -1,0 +1,116 @@
+"""Rebuilding the whole read model from the Kafka log, beside the live one.
+
+The events topic keeps every event, so replaying it from the beginning into a fresh generation
+reproduces the read model. Readers keep using the old generation until the new one has caught up
+with the log; then one SET switches them over. A final pass applies whatever was published while
+the switch happened (projection tasks that looked up the generation just before the switch wrote
+to the old one), and the old generation is dropped after a short grace period.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kafka import KafkaConsumer, TopicPartition
+
+from arena.config import Settings
+from arena.messaging.consumer import ReceivedEvent
+from arena.readmodel.projection import POISON, apply_received
+from arena.readmodel.store import ArenaViews, Outcome
+
+DRAIN_DEADLINE_SECONDS = 1800
+OLD_GENERATION_GRACE_SECONDS = 2.0
+
+
+@dataclass
+class RebuildSummary:
+    generation: str = ""
+    previous_generation: str = ""
+    events: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    stalled_arenas: set[str] = field(default_factory=set)
+    keys_dropped: int = 0
+    seconds: float = 0.0
+
+
+def rebuild(
+    views: ArenaViews,
+    settings: Settings,
+    *,
+    on_start: Callable[[int], None] = lambda total: None,
+    on_progress: Callable[[int], None] = lambda count: None,
+) -> RebuildSummary:
+    """Replay the events topic into a new generation, switch readers to it, drop the old one.
+
+    `on_start` gets the number of events to replay, `on_progress` each batch's count.
+    """
+    started = time.monotonic()
+    summary = RebuildSummary(generation=f"g{int(time.time())}-{uuid.uuid4().hex[:6]}")
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id="arena-projections-rebuild",
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    try:
+        partitions = [
+            TopicPartition(settings.kafka_events_topic, partition)
+            for partition in sorted(
+                consumer.partitions_for_topic(settings.kafka_events_topic) or ()
+            )
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        beginnings = consumer.beginning_offsets(partitions)
+        targets = consumer.end_offsets(partitions)
+        on_start(sum(targets[p] - beginnings[p] for p in partitions))
+        _drain(consumer, targets, views, summary, on_progress)
+        summary.previous_generation = views.switch_to(summary.generation)
+        _drain(consumer, consumer.end_offsets(partitions), views, summary, on_progress)
+    finally:
+        consumer.close(autocommit=False)
+    time.sleep(OLD_GENERATION_GRACE_SECONDS)  # let requests that resolved the old one finish
+    summary.keys_dropped = views.drop(summary.previous_generation)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _drain(
+    consumer: KafkaConsumer,
+    targets: dict[TopicPartition, int],
+    views: ArenaViews,
+    summary: RebuildSummary,
+    on_progress: Callable[[int], None],
+) -> None:
+    deadline = time.monotonic() + DRAIN_DEADLINE_SECONDS
+    while any(consumer.position(p) < offset for p, offset in targets.items()):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the rebuild did not reach the end of the log in time")
+        batch = consumer.poll(timeout_ms=500, max_records=1000)
+        records = [record for partition_records in batch.values() for record in partition_records]
+        for record in records:
+            received = ReceivedEvent.from_record(record)
+            summary.outcomes[_apply(views, received, summary)] += 1
+        summary.events += len(records)
+        on_progress(len(records))
+
+
+def _apply(views: ArenaViews, received: ReceivedEvent, summary: RebuildSummary) -> str:
+    """Apply to the new generation; a poison event stalls its arena there, as it did live."""
+    try:
+        return apply_received(views, received, generation=summary.generation)
+    except POISON as error:
+        if received.key:
+            views.stall(
+                received.key,
+                version=None,
+                raw_event=received.value,
+                reason=f"{type(error).__name__}: {error}",
+                generation=summary.generation,
+            )
+            summary.stalled_arenas.add(received.key)
+        return Outcome.PARKED

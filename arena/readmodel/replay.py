@@ -1,0 +1,42 @@
+"""Re-driving a stalled arena's parked events, in version order, after a fix."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from arena.domain.events import EventEnvelope
+from arena.readmodel.store import ArenaViews, EventOutOfOrder
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    arena_id: str
+    applied: int
+    resumed: bool
+    stuck_at_version: int | None = None
+    reason: str | None = None
+
+
+def replay(views: ArenaViews, arena_id: str) -> ReplayResult:
+    """Apply every parked event in order; lift the stall once none is left.
+
+    Events parked while this runs are picked up too. If one still fails, the arena stays
+    stalled at it, with the new reason, and the rest stay parked.
+    """
+    applied = 0
+    while True:
+        parked = views.parked(arena_id)
+        if not parked:
+            if views.unstall_if_nothing_parked(arena_id):
+                return ReplayResult(arena_id, applied, resumed=True)
+            continue
+        for raw_event, version in parked:
+            try:
+                views.apply(EventEnvelope.from_dict(json.loads(raw_event)), replaying=True)
+            except (ValueError, EventOutOfOrder) as error:
+                reason = f"{type(error).__name__}: {error}"
+                views.stall(arena_id, version=version, raw_event=raw_event, reason=reason)
+                return ReplayResult(arena_id, applied, False, version, reason)
+            views.unpark(arena_id, raw_event)
+            applied += 1

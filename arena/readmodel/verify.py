@@ -1,0 +1,85 @@
+"""Checking the read model against the write model, arena by arena."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arena.persistence.tables import ArenaRow, PlayerRow
+from arena.readmodel.store import ArenaViews
+
+CHUNK = 500
+ARENAS = ArenaRow.__table__
+PLAYERS = PlayerRow.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    arena_id: str
+    field: str
+    expected: Any
+    actual: Any
+
+    def __str__(self) -> str:
+        return f"arena {self.arena_id}: {self.field} is {self.actual!r}, expected {self.expected!r}"
+
+
+def divergences(session: Session, views: ArenaViews) -> list[Divergence]:
+    """Every difference in status, tick, version, players and config; empty when in sync."""
+    found: list[Divergence] = []
+    for expected in _chunks(_write_model(session), CHUNK):
+        actual = views.get_many([arena["id"] for arena in expected])
+        for arena in expected:
+            found.extend(_compare(arena, actual.get(arena["id"])))
+    session.rollback()
+    return found
+
+
+def _compare(expected: dict[str, Any], view: dict[str, Any] | None) -> list[Divergence]:
+    if view is None:
+        return [Divergence(expected["id"], "view", "present", None)]
+    actual = {
+        "status": view["status"],
+        "tick": view["tick"],
+        "version": view["version"],
+        "config": view["config"],
+        "players": sorted((p["playerId"], p["displayName"], p["role"]) for p in view["players"]),
+    }
+    return [
+        Divergence(expected["id"], name, expected[name], actual[name])
+        for name in actual
+        if actual[name] != expected[name]
+    ]
+
+
+def _write_model(session: Session) -> Iterator[dict[str, Any]]:
+    players: dict[uuid.UUID, list[tuple[str, str, str]]] = {}
+    for row in session.execute(
+        select(PLAYERS.c.arena_id, PLAYERS.c.id, PLAYERS.c.display_name, PLAYERS.c.role)
+    ):
+        players.setdefault(row.arena_id, []).append((str(row.id), row.display_name, row.role))
+    for row in session.execute(select(ARENAS).order_by(ARENAS.c.created_at)):
+        yield {
+            "id": str(row.id),
+            "status": row.status,
+            "tick": row.tick,
+            "version": row.version,
+            "config": row.config,
+            "players": sorted(players.get(row.id, [])),
+        }
+
+
+def _chunks(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
