@@ -14,9 +14,9 @@ from dataclasses import dataclass
 # field name → (environment variable, local default)
 _VARIABLES: dict[str, tuple[str, str]] = {
     "database_url": ("DATABASE_URL", "postgresql+psycopg://arena:arena@127.0.0.1:5432/arena"),
-    "redis_url": ("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "redis_url": ("REDIS_URL", "redis://127.0.0.1:6380/0"),
     "read_model_prefix": ("READ_MODEL_PREFIX", "arena"),
-    "celery_broker_url": ("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1"),
+    "celery_broker_url": ("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
     "celery_queue": ("CELERY_QUEUE", "arena"),
     "celery_visibility_timeout_seconds": ("CELERY_VISIBILITY_TIMEOUT_SECONDS", "300"),
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),

@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
 # Starts and stops the project's real backing services on loopback, without Docker:
-#   PostgreSQL (Debian's package, own cluster), Redis (Debian's package), Apache Kafka (KRaft, from
-#   Maven Central jars collected by infra/kafka/pom.xml).
+#   PostgreSQL (Debian's package, own cluster), two Redis servers (Debian's package; one binary,
+#   two instances), Apache Kafka (KRaft, from Maven Central jars collected by infra/kafka/pom.xml).
+#   The two Redis servers are independent on purpose: `redis` is the Celery broker, `readmodel`
+#   holds the read model, so an outage of one (stop-readmodel) leaves the other running.
 #
 # Usage: scripts/services.sh up|down|status
-#                            start-postgres|stop-postgres|start-redis|stop-redis|start-kafka|stop-kafka
+#            start-postgres|stop-postgres|start-redis|stop-redis|start-readmodel|stop-readmodel
+#            start-kafka|stop-kafka
 #
 # All data and logs live in var/ at the project root (ignored by git):
 #   var/postgres/   cluster (data/) and socket dir (run/), owned by the `postgres` system user
-#   var/redis/      Redis working dir (nothing is persisted: --save "" --appendonly no)
+#   var/redis/      redis/ and readmodel/: each Redis server's working dir (nothing is persisted:
+#                   --save "" --appendonly no)
 #   var/kafka/      lib/ (broker jars), data/ (log.dirs), server.properties, cluster.id
-#   var/run/        pid files of Redis and Kafka
-#   var/log/        postgres.log, redis.log, kafka.log (JVM stdout/stderr), kafka/server.log
+#   var/run/        pid files: redis.pid, readmodel-redis.pid, kafka.pid
+#   var/log/        postgres.log, redis.log, readmodel-redis.log, kafka.log (JVM stdout/stderr),
+#                   kafka/server.log
 #
-# Ports (environment): PGPORT (5432), REDIS_PORT (6379), KAFKA_PORT (9092; controller = KAFKA_PORT+1).
-# Connection settings for the application:
-#   postgresql://arena:arena@127.0.0.1:$PGPORT/arena    (role arena may create databases)
-#   redis://127.0.0.1:$REDIS_PORT/0                     kafka bootstrap 127.0.0.1:$KAFKA_PORT
+# Ports (environment): PGPORT (5432), REDIS_PORT (6379, Celery broker), READMODEL_REDIS_PORT
+# (6380, read model), KAFKA_PORT (9092; controller = KAFKA_PORT+1).
+# Connection settings for the application (with the default ports):
+#   postgresql://arena:arena@127.0.0.1:5432/arena    (role arena may create databases)
+#   redis://127.0.0.1:6379/0                         Celery broker (CELERY_BROKER_URL)
+#   redis://127.0.0.1:6380/0                         read model (REDIS_URL)
+#   kafka bootstrap 127.0.0.1:9092
 #
 # `up` is idempotent: a service that already answers is left alone. Missing software is installed
 # with apt-get (needs root), the Kafka jars with Maven (once; cached in var/kafka/lib).
-# `status` exits 0 when all three answer, 3 otherwise.
+# `status` prints one line per service (postgres, redis, readmodel, kafka) and exits 0 when all
+# answer, 3 otherwise.
 set -euo pipefail
 umask 022
 
@@ -31,6 +40,7 @@ RUN_DIR="$VAR/run"
 
 PGPORT="${PGPORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
+READMODEL_REDIS_PORT="${READMODEL_REDIS_PORT:-6380}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT=$((KAFKA_PORT + 1))
 
@@ -324,19 +334,35 @@ status_postgres() {
 # ---------------------------------------------------------------------------------------------
 # Redis
 
-REDIS_DIR="$VAR/redis"
-REDIS_PID="$RUN_DIR/redis.pid"
-REDIS_LOG="$LOG_DIR/redis.log"
+# Two servers from the same binary, told apart by instance name: `redis` (Celery broker, on
+# $REDIS_PORT) and `readmodel` (read model, on $READMODEL_REDIS_PORT). The functions below take
+# NAME PORT; redis_use sets the instance the helpers (and wait_for's callbacks) work on.
+
+R_NAME="" R_PORT="" R_DIR="" R_PID="" R_LOG=""
+
+redis_use() {
+    local stem
+    R_NAME=$1 R_PORT=$2
+    # The broker keeps its historical file names (redis.pid, redis.log).
+    if [[ $R_NAME == redis ]]; then stem=redis; else stem="$R_NAME-redis"; fi
+    R_DIR="$VAR/redis/$R_NAME"
+    R_PID="$RUN_DIR/$stem.pid"
+    R_LOG="$LOG_DIR/$stem.log"
+}
 
 redis_pid() {
     local pid=""
-    [[ -f $REDIS_PID ]] && pid="$(cat "$REDIS_PID" 2>/dev/null || true)"
-    if [[ -n $pid ]] && pid_matches "$pid" redis-server; then echo "$pid"; fi
+    [[ -f $R_PID ]] && pid="$(cat "$R_PID" 2>/dev/null || true)"
+    # redis-server sets its process title to "redis-server 127.0.0.1:PORT": check the port too, so
+    # a stale pid file can never point at the other instance.
+    if [[ -n $pid ]] && pid_matches "$pid" redis-server && pid_matches "$pid" ":$R_PORT"; then
+        echo "$pid"
+    fi
 }
 redis_alive() { [[ -n "$(redis_pid)" ]]; }
 redis_answers() {
     command -v redis-cli >/dev/null &&
-        [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+        [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$R_PORT" ping 2>/dev/null)" == PONG ]]
 }
 
 redis_ensure_installed() {
@@ -353,54 +379,58 @@ redis_ensure_installed() {
     fi
 }
 
+# start_redis NAME PORT
 start_redis() {
+    redis_use "$1" "$2"
     ensure_dirs
     redis_ensure_installed
     if redis_answers; then
-        log redis "already up on 127.0.0.1:$REDIS_PORT"
+        log "$R_NAME" "already up on 127.0.0.1:$R_PORT"
         return 0
     fi
-    mkdir -p "$REDIS_DIR"
-    log redis "starting on 127.0.0.1:$REDIS_PORT"
-    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
-        --save "" --appendonly no --dir "$REDIS_DIR" --logfile "$REDIS_LOG" --pidfile "$REDIS_PID" ||
+    mkdir -p "$R_DIR"
+    log "$R_NAME" "starting on 127.0.0.1:$R_PORT"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
+        --save "" --appendonly no --dir "$R_DIR" --logfile "$R_LOG" --pidfile "$R_PID" ||
         {
-            show_tail "$REDIS_LOG"
-            die redis "redis-server failed to start (see $REDIS_LOG)"
+            show_tail "$R_LOG"
+            die "$R_NAME" "redis-server failed to start (see $R_LOG)"
         }
-    wait_for redis "$REDIS_TIMEOUT" redis_answers redis_alive "$REDIS_LOG"
-    log redis "up on 127.0.0.1:$REDIS_PORT"
+    wait_for "$R_NAME" "$REDIS_TIMEOUT" redis_answers redis_alive "$R_LOG"
+    log "$R_NAME" "up on 127.0.0.1:$R_PORT"
 }
 
+# stop_redis NAME PORT
 stop_redis() {
     local pid deadline
+    redis_use "$1" "$2"
     pid="$(redis_pid || true)"
     if redis_answers; then
-        log redis "stopping (shutdown nosave)"
-        timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+        log "$R_NAME" "stopping (shutdown nosave)"
+        timeout 10 redis-cli -h 127.0.0.1 -p "$R_PORT" shutdown nosave >/dev/null 2>&1 || true
     elif [[ -n $pid ]]; then
-        log redis "not answering; sending SIGTERM to pid $pid"
+        log "$R_NAME" "not answering; sending SIGTERM to pid $pid"
         kill -TERM "$pid" 2>/dev/null || true
     else
-        log redis "not running"
+        log "$R_NAME" "not running"
         return 0
     fi
     deadline=$((SECONDS + 15))
     while { [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; } || redis_answers; do
-        ((SECONDS < deadline)) || die redis "still running after 15s"
+        ((SECONDS < deadline)) || die "$R_NAME" "still running after 15s"
         sleep 0.2
     done
-    rm -f "$REDIS_PID"
-    log redis "stopped"
+    rm -f "$R_PID"
+    log "$R_NAME" "stopped"
 }
 
+# status_redis NAME PORT
 status_redis() {
-    if redis_answers; then
-        printf '%-9s up    127.0.0.1:%-6s pid %s\n' redis "$REDIS_PORT" "$(or_dash "$(redis_pid || true)")"
-        return 0
-    fi
-    printf '%-9s down  127.0.0.1:%-6s pid %s\n' redis "$REDIS_PORT" "$(or_dash "$(redis_pid || true)")"
-    return 1
+    local state=down rc=1
+    redis_use "$1" "$2"
+    if redis_answers; then state=up rc=0; fi
+    printf '%-9s %-5s 127.0.0.1:%-6s pid %s\n' "$R_NAME" "$state" "$R_PORT" "$(or_dash "$(redis_pid || true)")"
+    return "$rc"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -594,24 +624,29 @@ main() {
     case "$cmd" in
     up)
         start_postgres
-        start_redis
+        start_redis redis "$REDIS_PORT"
+        start_redis readmodel "$READMODEL_REDIS_PORT"
         start_kafka
         ;;
     down)
         stop_kafka
-        stop_redis
+        stop_redis readmodel "$READMODEL_REDIS_PORT"
+        stop_redis redis "$REDIS_PORT"
         stop_postgres
         ;;
     status)
         status_postgres || rc=3
-        status_redis || rc=3
+        status_redis redis "$REDIS_PORT" || rc=3
+        status_redis readmodel "$READMODEL_REDIS_PORT" || rc=3
         status_kafka || rc=3
         return "$rc"
         ;;
     start-postgres) start_postgres ;;
     stop-postgres) stop_postgres ;;
-    start-redis) start_redis ;;
-    stop-redis) stop_redis ;;
+    start-redis) start_redis redis "$REDIS_PORT" ;;
+    stop-redis) stop_redis redis "$REDIS_PORT" ;;
+    start-readmodel) start_redis readmodel "$READMODEL_REDIS_PORT" ;;
+    stop-readmodel) stop_redis readmodel "$READMODEL_REDIS_PORT" ;;
     start-kafka) start_kafka ;;
     stop-kafka) stop_kafka ;;
     -h | --help | help) usage ;;

@@ -8,8 +8,8 @@ from arena.config import Settings
 
 LOCAL_DEFAULTS = {
     "database_url": "postgresql+psycopg://arena:arena@127.0.0.1:5432/arena",
-    "redis_url": "redis://127.0.0.1:6379/0",
-    "celery_broker_url": "redis://127.0.0.1:6379/1",
+    "redis_url": "redis://127.0.0.1:6380/0",
+    "celery_broker_url": "redis://127.0.0.1:6379/0",
     "celery_queue": "arena",
     "kafka_bootstrap_servers": "127.0.0.1:9092",
     "kafka_events_topic": "arena.events",
