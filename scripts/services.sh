@@ -11,8 +11,9 @@
 #
 # All data and logs live in var/ at the project root (ignored by git):
 #   var/postgres/   cluster (data/) and socket dir (run/), owned by the `postgres` system user
-#   var/redis/      redis/ and readmodel/: each Redis server's working dir (nothing is persisted:
-#                   --save "" --appendonly no)
+#   var/redis/      redis/ and readmodel/: each Redis server's working dir with its append-only
+#                   file (--appendonly yes --appendfsync everysec): queued Celery tasks and the
+#                   read model survive a restart
 #   var/kafka/      lib/ (broker jars), data/ (log.dirs), server.properties, cluster.id
 #   var/run/        pid files: redis.pid, readmodel-redis.pid, kafka.pid
 #   var/log/        postgres.log, redis.log, readmodel-redis.log, kafka.log (JVM stdout/stderr),
@@ -391,7 +392,8 @@ start_redis() {
     mkdir -p "$R_DIR"
     log "$R_NAME" "starting on 127.0.0.1:$R_PORT"
     redis-server --daemonize yes --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
-        --save "" --appendonly no --dir "$R_DIR" --logfile "$R_LOG" --pidfile "$R_PID" ||
+        --save "" --appendonly yes --appendfsync everysec \
+        --dir "$R_DIR" --logfile "$R_LOG" --pidfile "$R_PID" ||
         {
             show_tail "$R_LOG"
             die "$R_NAME" "redis-server failed to start (see $R_LOG)"
@@ -406,8 +408,8 @@ stop_redis() {
     redis_use "$1" "$2"
     pid="$(redis_pid || true)"
     if redis_answers; then
-        log "$R_NAME" "stopping (shutdown nosave)"
-        timeout 10 redis-cli -h 127.0.0.1 -p "$R_PORT" shutdown nosave >/dev/null 2>&1 || true
+        log "$R_NAME" "stopping (shutdown, flushing its append-only file)"
+        timeout 10 redis-cli -h 127.0.0.1 -p "$R_PORT" shutdown >/dev/null 2>&1 || true
     elif [[ -n $pid ]]; then
         log "$R_NAME" "not answering; sending SIGTERM to pid $pid"
         kill -TERM "$pid" 2>/dev/null || true
