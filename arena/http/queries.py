@@ -7,12 +7,15 @@ up, so a client can read its own writes; if it does not, they answer 503 with th
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, current_app, jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from marshmallow import Schema
 
 from arena.http.problems import problem
 from arena.http.schemas import (
@@ -72,6 +75,7 @@ def _versioned(body: dict[str, Any], version: int) -> Response:
     return response
 
 
+_VERSION_HEADER_DOC = {VERSION_HEADER: {"schema": {"type": "integer"}}}
 _BEHIND = {
     "schema": ProblemSchema,
     "content_type": "application/problem+json",
@@ -94,46 +98,52 @@ class ArenaList(MethodView):
         return {"items": items, "total": total, "limit": query["limit"], "offset": query["offset"]}
 
 
+def _single_arena_query(
+    query_schema: type[Schema], response_schema: type[Schema]
+) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., Response]]:
+    """Document and serve a query about one arena: 404, minVersion waiting, the version header.
+
+    The decorated method gets the query arguments and the arena's view, and returns the body.
+    """
+
+    def decorate(build: Callable[..., dict[str, Any]]) -> Callable[..., Response]:
+        @functools.wraps(build)
+        def serve(self: MethodView, query: dict[str, Any], arena_id: uuid.UUID) -> Response:
+            view = _view_or_refusal(arena_id, query.get("minVersion"))
+            if isinstance(view, Response):
+                return view
+            return _versioned(build(self, query, view), view["version"])
+
+        documented = blp.alt_response(503, **_BEHIND)(serve)
+        documented = blp.alt_response(404, description="No such arena in the read model (yet)")(
+            documented
+        )
+        documented = blp.response(200, response_schema, headers=_VERSION_HEADER_DOC)(documented)
+        return blp.arguments(query_schema, location="query")(documented)
+
+    return decorate
+
+
 @blp.route("/<uuid:arena_id>")
 class ArenaById(MethodView):
-    @blp.arguments(ReadQuerySchema, location="query")
-    @blp.response(200, ArenaViewSchema, headers={VERSION_HEADER: {"schema": {"type": "integer"}}})
-    @blp.alt_response(404, description="No such arena in the read model (yet)")
-    @blp.alt_response(503, **_BEHIND)
-    def get(self, query: dict[str, int], arena_id: uuid.UUID) -> Response:
+    @_single_arena_query(ReadQuerySchema, ArenaViewSchema)
+    def get(self, _query: dict[str, Any], view: View) -> dict[str, Any]:
         """One arena's view."""
-        view = _view_or_refusal(arena_id, query.get("minVersion"))
-        if isinstance(view, Response):
-            return view
-        return _versioned(view, view["version"])
+        return view
 
 
 @blp.route("/<uuid:arena_id>/players")
 class ArenaPlayers(MethodView):
-    @blp.arguments(ReadQuerySchema, location="query")
-    @blp.response(200, ArenaPlayersSchema)
-    @blp.alt_response(404, description="No such arena in the read model (yet)")
-    @blp.alt_response(503, **_BEHIND)
-    def get(self, query: dict[str, int], arena_id: uuid.UUID) -> Response:
+    @_single_arena_query(ReadQuerySchema, ArenaPlayersSchema)
+    def get(self, _query: dict[str, Any], view: View) -> dict[str, Any]:
         """The players of an arena, with their roles."""
-        view = _view_or_refusal(arena_id, query.get("minVersion"))
-        if isinstance(view, Response):
-            return view
-        body = {"arenaId": view["id"], "version": view["version"], "players": view["players"]}
-        return _versioned(body, view["version"])
+        return {"arenaId": view["id"], "version": view["version"], "players": view["players"]}
 
 
 @blp.route("/<uuid:arena_id>/events")
 class ArenaFeed(MethodView):
-    @blp.arguments(FeedQuerySchema, location="query")
-    @blp.response(200, ArenaFeedSchema)
-    @blp.alt_response(404, description="No such arena in the read model (yet)")
-    @blp.alt_response(503, **_BEHIND)
-    def get(self, query: dict[str, int], arena_id: uuid.UUID) -> Response:
+    @_single_arena_query(FeedQuerySchema, ArenaFeedSchema)
+    def get(self, query: dict[str, Any], view: View) -> dict[str, Any]:
         """The arena's most recent events, newest first (a bounded feed)."""
-        view = _view_or_refusal(arena_id, query.get("minVersion"))
-        if isinstance(view, Response):
-            return view
-        events = _views().feed(str(arena_id), query["limit"])
-        body = {"arenaId": view["id"], "version": view["version"], "events": events}
-        return _versioned(body, view["version"])
+        events = _views().feed(view["id"], query["limit"])
+        return {"arenaId": view["id"], "version": view["version"], "events": events}

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
@@ -23,14 +23,36 @@ SEND_TIMEOUT_SECONDS = 2 * KAFKA_TIMEOUT_MS / 1000
 EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the events and DLQ topics if missing (the broker does not auto-create them)."""
-    admin = KafkaAdminClient(
+def admin_client(
+    settings: Settings, client_id: str, timeout_ms: int = KAFKA_TIMEOUT_MS
+) -> KafkaAdminClient:
+    """An admin client that gives up within `timeout_ms` when no broker answers."""
+    return KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        client_id="arena-admin",
-        bootstrap_timeout_ms=KAFKA_TIMEOUT_MS,
+        client_id=client_id,
+        bootstrap_timeout_ms=timeout_ms,
+        request_timeout_ms=timeout_ms,
+    )
+
+
+def topic_reader(settings: Settings, client_id: str) -> KafkaConsumer:
+    """A consumer outside any group, for reading a topic at chosen offsets."""
+    return KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
         request_timeout_ms=KAFKA_TIMEOUT_MS,
     )
+
+
+def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the events and DLQ topics if missing (the broker does not auto-create them)."""
+    admin = admin_client(settings, "arena-admin")
     try:
         wanted = [
             NewTopic(
@@ -54,14 +76,8 @@ def ensure_topics(settings: Settings) -> None:
 
 def kafka_reachable(settings: Settings, timeout_seconds: float = 2.0) -> bool:
     """True when a broker answers a metadata request within the timeout."""
-    timeout_ms = int(timeout_seconds * 1000)
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            client_id="arena-readiness",
-            request_timeout_ms=timeout_ms,
-            bootstrap_timeout_ms=timeout_ms,
-        )
+        admin = admin_client(settings, "arena-readiness", int(timeout_seconds * 1000))
     except Exception:  # noqa: BLE001 - any failure to connect means "not reachable"
         return False
     try:

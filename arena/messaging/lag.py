@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-
 from arena.config import Settings
-from arena.messaging.kafka import KAFKA_TIMEOUT_MS
+from arena.messaging.kafka import admin_client, topic_partitions, topic_reader
 
 
 def consumer_lag(settings: Settings) -> dict[str, dict[str, int | None]]:
     """Per partition: end offset, the group's committed offset, and the lag between them."""
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        client_id="arena-metrics",
-        bootstrap_timeout_ms=KAFKA_TIMEOUT_MS,
-        request_timeout_ms=KAFKA_TIMEOUT_MS,
-    )
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        client_id="arena-metrics",
-        group_id=None,
-        request_timeout_ms=KAFKA_TIMEOUT_MS,
-    )
+    admin = admin_client(settings, "arena-metrics")
+    reader = topic_reader(settings, "arena-metrics")
     try:
-        topic = settings.kafka_events_topic
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        ends = consumer.end_offsets(partitions)
+        partitions = topic_partitions(reader, settings.kafka_events_topic)
+        ends = reader.end_offsets(partitions)
         group = settings.kafka_consumer_group
         committed = admin.list_group_offsets({group: partitions}).get(group, {})
     finally:
-        consumer.close()
+        reader.close()
         admin.close()
     lag: dict[str, dict[str, int | None]] = {}
     for partition in partitions:

@@ -94,17 +94,7 @@ class IdempotencyStore:
         # An expired record with the same key may be replaced; a live one may not.
         statement = statement.on_conflict_do_update(
             index_elements=[KEYS.c.key_hash],
-            set_={
-                name: statement.excluded[name]
-                for name in (
-                    "fingerprint",
-                    "status_code",
-                    "salt",
-                    "sealed_body",
-                    "created_at",
-                    "expires_at",
-                )
-            },
+            set_={name: statement.excluded[name] for name in _REPLACED_ON_EXPIRY},
             where=KEYS.c.expires_at <= now,
         )
         stored = self._session.execute(statement.returning(KEYS.c.key_hash)).first()

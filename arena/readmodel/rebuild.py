@@ -19,6 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from arena.config import Settings
 from arena.messaging.consumer import ReceivedEvent
+from arena.messaging.kafka import topic_partitions, topic_reader
 from arena.readmodel.projection import POISON, apply_received
 from arena.readmodel.store import ArenaViews, Outcome
 
@@ -50,19 +51,9 @@ def rebuild(
     """
     started = time.monotonic()
     summary = RebuildSummary(generation=f"g{int(time.time())}-{uuid.uuid4().hex[:6]}")
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        client_id="arena-projections-rebuild",
-        group_id=None,
-        enable_auto_commit=False,
-    )
+    consumer = topic_reader(settings, "arena-projections-rebuild")
     try:
-        partitions = [
-            TopicPartition(settings.kafka_events_topic, partition)
-            for partition in sorted(
-                consumer.partitions_for_topic(settings.kafka_events_topic) or ()
-            )
-        ]
+        partitions = topic_partitions(consumer, settings.kafka_events_topic)
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         beginnings = consumer.beginning_offsets(partitions)
