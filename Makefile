@@ -18,7 +18,7 @@ export FLASK_APP := app.py
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help setup services services-down services-status migrate run api worker beat consumer \
-        flower test test-unit bench-relay up down lint clean
+        flower test test-unit bench bench-relay up down lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ test: setup services ## Every test: unit, integration and end-to-end, on the rea
 
 test-unit: setup ## Only the fast unit tests (no services needed)
 	pytest tests/unit
+
+bench: setup services ## Pipeline benchmark: commands/s, events/s to Redis, command → visible latency
+	python bench/pipeline.py
 
 bench-relay: setup services ## Outbox relay benchmark: throughput and commit → Kafka latency
 	python bench/relay.py
