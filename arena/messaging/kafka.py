@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 KAFKA_TIMEOUT_MS = 5000
 SEND_TIMEOUT_SECONDS = 2 * KAFKA_TIMEOUT_MS / 1000
+RECONNECT_BACKOFF_MAX_MS = 2000
 # Events are the source of truth for rebuilding the read model: keep them forever.
 EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
 
@@ -99,6 +101,14 @@ class JsonSerializer(Serializer):
         return json.dumps(value, separators=(",", ":")).encode()
 
 
+@dataclass(frozen=True, slots=True)
+class KafkaDelivery:
+    future: FutureRecordMetadata
+
+    def confirm(self) -> None:
+        self.future.get(timeout=SEND_TIMEOUT_SECONDS)  # raises the send's KafkaError, if any
+
+
 class KafkaPublisher:
     """Idempotent, acks=all producer of JSON values.
 
@@ -117,22 +127,20 @@ class KafkaPublisher:
             max_block_ms=KAFKA_TIMEOUT_MS,
             request_timeout_ms=KAFKA_TIMEOUT_MS,
             delivery_timeout_ms=2 * KAFKA_TIMEOUT_MS,
+            bootstrap_timeout_ms=KAFKA_TIMEOUT_MS,
+            # Reconnect within seconds once the broker is back (the default backs off to 30 s).
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             key_serializer=TextSerializer(),
             value_serializer=JsonSerializer(),
         )
-        self._in_flight: list[FutureRecordMetadata] = []
 
-    def publish(self, key: str, value: dict[str, Any], headers: dict[str, str]) -> None:
+    def publish(self, key: str, value: dict[str, Any], headers: dict[str, str]) -> KafkaDelivery:
         encoded_headers = [(name, text.encode()) for name, text in headers.items()]
-        self._in_flight.append(
-            self._producer.send(self._topic, key=key, value=value, headers=encoded_headers)
-        )
+        future = self._producer.send(self._topic, key=key, value=value, headers=encoded_headers)
+        return KafkaDelivery(future)
 
     def flush(self) -> None:
-        in_flight, self._in_flight = self._in_flight, []
         self._producer.flush(timeout=SEND_TIMEOUT_SECONDS)
-        for future in in_flight:
-            future.get(timeout=SEND_TIMEOUT_SECONDS)  # raises the send's KafkaError, if any
 
     def close(self) -> None:
         self._producer.close(timeout=SEND_TIMEOUT_SECONDS)
@@ -146,5 +154,6 @@ def events_consumer(settings: Settings) -> KafkaConsumer:
         group_id=settings.kafka_consumer_group,
         client_id="arena-projection-consumer",
         enable_auto_commit=False,
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         auto_offset_reset="earliest",
     )

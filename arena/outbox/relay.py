@@ -10,15 +10,17 @@ a crash in between re-publishes them with the same event ids, which consumers ig
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from arena.config import Settings
+from arena.messaging.ports import Delivery, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +58,13 @@ UPDATE outbox_counters SET value = value + :count WHERE name = 'published'
 """)
 
 _BACK_OFF = text("""
-UPDATE outbox
-SET attempts = attempts + 1,
-    last_error = :error,
+UPDATE outbox o
+SET attempts = o.attempts + 1,
+    last_error = failed.error,
     next_attempt_at = now() + make_interval(
-        secs => LEAST(:max_seconds, :base_seconds * power(2, attempts)) * (0.5 + random() / 2))
-WHERE id = ANY(:ids)
+        secs => LEAST(:max_seconds, :base_seconds * power(2, o.attempts)) * (0.5 + random() / 2))
+FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id, unnest(CAST(:errors AS text[])) AS error) failed
+WHERE o.id = failed.id
 """)
 
 _DEAD_LETTER = text("""
@@ -76,13 +79,6 @@ INSERT INTO outbox_dead_letters
 SELECT * FROM dead
 RETURNING id
 """)
-
-
-class Publisher(Protocol):
-    def publish(self, key: str, value: dict[str, Any], headers: dict[str, str]) -> None: ...
-
-    def flush(self) -> None:
-        """Block until every published message is acknowledged; raise if any failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,31 +109,56 @@ class RelayRun:
 def relay_batch(
     session: Session, publisher: Callable[[], Publisher], policy: RelayPolicy
 ) -> RelayRun:
-    """Claim one batch, publish it, mark it; on failure back it off (or dead-letter it)."""
+    """Claim one batch, publish it, mark what Kafka acknowledged; back off what it did not.
+
+    A failure is charged to the row that failed only. Its arena's later rows in the batch stay
+    pending without a charge (never published past it); other arenas' rows go through.
+    """
     rows = session.execute(_CLAIM, {"batch_size": policy.batch_size}).all()
     if not rows:
         session.rollback()
         return RelayRun()
-    ids = [row.id for row in rows]
+    failures: dict[Any, tuple[int, str]] = {}  # arena id → (its first failed row, the error)
     try:
         sink = publisher()
+    except Exception as error:  # noqa: BLE001 - Kafka unreachable: charge each arena's head row
         for row in rows:
-            sink.publish(str(row.aggregate_id), row.envelope, envelope_headers(row.envelope))
+            failures.setdefault(row.aggregate_id, (row.id, _describe(error)))
+        return _settle(session, [], failures, policy)
+    sent: list[tuple[Any, Delivery]] = []
+    for row in rows:
+        if row.aggregate_id in failures:
+            continue
+        try:
+            sent.append(
+                (
+                    row,
+                    sink.publish(
+                        str(row.aggregate_id), row.envelope, envelope_headers(row.envelope)
+                    ),
+                )
+            )
+        except Exception as error:  # noqa: BLE001 - e.g. too large: this row fails, alone
+            failures[row.aggregate_id] = (row.id, _describe(error))
+    with contextlib.suppress(Exception):  # an unflushed message fails its own confirm() below
         sink.flush()
-    except Exception as error:  # noqa: BLE001 - any failure leaves the rows pending, backed off
-        session.rollback()
-        return _back_off(session, ids, f"{type(error).__name__}: {error}", policy)
-    session.execute(_MARK_PUBLISHED, {"ids": ids})
-    session.execute(_COUNT_PUBLISHED, {"count": len(ids)})
-    session.commit()
-    log.info("published %d outbox event(s), last outbox id %d", len(ids), ids[-1])
-    return RelayRun(published=len(ids))
+    published: list[int] = []
+    for row, delivery in sent:
+        if row.aggregate_id in failures:
+            continue  # an earlier row of this arena failed: stay pending, to be sent after it
+        try:
+            delivery.confirm()
+        except Exception as error:  # noqa: BLE001 - not acknowledged: back this row off
+            failures[row.aggregate_id] = (row.id, _describe(error))
+            continue
+        published.append(row.id)
+    return _settle(session, published, failures, policy)
 
 
 def relay_pending(
     session: Session, publisher: Callable[[], Publisher], policy: RelayPolicy
 ) -> RelayRun:
-    """Publish batch after batch until nothing is due or a batch fails."""
+    """Publish batch after batch until nothing is due or a batch has failures."""
     published = 0
     while True:
         run = relay_batch(session, publisher, policy)
@@ -146,19 +167,41 @@ def relay_pending(
             return RelayRun(published, run.failed, run.dead_lettered, run.error)
 
 
-def _back_off(session: Session, ids: list[int], error: str, policy: RelayPolicy) -> RelayRun:
-    session.execute(
-        _BACK_OFF,
-        {
-            "ids": ids,
-            "error": error[:2000],
-            "base_seconds": policy.backoff_base_seconds,
-            "max_seconds": policy.backoff_max_seconds,
-        },
-    )
-    dead = session.execute(_DEAD_LETTER, {"ids": ids, "max_attempts": policy.max_attempts}).all()
+def _settle(
+    session: Session,
+    published: list[int],
+    failures: dict[Any, tuple[int, str]],
+    policy: RelayPolicy,
+) -> RelayRun:
+    """In one transaction: mark and count the published rows, back off (or bury) the failed."""
+    if published:
+        session.execute(_MARK_PUBLISHED, {"ids": published})
+        session.execute(_COUNT_PUBLISHED, {"count": len(published)})
+    dead = []
+    if failures:
+        failed_ids = [row_id for row_id, _ in failures.values()]
+        session.execute(
+            _BACK_OFF,
+            {
+                "ids": failed_ids,
+                "errors": [error[:2000] for _, error in failures.values()],
+                "base_seconds": policy.backoff_base_seconds,
+                "max_seconds": policy.backoff_max_seconds,
+            },
+        )
+        dead = session.execute(
+            _DEAD_LETTER, {"ids": failed_ids, "max_attempts": policy.max_attempts}
+        ).all()
     session.commit()
-    log.warning("could not publish %d outbox event(s), backing off: %s", len(ids), error)
+    if published:
+        log.info("published %d outbox event(s), last outbox id %d", len(published), published[-1])
+    if failures:
+        first_error = next(iter(failures.values()))[1]
+        log.warning(
+            "could not publish %d outbox event(s), backing them off: %s",
+            len(failures),
+            first_error,
+        )
     if dead:
         log.error(
             "dead-lettered %d outbox event(s) after %d attempts (ids %s); their arenas are held "
@@ -167,7 +210,12 @@ def _back_off(session: Session, ids: list[int], error: str, policy: RelayPolicy)
             policy.max_attempts,
             ", ".join(str(row.id) for row in dead),
         )
-    return RelayRun(failed=len(ids), dead_lettered=len(dead), error=error)
+    error = next(iter(failures.values()))[1] if failures else None
+    return RelayRun(len(published), len(failures), len(dead), error)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def envelope_headers(envelope: dict[str, Any]) -> dict[str, str]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import traceback as tracebacks
-from typing import Protocol
 
 from redis.exceptions import RedisError
 
 from arena.domain.events import EventEnvelope
 from arena.messaging.consumer import ReceivedEvent
 from arena.messaging.dead_letter import dead_letter_record
+from arena.messaging.ports import Publisher
 from arena.readmodel.store import ArenaViews, EventOutOfOrder, Outcome
 
 log = logging.getLogger(__name__)
@@ -25,12 +25,6 @@ RETRYABLE: tuple[type[Exception], ...] = (RedisError, EventOutOfOrder)
 # Never worth retrying: not JSON, not an envelope, an unknown type or schema version, or a
 # payload the projection rejects (all ValueErrors).
 POISON: tuple[type[Exception], ...] = (ValueError,)
-
-
-class Publisher(Protocol):
-    def publish(self, key: str, value: dict, headers: dict[str, str]) -> None: ...
-
-    def flush(self) -> None: ...
 
 
 def parse(received: ReceivedEvent) -> EventEnvelope:
@@ -61,8 +55,9 @@ def dead_letter(
     record = dead_letter_record(
         received, error, trace, attempts=attempts, first_failure_at=first_failure_at
     )
-    dlq.publish(received.key or "", record, {"errorClass": type(error).__name__})
+    delivery = dlq.publish(received.key or "", record, {"errorClass": type(error).__name__})
     dlq.flush()
+    delivery.confirm()
     log.error(
         "dead-lettered the event at %s[%d]@%d after %d attempt(s): %r",
         received.topic,
