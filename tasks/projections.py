@@ -17,7 +17,7 @@ from celery import Task, shared_task
 from flask import current_app
 
 from arena.messaging.consumer import ReceivedEvent
-from arena.messaging.publishers import publisher_for
+from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.readmodel.projection import POISON, RETRYABLE, apply_received, dead_letter
 from tasks.celery_app import PROJECT_TASK
 
@@ -72,6 +72,7 @@ def _dead_letter(
             first_failure_at=first_failure_at,
         )
     except Exception as unavailable:  # Kafka or Redis away: never drop the event
+        discard_publisher(settings, settings.kafka_dlq_topic)
         raise task.retry(
             exc=unavailable, countdown=MAX_RETRY_SECONDS, max_retries=None
         ) from unavailable

@@ -9,7 +9,7 @@ from celery import shared_task
 from flask import current_app
 
 from arena.extensions import db
-from arena.messaging.publishers import publisher_for
+from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.outbox.operations import prune_published
 from arena.outbox.relay import Publisher, RelayPolicy, relay_pending
 from tasks.celery_app import PRUNE_OUTBOX_TASK, RELAY_TASK
@@ -28,6 +28,8 @@ def publish_outbox() -> int:
         return publisher_for(settings, settings.kafka_events_topic)
 
     run = relay_pending(db.session, events_publisher, RelayPolicy.from_settings(settings))
+    if run.error is not None:
+        discard_publisher(settings, settings.kafka_events_topic)
     return run.published
 
 

@@ -142,8 +142,8 @@ class KafkaPublisher:
     def flush(self) -> None:
         self._producer.flush(timeout=SEND_TIMEOUT_SECONDS)
 
-    def close(self) -> None:
-        self._producer.close(timeout=SEND_TIMEOUT_SECONDS)
+    def close(self, timeout_seconds: float = SEND_TIMEOUT_SECONDS) -> None:
+        self._producer.close(timeout=timeout_seconds)
 
 
 def events_consumer(settings: Settings) -> KafkaConsumer:

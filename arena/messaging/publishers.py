@@ -1,14 +1,38 @@
-"""One long-lived Kafka producer per process and topic (producers are thread-safe and costly)."""
+"""One long-lived Kafka producer per process and topic (producers are thread-safe and costly).
+
+A producer whose sends failed is discarded, so the next use builds a fresh one: a producer that
+lived through a broker restart has been seen to stay broken for minutes.
+"""
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import logging
+import threading
 
 from arena.config import Settings
 from arena.messaging.kafka import KafkaPublisher, ensure_topics
 
+log = logging.getLogger(__name__)
 
-@functools.cache
+_publishers: dict[tuple[Settings, str], KafkaPublisher] = {}
+_lock = threading.Lock()
+
+
 def publisher_for(settings: Settings, topic: str) -> KafkaPublisher:
-    ensure_topics(settings)
-    return KafkaPublisher(settings, topic)
+    with _lock:
+        publisher = _publishers.get((settings, topic))
+        if publisher is None:
+            ensure_topics(settings)
+            publisher = _publishers[(settings, topic)] = KafkaPublisher(settings, topic)
+        return publisher
+
+
+def discard_publisher(settings: Settings, topic: str) -> None:
+    """Drop the cached producer after a failure; closing a broken one may fail too."""
+    with _lock:
+        publisher = _publishers.pop((settings, topic), None)
+    if publisher is not None:
+        log.info("discarding the Kafka producer for %s after a failed send", topic)
+        with contextlib.suppress(Exception):
+            publisher.close(timeout_seconds=1.0)
