@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from celery import Celery, Task
 from celery.signals import after_setup_logger
 from flask import Flask
+from redis import Redis
 
 from arena.config import Settings
+from tasks.nudge import RelayNudge
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
 RELAY_TASK = "tasks.relay.publish_outbox"
 PROJECT_TASK = "tasks.projections.project_events"
-NUDGE_EXPIRES_SECONDS = 10.0
 PRUNE_OUTBOX_TASK = "tasks.relay.prune_outbox"
 PRUNE_OUTBOX_EVERY_SECONDS = 60.0
 PURGE_IDEMPOTENCY_TASK = "tasks.idempotency.purge_expired_keys"
@@ -84,22 +84,14 @@ def celery_init_app(flask_app: Flask) -> Celery:
     celery_app.flask_app = flask_app
     celery_app.set_default()
     flask_app.extensions["celery"] = celery_app
-    flask_app.extensions["outbox_nudge"] = _relay_nudge(celery_app, enabled=settings.outbox_nudge)
+    flask_app.extensions["outbox_nudge"] = RelayNudge(
+        celery_app,
+        Redis.from_url(settings.celery_broker_url, socket_timeout=2, socket_connect_timeout=2),
+        task=RELAY_TASK,
+        marker=f"{settings.celery_queue}:relay-nudge-pending",
+        enabled=settings.outbox_nudge,
+    )
     return celery_app
-
-
-def _relay_nudge(celery_app: Celery, *, enabled: bool) -> Callable[[], None]:
-    """What the API calls after a command commits, so its events need not wait for beat."""
-
-    def nudge() -> None:
-        if not enabled:
-            return
-        try:
-            celery_app.send_task(RELAY_TASK, retry=False, expires=NUDGE_EXPIRES_SECONDS)
-        except Exception as error:  # noqa: BLE001 - the command is committed; beat covers it
-            log.warning("could not nudge the outbox relay (%r); beat will publish instead", error)
-
-    return nudge
 
 
 @after_setup_logger.connect

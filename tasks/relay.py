@@ -23,6 +23,7 @@ PRUNE_BATCH_SIZE = 1000
 def publish_outbox() -> int:
     """Publish what is due; a failed batch stays pending, backed off, for a later run."""
     settings = current_app.extensions["settings"]
+    current_app.extensions["outbox_nudge"].started()
 
     def events_publisher() -> Publisher:
         return publisher_for(settings, settings.kafka_events_topic)

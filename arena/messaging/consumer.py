@@ -7,11 +7,13 @@ re-delivers (never drops) records; projections are idempotent, so re-delivery is
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +56,31 @@ def consume(
     dispatched = 0
     try:
         while not should_stop():
-            batch = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
+            try:
+                batch = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
+            except KafkaError as error:
+                log.warning("poll failed (%r); polling again in a second", error)
+                time.sleep(1.0)
+                continue
             events = [ReceivedEvent.from_record(r) for records in batch.values() for r in records]
             for group in _groups(events, batch_per_arena):
                 dispatch(group)
             if events:
-                consumer.commit()
                 dispatched += len(events)
                 log.info("dispatched %d event(s), %d in total", len(events), dispatched)
+                _commit(consumer)
     finally:
         consumer.close(autocommit=False)
     return dispatched
+
+
+def _commit(consumer: KafkaConsumer) -> None:
+    """Commit what was dispatched; if Kafka is away, the next commit covers it (or, after a
+    rebalance, the records are delivered again, and projections ignore duplicates)."""
+    try:
+        consumer.commit()
+    except KafkaError as error:
+        log.warning("offset commit failed (%r); carrying on", error)
 
 
 def _groups(events: list[ReceivedEvent], batch_per_arena: bool) -> list[list[ReceivedEvent]]:
