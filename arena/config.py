@@ -18,7 +18,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "read_model_prefix": ("READ_MODEL_PREFIX", "arena"),
     "celery_broker_url": ("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
     "celery_queue": ("CELERY_QUEUE", "arena"),
-    "celery_visibility_timeout_seconds": ("CELERY_VISIBILITY_TIMEOUT_SECONDS", "300"),
+    "celery_visibility_timeout_seconds": ("CELERY_VISIBILITY_TIMEOUT_SECONDS", "60"),
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
     "kafka_events_topic": ("KAFKA_EVENTS_TOPIC", "arena.events"),
     "kafka_dlq_topic": ("KAFKA_DLQ_TOPIC", "arena.events.dlq"),

@@ -13,6 +13,7 @@ from arena.config import Settings
 from tasks.nudge import RelayNudge
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
+UNACKED_SWEEP_SECONDS = 5
 RELAY_TASK = "tasks.relay.publish_outbox"
 PROJECT_TASK = "tasks.projections.project_events"
 PRUNE_OUTBOX_TASK = "tasks.relay.prune_outbox"
@@ -36,7 +37,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
         # A task taken by a worker that then died (SIGKILL, power loss) is unacked; Redis hands
         # it out again after this long. Retry countdowns stay well below it.
         "broker_transport_options": {
-            "visibility_timeout": settings.celery_visibility_timeout_seconds
+            "visibility_timeout": settings.celery_visibility_timeout_seconds,
+            # Look for such abandoned tasks every few seconds (kombu's default: every 100 s).
+            "unacked_restore_interval": UNACKED_SWEEP_SECONDS,
+            "unacked_restore_throttle": 1,
         },
         "task_ignore_result": True,
         # Redelivered, not lost, if a worker dies mid-task; our tasks are idempotent.

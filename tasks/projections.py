@@ -21,7 +21,9 @@ from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.readmodel.projection import POISON, RETRYABLE, apply_received, dead_letter
 from tasks.celery_app import PROJECT_TASK
 
-MAX_RETRIES = 12
+# Long enough (about 4 minutes) to outlast a task abandoned by a killed worker coming back
+# after CELERY_VISIBILITY_TIMEOUT_SECONDS, so its arena's later events wait for it.
+MAX_RETRIES = 16
 FIRST_RETRY_SECONDS = 0.2
 MAX_RETRY_SECONDS = 30.0
 

@@ -16,6 +16,11 @@ def generation_pointer(prefix: str) -> str:
     return f"{prefix}:generation"
 
 
+def building_pointer(prefix: str) -> str:
+    """Names the generation a rebuild is filling, which live projections write to as well."""
+    return f"{prefix}:building"
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str

@@ -34,7 +34,12 @@ def parse(received: ReceivedEvent) -> EventEnvelope:
 def apply_received(
     views: ArenaViews, received: ReceivedEvent, *, generation: str | None = None
 ) -> Outcome:
-    return views.apply(parse(received), generation=generation)
+    """Apply to `generation`, or to the live one and any generation a rebuild is filling."""
+    envelope = parse(received)
+    outcome = views.apply(envelope, generation=generation)
+    if generation is None and outcome is not Outcome.PARKED:
+        views.also_apply_to_building(envelope)
+    return outcome
 
 
 def dead_letter(

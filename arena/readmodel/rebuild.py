@@ -1,10 +1,11 @@
 """Rebuilding the whole read model from the Kafka log, beside the live one.
 
 The events topic keeps every event, so replaying it from the beginning into a fresh generation
-reproduces the read model. Readers keep using the old generation until the new one has caught up
-with the log; then one SET switches them over. A final pass applies whatever was published while
-the switch happened (projection tasks that looked up the generation just before the switch wrote
-to the old one), and the old generation is dropped after a short grace period.
+reproduces the read model. While it runs, live projections write each event to the new generation
+too (once its predecessor is there), so nothing readers saw in the old generation is missing from
+the new one. Readers keep using the old generation until the new one has caught up with the log;
+then one SET switches them over. A final pass applies whatever was published around the switch,
+and the old generation is dropped after a short grace period.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def rebuild(
     started = time.monotonic()
     summary = RebuildSummary(generation=f"g{int(time.time())}-{uuid.uuid4().hex[:6]}")
     consumer = topic_reader(settings, "arena-projections-rebuild")
+    # Before the end offsets are read: every event after them reaches the new generation live.
+    views.start_building(summary.generation)
     try:
         partitions = topic_partitions(consumer, settings.kafka_events_topic)
         consumer.assign(partitions)
@@ -63,6 +66,7 @@ def rebuild(
         summary.previous_generation = views.switch_to(summary.generation)
         _drain(consumer, consumer.end_offsets(partitions), views, summary, on_progress)
     finally:
+        views.stop_building()
         consumer.close(autocommit=False)
     time.sleep(OLD_GENERATION_GRACE_SECONDS)  # let requests that resolved the old one finish
     summary.keys_dropped = views.drop(summary.previous_generation)

@@ -8,6 +8,7 @@ that is stalled behind a dead-lettered event parks its later events instead of a
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import time
@@ -20,7 +21,12 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from arena.domain.events import EventEnvelope
-from arena.readmodel.keys import INITIAL_GENERATION, Keys, generation_pointer
+from arena.readmodel.keys import (
+    INITIAL_GENERATION,
+    Keys,
+    building_pointer,
+    generation_pointer,
+)
 from arena.readmodel.projector import View, feed_entry, project
 
 FEED_LENGTH = 50
@@ -61,6 +67,27 @@ class ArenaViews:
 
     def keys(self, generation: str | None = None) -> Keys:
         return Keys(self._prefix, generation or self.generation())
+
+    def start_building(self, generation: str) -> None:
+        """From now on live projections also write to `generation` (`also_apply_to_building`)."""
+        self._redis.set(building_pointer(self._prefix), generation)
+
+    def stop_building(self) -> None:
+        self._redis.delete(building_pointer(self._prefix))
+
+    def also_apply_to_building(self, envelope: EventEnvelope) -> None:
+        """Apply a live event to the generation a rebuild is filling, if it can go in yet.
+
+        Readers must never see less after the switch than before it: events that live
+        projections showed in the old generation must be in the new one too. An event whose
+        predecessor the rebuild has not replayed yet is left to the rebuild, which will.
+        """
+        raw = self._redis.get(building_pointer(self._prefix))
+        building = raw.decode() if raw else None
+        if building is None or building == self.generation():
+            return
+        with contextlib.suppress(EventOutOfOrder):
+            self.apply(envelope, generation=building)
 
     def switch_to(self, generation: str) -> str:
         """Point readers (and projection tasks) at `generation`; return the previous one."""

@@ -1,0 +1,233 @@
+"""Failures in the middle of a burst of commands: the read model's Redis away, processes killed.
+
+(a) The read-model Redis is stopped (a clean `shutdown`, `scripts/services.sh stop-readmodel`)
+    for ~20 s while commands keep arriving. Commands never touch it, so they all succeed, and
+    queries answer a 503 problem meanwhile. Projection tasks retry with backoff. That Redis keeps
+    an append-only file (since "Redis servers keep an append-only file"; before, it ran with
+    `--appendonly no` and came back empty, and only `flask projections rebuild` could restore the
+    views), so it comes back with every view it had, and the pipeline catches up by itself:
+    `flask verify` is clean without any operator action.
+(b) The Celery worker node (with its pool) and `flask consume` are killed with SIGKILL mid-burst
+    and started again at once, as a supervisor would. Unacked tasks come back from the broker
+    (`task_acks_late`, CELERY_VISIBILITY_TIMEOUT_SECONDS=10 here) and uncommitted Kafka records
+    are consumed again; nothing is lost and `flask verify` is clean.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+
+from arena.config import Settings
+from arena.readmodel.store import ArenaViews
+from tasks.celery_app import PROJECT_TASK
+from tasks.projections import MAX_RETRY_SECONDS
+from tests.support.pipeline import (
+    ROOT,
+    CommandLoad,
+    Pipeline,
+    private_broker,
+    running_pipeline,
+)
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+VISIBILITY_TIMEOUT_SECONDS = 10
+OUTAGE_SECONDS = 20
+# Tasks that failed through the outage have backed off to 13-30 s between retries, and an arena's
+# later events retry on their own schedules after their predecessor lands: catching up takes a
+# minute or more after the restart (about 75 s measured after 20 s of outage).
+OUTAGE_RECOVERY_WAIT_SECONDS = 150
+KAFKA_SESSION_TIMEOUT_SECONDS = 45  # kafka-python's default: a killed member holds its partitions
+CONVERGENCE_DEADLINE_SECONDS = (
+    KAFKA_SESSION_TIMEOUT_SECONDS + VISIBILITY_TIMEOUT_SECONDS + MAX_RETRY_SECONDS + 15
+)
+# Covers process start-up (workers, beat, the consumer joining its group) on a small machine.
+DEADLINE_SECONDS = 60
+SERVICES = ROOT / "scripts" / "services.sh"
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    app: Flask, settings: Settings, kafka_topics: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    """One worker node on a broker database of its own, with a 10 s visibility timeout."""
+    logs = tmp_path_factory.mktemp("failures-logs")
+    with (
+        private_broker(settings) as broker_url,
+        running_pipeline(
+            settings,
+            logs,
+            concurrency=2,
+            CELERY_BROKER_URL=broker_url,
+            CELERY_VISIBILITY_TIMEOUT_SECONDS=str(VISIBILITY_TIMEOUT_SECONDS),
+        ) as started,
+    ):
+        yield started
+        # A recovery that failed here leaves views behind (tasks still held by the broker, stalls),
+        # and every later `flask verify` of the run would report them: rebuild from the log.
+        repaired = started.cli("projections", "rebuild")
+        assert repaired.returncode == 0, f"{repaired.stdout}\n{repaired.stderr}"
+
+
+@pytest.fixture
+def views(app: Flask) -> ArenaViews:
+    return app.extensions["arena_views"]
+
+
+def _services(command: str) -> None:
+    subprocess.run(["bash", str(SERVICES), command], cwd=ROOT, check=True, timeout=120)
+
+
+def _flowing(load: CommandLoad, views: ArenaViews, pipeline: Pipeline, commands: int) -> None:
+    """Wait until the load has sent `commands` commands and some of its arenas are projected."""
+
+    def under_way() -> bool:
+        pipeline.assert_running()
+        projected = [arena_id for arena_id in load.versions() if views.get(arena_id)]
+        return load.commands >= commands and len(projected) >= 3
+
+    wait_until(
+        under_way,
+        deadline_seconds=DEADLINE_SECONDS,
+        what=f"the burst under way ({load.commands} commands)",
+    )
+
+
+def _more_commands(load: CommandLoad, count: int) -> None:
+    target = load.commands + count
+    wait_until(lambda: load.commands >= target, deadline_seconds=60, what=f"{count} more commands")
+
+
+def _assert_every_arena_at_its_version(client: FlaskClient, load: CommandLoad) -> None:
+    for arena_id, version in load.versions().items():
+        view = client.get(f"/api/v1/arenas/{arena_id}").get_json()
+        assert (view["version"], view["stalled"]) == (version, False), arena_id
+
+
+def _broker(pipeline: Pipeline) -> Redis:
+    """The pipeline's own database on the Celery broker's Redis."""
+    parts = urlsplit(pipeline.env["CELERY_BROKER_URL"])
+    return Redis(host=parts.hostname, port=parts.port, db=int(parts.path.strip("/") or 0))
+
+
+def _projection_tasks(broker: Redis, queue: str) -> tuple[int, int]:
+    """Projection tasks (taken by a worker and not acked, waiting in the queue)."""
+    task = PROJECT_TASK.encode()
+    held = sum(task in message for message in broker.hvals("unacked"))
+    waiting = sum(task in message for message in broker.lrange(queue, 0, -1))
+    return held, waiting
+
+
+def _stuck_broker_tasks(pipeline: Pipeline) -> int:
+    """Tasks taken from the broker longer than the visibility timeout ago and not acked."""
+    broker = _broker(pipeline)
+    try:
+        return broker.zcount("unacked_index", 0, time.time() - VISIBILITY_TIMEOUT_SECONDS)
+    finally:
+        broker.close()
+
+
+def test_a_read_model_outage_loses_nothing_and_the_views_catch_up_by_themselves(
+    app: Flask, client: FlaskClient, views: ArenaViews, pipeline: Pipeline
+) -> None:
+    # Many arenas, each a few commands a minute: the many clients of a real outage.
+    load = CommandLoad(
+        app,
+        name=f"outage {uuid.uuid4().hex[:8]}",
+        threads=2,
+        working_set=25,
+        pause_seconds=0.2,
+    ).start()
+    try:
+        _flowing(load, views, pipeline, commands=80)
+        _services("stop-readmodel")
+        try:
+            before = load.commands
+            # Queries say the read model is away (a 503 problem), never a 500.
+            listed = client.get("/api/v1/arenas")
+            assert listed.status_code == 503, listed.get_data(as_text=True)
+            assert listed.mimetype == "application/problem+json"
+            time.sleep(OUTAGE_SECONDS)  # the outage is the scenario; commands keep arriving
+            during = load.commands - before
+        finally:
+            _services("start-readmodel")
+        _more_commands(load, 40)
+    finally:
+        load.stop()
+
+    assert load.failures == [], load.failures[:5]
+    assert during > 50, f"only {during} commands went through during the outage"
+    pipeline.assert_running()
+    # No rebuild, no replay: the retrying projection tasks alone must bring every view back.
+    pipeline.assert_verified(OUTAGE_RECOVERY_WAIT_SECONDS)
+    _assert_every_arena_at_its_version(client, load)
+    assert [s.arena_id for s in views.stalls() if s.arena_id in load.versions()] == []
+
+
+def test_a_worker_and_the_consumer_killed_mid_burst_lose_nothing(
+    app: Flask, client: FlaskClient, views: ArenaViews, pipeline: Pipeline
+) -> None:
+    """The only worker node and the consumer die with SIGKILL and are started again at once.
+
+    Bound: the new consumer gets the partitions once Kafka drops the dead member (its session
+    timeout), the tasks the dead worker had taken come back after the visibility timeout, and
+    the events behind them land on their next retry (backoff capped at 30 s); with slack, every
+    view must be complete within CONVERGENCE_DEADLINE_SECONDS of the kill.
+    """
+    load = CommandLoad(app, name=f"killed {uuid.uuid4().hex[:8]}", threads=3, pause_seconds=0.01)
+    load.start()
+    broker, queue = _broker(pipeline), pipeline.settings.celery_queue
+    try:
+        _flowing(load, views, pipeline, commands=150)
+        # Kill the worker with projections in hand: freeze it until a backlog builds (relay runs
+        # pile up, commands pile up in the outbox), let it go, and kill it while projection
+        # tasks wait in the queue, so its prefetch slots are full of them.
+        pipeline.pause("worker")
+        try:
+            wait_until(
+                lambda: broker.llen(queue) >= 10,
+                deadline_seconds=30,
+                what="a backlog in the broker",
+            )
+        finally:
+            pipeline.resume("worker")
+        wait_until(
+            lambda: all(_projection_tasks(broker, queue)),
+            deadline_seconds=30,
+            interval=0.01,
+            what="the worker busy with a backlog of projection tasks",
+        )
+        pipeline.kill("worker")
+        pipeline.kill("consumer")
+        killed_at = time.monotonic()
+        held, _ = _projection_tasks(broker, queue)  # the only worker on this broker database
+        _more_commands(load, 60)  # commands are accepted while they are down
+        pipeline.start("worker")
+        pipeline.start("consumer")
+        _more_commands(load, 150)
+    finally:
+        load.stop()
+        broker.close()
+
+    assert held >= 1, "the worker held no projection task when it was killed"
+    assert load.failures == [], load.failures[:5]
+    remaining = CONVERGENCE_DEADLINE_SECONDS - (time.monotonic() - killed_at)
+    result = pipeline.verify(remaining)
+    assert result.returncode == 0, (
+        f"the read model did not converge within {CONVERGENCE_DEADLINE_SECONDS}s of the kill "
+        f"of a worker holding {held} task(s); {_stuck_broker_tasks(pipeline)} task(s) are still "
+        f"unacked in the broker more than {VISIBILITY_TIMEOUT_SECONDS}s (the visibility "
+        "timeout) after a worker took them:\n"
+        f"{result.stdout[-3000:]}\nlogs in {pipeline.logs}"
+    )
+    _assert_every_arena_at_its_version(client, load)

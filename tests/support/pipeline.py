@@ -1,0 +1,590 @@
+"""The real pipeline's processes, and the load and tools the end-to-end tests drive it with.
+
+`Pipeline` runs `celery -A tasks worker`, `celery -A tasks beat` and `flask consume` as
+subprocesses with a run's settings (what `tests/e2e/conftest.py` does), plus what failure tests
+need: per-process environment overrides, SIGKILL of one process (its whole process group, so a
+prefork worker dies with its pool, as on a crashed machine), restart, and the operator's CLI
+(`flask verify`, `flask projections rebuild`, `flask dlq …`) run with the same environment.
+
+`CommandLoad` drives many arenas through the command API from a few threads, the way several
+clients would, and remembers the version each command answered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import Flask
+from flask.testing import FlaskClient
+from kafka import KafkaConsumer, KafkaProducer
+from redis import Redis
+
+from arena.config import Settings
+from arena.domain.events import EventEnvelope
+from tests.support.api import ARENAS, arena_path, bearer, set_temperature
+from tests.support.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+STOP_GRACE_SECONDS = 20
+CLI_TIMEOUT_SECONDS = 240
+MAX_RESTARTS = 10  # a process dying more often than this is broken, not unlucky
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def worker_command(name: str, concurrency: int) -> list[str]:
+    return [
+        str(BIN / "celery"),
+        "-A",
+        "tasks",
+        "worker",
+        "--loglevel=INFO",
+        f"--concurrency={concurrency}",
+        f"--hostname={name}-{os.getpid()}-{uuid.uuid4().hex[:6]}@%h",
+    ]
+
+
+def beat_command(logs: Path) -> list[str]:
+    return [
+        str(BIN / "celery"),
+        "-A",
+        "tasks",
+        "beat",
+        "--loglevel=INFO",
+        f"--schedule={logs / 'celerybeat-schedule'}",
+    ]
+
+
+CONSUMER_COMMAND = [str(BIN / "flask"), "consume"]
+
+
+def pipeline_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The environment a pipeline process (or the CLI) gets for this run's settings."""
+    return os.environ | settings.to_env() | {"FLASK_APP": "app.py"} | overrides
+
+
+class ProcessRestarted(UserWarning):
+    """A pipeline process died on its own and the test's supervisor started it again."""
+
+
+@dataclass
+class Pipeline:
+    """Named subprocesses of one pipeline; each runs in its own process group.
+
+    Like the compose file's `restart: unless-stopped`, a supervisor thread starts again a process
+    that exits on its own (not one the test stopped or killed), and says so: a line in the
+    process's log and a `ProcessRestarted` warning in the test report. A process that keeps
+    dying fails the test (`assert_running`).
+    """
+
+    settings: Settings
+    logs: Path
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    restarts: list[str] = field(default_factory=list)
+    _process_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    _supervised: set[str] = field(default_factory=set)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _closing: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return pipeline_env(self.settings, **self.env_overrides)
+
+    def env_of(self, name: str) -> dict[str, str]:
+        """The environment the named process was (last) started with."""
+        return self._process_env[name]
+
+    def start(self, name: str, command: list[str] | None = None, **overrides: str) -> None:
+        """Start (or start again) a process; its output is appended to `<logs>/<name>.log`."""
+        with self._lock:
+            if command is not None:
+                self.commands[name] = command
+            running = self.processes.get(name)
+            if running is not None and running.poll() is None:
+                raise AssertionError(f"{name} is already running (pid {running.pid})")
+            self._spawn(name, self.env | overrides)
+            self._supervised.add(name)
+
+    def _spawn(self, name: str, environment: dict[str, str]) -> None:
+        with (self.logs / f"{name}.log").open("ab") as log:
+            log.write(f"\n=== starting {name} at {time.strftime('%X')} ===\n".encode())
+            log.flush()
+            self.processes[name] = subprocess.Popen(
+                self.commands[name],
+                cwd=ROOT,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._process_env[name] = environment
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process and everything in its process group (a prefork pool too)."""
+        with self._lock:
+            self._supervised.discard(name)
+            process = self.processes[name]
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP the process group: it holds what it has taken and takes nothing more."""
+        os.killpg(self.processes[name].pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        os.killpg(self.processes[name].pid, signal.SIGCONT)
+
+    def stop(self, name: str) -> None:
+        """SIGTERM (a graceful stop), then SIGKILL the group if it does not stop in time."""
+        with self._lock:
+            self._supervised.discard(name)
+            process = self.processes.get(name)
+            if process is None:
+                return
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGCONT)  # in case it was paused
+                    process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    print(f"{name} did not stop in {STOP_GRACE_SECONDS}s; killed", file=sys.stderr)
+            # Whatever is left in its group (e.g. pool children of a killed worker) goes too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def stop_all(self) -> None:
+        self._closing.set()
+        with self._lock:
+            self._supervised.clear()
+            for process in self.processes.values():
+                if process.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.send_signal(signal.SIGTERM)
+            for name in list(self.processes):
+                self.stop(name)
+
+    def supervise(self, interval: float = 0.5) -> None:
+        """The supervisor's loop (run in a thread until `stop_all`)."""
+        while not self._closing.wait(interval):
+            with self._lock:
+                for name in sorted(self._supervised):
+                    process = self.processes[name]
+                    if process.poll() is None:
+                        continue
+                    note = f"{name} exited with {process.returncode} at {time.strftime('%X')}"
+                    self.restarts.append(f"{note}:\n{self.tail(name, 1500)}")
+                    print(f"{note}; starting it again", file=sys.stderr)
+                    self._spawn(name, self._process_env[name])
+
+    def assert_running(self) -> None:
+        """Fail at once, with its last words, if a process died and was not restarted, or
+        keeps dying."""
+        with self._lock:
+            for name, process in self.processes.items():
+                if name not in self._supervised and process.poll() is not None:
+                    raise AssertionError(
+                        f"{name} exited with {process.returncode}:\n{self.tail(name)}"
+                    )
+        if len(self.restarts) > MAX_RESTARTS:
+            raise AssertionError(
+                f"pipeline processes died {len(self.restarts)} times; last:\n{self.restarts[-1]}"
+            )
+
+    def tail(self, name: str, chars: int = 3000) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def cli(self, *args: str, timeout: float = CLI_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
+        """Run `flask ARGS…` as an operator would, with this pipeline's environment."""
+        return subprocess.run(
+            [str(BIN / "flask"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def verify(self, wait_seconds: float) -> subprocess.CompletedProcess:
+        return self.cli("verify", "--wait", str(wait_seconds), timeout=wait_seconds + 120)
+
+    def assert_verified(self, wait_seconds: float) -> str:
+        result = self.verify(wait_seconds)
+        assert result.returncode == 0, (
+            f"`flask verify --wait {wait_seconds}` exited {result.returncode}:\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-2000:]}\n"
+            f"(process logs in {self.logs}; restarts: {len(self.restarts)})"
+        )
+        return result.stdout
+
+
+@contextlib.contextmanager
+def running_pipeline(
+    settings: Settings,
+    logs: Path,
+    *,
+    concurrency: int = 2,
+    workers: int = 1,
+    **env_overrides: str,
+) -> Iterator[Pipeline]:
+    """`workers` Celery worker nodes (`worker`, `worker-2`, …), beat and `flask consume`."""
+    pipeline = Pipeline(settings, logs, dict(env_overrides))
+    supervisor = threading.Thread(target=pipeline.supervise, name="supervisor", daemon=True)
+    try:
+        for number in range(1, workers + 1):
+            name = "worker" if number == 1 else f"worker-{number}"
+            pipeline.start(name, worker_command(name, concurrency))
+        pipeline.start("beat", beat_command(logs))
+        pipeline.start("consumer", CONSUMER_COMMAND)
+        supervisor.start()
+        yield pipeline
+    finally:
+        pipeline.stop_all()
+        if supervisor.is_alive():
+            supervisor.join(timeout=10)
+        for restart in pipeline.restarts:
+            warnings.warn(ProcessRestarted(restart), stacklevel=1)
+
+
+# What kombu's Redis transport keeps besides queues, for any queue of a database.
+KOMBU_BOOKKEEPING = frozenset(
+    {
+        "unacked",
+        "unacked_index",
+        "unacked_mutex",
+        "_kombu.binding_deadlines",
+        "_kombu.binding.celeryev",
+        "_kombu.binding.celery.pidbox",
+        "_kombu.binding.reply.celery.pidbox",
+    }
+)
+
+
+@contextlib.contextmanager
+def private_broker(settings: Settings) -> Iterator[str]:
+    """A broker URL on an unused database of the Celery broker's Redis server.
+
+    Kombu's Redis transport keeps one `unacked` index per database, and every worker restores
+    the entries older than *its* visibility timeout, whatever their queue: a worker with a short
+    timeout on the shared database would hand other people's long-running tasks out twice. On a
+    database of its own it only touches this run's tasks. The run's queue is deleted afterwards.
+    """
+    parts = urlsplit(settings.celery_broker_url)
+    server = Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379)
+    try:
+        used = {int(name.removeprefix("db")) for name in server.info("keyspace")}
+        databases = int(server.config_get("databases").get("databases", 16))
+        free = [number for number in range(1, databases) if number not in used]
+        assert free, "no free database on the Celery broker's Redis server"
+        number = random.choice(free)
+        url = urlunsplit((parts.scheme, parts.netloc, f"/{number}", parts.query, ""))
+        try:
+            yield url
+        finally:
+            mine = Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=number)
+            try:
+                _forget_queue(mine, settings.celery_queue)
+            finally:
+                mine.close()
+    finally:
+        server.close()
+
+
+def _forget_queue(broker: Redis, queue: str) -> None:
+    """Delete a queue and kombu's records of its messages (unacked ones of killed workers too).
+
+    The database was empty when the run took it: if nothing but this run's queue and kombu's
+    own bookkeeping is left, all of it goes, so the database is free again for the next run.
+    """
+    broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    for tag, raw in broker.hgetall("unacked").items():
+        _, _, routing_key = json.loads(raw)
+        if routing_key == queue:
+            broker.hdel("unacked", tag)
+            broker.zrem("unacked_index", tag)
+    left = [key.decode() for key in broker.scan_iter(count=1000)]
+    if all(key in KOMBU_BOOKKEEPING or key.startswith(queue) for key in left) and left:
+        broker.delete(*left)
+
+
+# --- the command API, many arenas at once --------------------------------------------------------
+
+
+@dataclass
+class ArenaRun:
+    """One arena driven through the API: its credentials and what its commands answered."""
+
+    id: str = ""
+    admin_token: str = ""
+    players: dict[str, tuple[str, str]] = field(default_factory=dict)  # name → (id, token)
+    version: int = 0
+    status: str = "PENDING"
+    step: int = 0
+    finish: bool = False  # stopped (FINISHED) after its script
+
+
+def _post(client: FlaskClient, path: str, token: str | None = None, **kwargs: Any) -> Any:
+    headers = bearer(token) if token else {}
+    return client.post(path, headers=headers, **kwargs)
+
+
+def _create(client: FlaskClient, arena: ArenaRun, name: str) -> Any:
+    response = client.post(ARENAS, json={"name": name, "displayName": "Ada"})
+    if response.status_code == 201:
+        body = response.get_json()
+        arena.id, arena.admin_token = body["id"], body["player"]["token"]
+    return response
+
+
+def _join(who: str) -> Callable[[FlaskClient, ArenaRun, str], Any]:
+    def step(client: FlaskClient, arena: ArenaRun, _: str) -> Any:
+        response = client.post(arena_path(arena.id, "/players"), json={"displayName": who})
+        if response.status_code == 201:
+            player = response.get_json()["player"]
+            arena.players[who] = (player["id"], player["token"])
+        return response
+
+    return step
+
+
+def _transition(command: str) -> Callable[[FlaskClient, ArenaRun, str], Any]:
+    def step(client: FlaskClient, arena: ArenaRun, _: str) -> Any:
+        return _post(client, arena_path(arena.id, f"/{command}"), arena.admin_token)
+
+    return step
+
+
+def _act(who: str | None, value: float) -> Callable[[FlaskClient, ArenaRun, str], Any]:
+    def step(client: FlaskClient, arena: ArenaRun, _: str) -> Any:
+        token = arena.players[who][1] if who else arena.admin_token
+        return _post(client, arena_path(arena.id, "/actions"), token, json=set_temperature(value))
+
+    return step
+
+
+def _configure(changes: dict[str, Any]) -> Callable[[FlaskClient, ArenaRun, str], Any]:
+    def step(client: FlaskClient, arena: ArenaRun, _: str) -> Any:
+        return client.patch(
+            arena_path(arena.id, "/config"), headers=bearer(arena.admin_token), json=changes
+        )
+
+    return step
+
+
+def _leave(who: str) -> Callable[[FlaskClient, ArenaRun, str], Any]:
+    def step(client: FlaskClient, arena: ArenaRun, _: str) -> Any:
+        player_id, token = arena.players.pop(who)
+        return client.delete(arena_path(arena.id, f"/players/{player_id}"), headers=bearer(token))
+
+    return step
+
+
+# Every command kind the read model projects, in an order the domain accepts: 11 events.
+SCRIPT: tuple[Callable[[FlaskClient, ArenaRun, str], Any], ...] = (
+    _create,
+    _join("Bob"),
+    _join("Cy"),
+    _configure({"width": 32, "maxPlayers": 6}),
+    _transition("start"),
+    _act(None, 30.0),
+    _act("Bob", 31.5),
+    _transition("pause"),
+    _configure({"temperature": {"value": 25.0}}),
+    _transition("resume"),
+    _leave("Cy"),
+)
+FINISH = _transition("stop")
+
+
+class CommandLoad:
+    """Threads that each keep a few arenas going, one command at a time, round-robin.
+
+    Arenas advance step by step through `SCRIPT` (and every other one is then stopped), so the
+    events of many arenas interleave in the outbox and on each Kafka partition. With `arenas`
+    the load ends once that many arenas went through their script; without, it runs until
+    `stop()`, opening new arenas as old ones finish. Any command answering other than 2xx is kept
+    in `failures`.
+    """
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        name: str,
+        threads: int = 4,
+        arenas: int | None = None,
+        working_set: int = 5,
+        pause_seconds: float = 0.0,
+    ) -> None:
+        self._app = app
+        self._name = name
+        self._threads_wanted = threads
+        self._limit = arenas
+        self._working_set = working_set
+        self._pause = pause_seconds
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._opened = 0
+        self._threads: list[threading.Thread] = []
+        self.arenas: list[ArenaRun] = []
+        self.commands = 0
+        self.failures: list[str] = []
+        self.errors: list[BaseException] = []
+
+    def start(self) -> CommandLoad:
+        for number in range(self._threads_wanted):
+            thread = threading.Thread(target=self._run, name=f"load-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
+
+    def join(self, timeout: float = 300) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+        assert not any(thread.is_alive() for thread in self._threads), "load did not stop"
+        if self.errors:
+            raise self.errors[0]
+
+    def run(self) -> CommandLoad:
+        self.start()
+        self.join()
+        return self
+
+    def versions(self) -> dict[str, int]:
+        with self._lock:
+            return {arena.id: arena.version for arena in self.arenas if arena.id}
+
+    def _claim(self) -> ArenaRun | None:
+        with self._lock:
+            if self._limit is not None and self._opened >= self._limit:
+                return None
+            self._opened += 1
+            return ArenaRun(finish=self._opened % 2 == 0)
+
+    def _run(self) -> None:
+        try:
+            client = self._app.test_client()
+            mine: list[ArenaRun] = []
+            while not self._stopping.is_set():
+                while len(mine) < self._working_set and (claimed := self._claim()):
+                    mine.append(claimed)
+                if not mine:
+                    return
+                for arena in list(mine):
+                    if self._stopping.is_set():
+                        return
+                    if not self._advance(client, arena):
+                        mine.remove(arena)
+                    if self._pause:
+                        time.sleep(self._pause)  # a paced client, not a wait for a result
+        except BaseException as error:  # noqa: BLE001 - join() raises it in the test
+            self.errors.append(error)
+
+    def _advance(self, client: FlaskClient, arena: ArenaRun) -> bool:
+        """Run the arena's next command; False once its script is over."""
+        if arena.step < len(SCRIPT):
+            step = SCRIPT[arena.step]
+        elif arena.step == len(SCRIPT) and arena.finish:
+            step = FINISH
+        else:
+            return False
+        response = step(client, arena, f"{self._name} {uuid.uuid4().hex[:8]}")
+        arena.step += 1
+        with self._lock:
+            self.commands += 1
+            if arena.step == 1 and arena.id:
+                self.arenas.append(arena)
+            if response.status_code // 100 != 2:
+                self.failures.append(
+                    f"{response.request.method} {response.request.path}: "
+                    f"{response.status_code} {response.get_data(as_text=True)[:300]}"
+                )
+                return False
+            body = response.get_json()
+            arena.version = body.get("version", arena.version)
+            arena.status = body.get("status", arena.status)
+        return True
+
+
+# --- Kafka ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Produced:
+    envelope: EventEnvelope
+    value: str
+    partition: int
+    offset: int
+
+
+def produce(settings: Settings, envelopes: list[EventEnvelope]) -> list[Produced]:
+    """Publish envelopes to the run's events topic, keyed by arena id, as the relay does."""
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    try:
+        produced = []
+        for envelope in envelopes:
+            value = json.dumps(envelope.to_dict(), separators=(",", ":"))
+            metadata = producer.send(
+                settings.kafka_events_topic,
+                key=envelope.aggregate_id.encode(),
+                value=value.encode(),
+            ).get(timeout=10)
+            produced.append(Produced(envelope, value, metadata.partition, metadata.offset))
+        return produced
+    finally:
+        producer.close()
+
+
+def dead_letters_for(
+    settings: Settings, key: str, *, count: int, deadline_seconds: float, pipeline: Pipeline
+) -> list[dict[str, Any]]:
+    """The DLQ records keyed `key`, once `count` of them arrived."""
+    consumer = KafkaConsumer(
+        settings.kafka_dlq_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    found: list[dict[str, Any]] = []
+
+    def arrived() -> bool:
+        pipeline.assert_running()
+        for records in consumer.poll(timeout_ms=200).values():
+            found.extend(json.loads(r.value) for r in records if r.key and r.key.decode() == key)
+        return len(found) >= count
+
+    try:
+        wait_until(
+            arrived,
+            deadline_seconds=deadline_seconds,
+            what=f"{count} DLQ record(s) keyed {key} (logs in {pipeline.logs})",
+        )
+    finally:
+        consumer.close()
+    return found
