@@ -10,11 +10,16 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import (
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    TopicAlreadyExistsError,
+)
 from kafka.producer.future import FutureRecordMetadata
 from kafka.serializer import Serializer
 
 from arena.config import Settings
+from arena.messaging.ports import MessageRejected
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +111,9 @@ class KafkaDelivery:
     future: FutureRecordMetadata
 
     def confirm(self) -> None:
-        self.future.get(timeout=SEND_TIMEOUT_SECONDS)  # raises the send's KafkaError, if any
+        if not self.future.is_done:
+            raise KafkaTimeoutError("not acknowledged by the broker in time")
+        self.future.get()  # done: returns, or raises the send's KafkaError
 
 
 class KafkaPublisher:
@@ -136,7 +143,10 @@ class KafkaPublisher:
 
     def publish(self, key: str, value: dict[str, Any], headers: dict[str, str]) -> KafkaDelivery:
         encoded_headers = [(name, text.encode()) for name, text in headers.items()]
-        future = self._producer.send(self._topic, key=key, value=value, headers=encoded_headers)
+        try:
+            future = self._producer.send(self._topic, key=key, value=value, headers=encoded_headers)
+        except (MessageSizeTooLargeError, ValueError, TypeError) as error:
+            raise MessageRejected(f"{type(error).__name__}: {error}") from error
         return KafkaDelivery(future)
 
     def flush(self) -> None:

@@ -5,14 +5,22 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 
+class MessageRejected(Exception):
+    """This one message cannot be published (e.g. too large); the broker itself is fine."""
+
+
 class Delivery(Protocol):
     def confirm(self) -> None:
-        """Wait for the broker's acknowledgement; raise if the message was not stored."""
+        """After `flush()`: raise unless the broker acknowledged the message (never waits)."""
 
 
 class Publisher(Protocol):
     def publish(self, key: str, value: dict[str, Any], headers: dict[str, str]) -> Delivery:
-        """Hand one message to the producer; may raise at once (e.g. a message too large)."""
+        """Hand one message to the producer.
+
+        Raises `MessageRejected` for a problem of this message alone, anything else when the
+        broker cannot be reached (then further messages would fail too).
+        """
 
     def flush(self) -> None:
         """Push everything handed over so far to the broker."""

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from arena.config import Settings
-from arena.messaging.ports import Delivery, Publisher
+from arena.messaging.ports import Delivery, MessageRejected, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -126,20 +126,25 @@ def relay_batch(
             failures.setdefault(row.aggregate_id, (row.id, _describe(error)))
         return _settle(session, [], failures, policy)
     sent: list[tuple[Any, Delivery]] = []
-    for row in rows:
+    for position, row in enumerate(rows):
         if row.aggregate_id in failures:
             continue
         try:
-            sent.append(
-                (
-                    row,
-                    sink.publish(
-                        str(row.aggregate_id), row.envelope, envelope_headers(row.envelope)
-                    ),
-                )
+            delivery = sink.publish(
+                str(row.aggregate_id), row.envelope, envelope_headers(row.envelope)
             )
-        except Exception as error:  # noqa: BLE001 - e.g. too large: this row fails, alone
+        except MessageRejected as error:  # e.g. too large: this row fails, alone
             failures[row.aggregate_id] = (row.id, _describe(error))
+            continue
+        except Exception as error:  # noqa: BLE001 - broker unreachable: stop sending now
+            # Every later send would wait out the same timeout: charge each arena not yet sent
+            # to its first row, as when no producer could be made at all.
+            started = {sent_row.aggregate_id for sent_row, _ in sent}
+            for waiting in rows[position:]:
+                if waiting.aggregate_id not in started:
+                    failures.setdefault(waiting.aggregate_id, (waiting.id, _describe(error)))
+            break
+        sent.append((row, delivery))
     with contextlib.suppress(Exception):  # an unflushed message fails its own confirm() below
         sink.flush()
     published: list[int] = []
