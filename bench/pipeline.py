@@ -80,6 +80,7 @@ from arena.config import Settings  # noqa: E402
 from arena.readmodel.store import ArenaViews  # noqa: E402
 from bench.relay import (  # noqa: E402
     BIN,
+    CeleryEventReceiver,
     KafkaArrivals,
     Row,
     Run,
@@ -836,26 +837,15 @@ class QueueDepth(threading.Thread):
         self._broker.close()
 
 
-class TaskEvents(threading.Thread):
-    """Celery's own task events (the config turns them on) for this run's relay and projection
-    tasks: when each was sent (by the API, beat or the consumer), started, how long it ran, and
-    whether it was retried or discarded as expired. Shows what the worker spends its time on."""
+class TaskEvents(CeleryEventReceiver):
+    """Celery's own task events for this run's relay and projection tasks: when each was sent
+    (by the API, beat or the consumer), started, how long it ran, and whether it was retried or
+    discarded as expired. Shows what the worker spends its time on."""
 
     def __init__(self, flask_app: Flask, settings: Settings, worker_prefix: str) -> None:
-        super().__init__(name="celery-task-events", daemon=True)
-        self._celery = flask_app.extensions["celery"]
-        self._queue = settings.celery_queue
-        self._worker_prefix = worker_prefix
-        self._receiver: Any = None
+        super().__init__(flask_app, settings, worker_prefix)
         self._lock = threading.Lock()
-        self.ready = threading.Event()
         self._tasks: dict[str, dict[str, Any]] = {}
-
-    def run(self) -> None:
-        with self._celery.connection_for_read() as connection:
-            self._receiver = self._celery.events.Receiver(connection, handlers={"*": self._on})
-            self.ready.set()
-            self._receiver.capture(limit=None, timeout=None, wakeup=False)
 
     def _on(self, message: dict[str, Any]) -> None:
         kind, task_id = message.get("type", ""), message.get("uuid")
@@ -891,11 +881,6 @@ class TaskEvents(threading.Thread):
                 for r in self._tasks.values()
                 if r["name"] == name and since <= (r.get("sent") or 0) <= until
             ]
-
-    def stop(self) -> None:
-        if self._receiver is not None:
-            self._receiver.should_stop = True
-        self.join(timeout=10)
 
 
 def worker_rows(tasks: TaskEvents, since: float, until: float) -> list[Row]:

@@ -732,9 +732,8 @@ class KafkaArrivals(threading.Thread):
         self.join(timeout=10)
 
 
-class CeleryTaskEvents(threading.Thread):
-    """Celery's own task events for our relay tasks (the app turns events on): when each task
-    was sent, started in a pool process, how long it ran and what it returned."""
+class CeleryEventReceiver(threading.Thread):
+    """Receives Celery's own task events (the app turns them on) in a thread; `_on` sees each."""
 
     def __init__(self, flask_app: Flask, settings: Settings, worker_prefix: str) -> None:
         super().__init__(name="celery-events", daemon=True)
@@ -743,13 +742,29 @@ class CeleryTaskEvents(threading.Thread):
         self._worker_prefix = worker_prefix
         self._receiver: Any = None
         self.ready = threading.Event()
-        self.tasks: dict[str, dict[str, Any]] = {}
 
     def run(self) -> None:
         with self._celery.connection_for_read() as connection:
             self._receiver = self._celery.events.Receiver(connection, handlers={"*": self._on})
             self.ready.set()
             self._receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def _on(self, message: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._receiver is not None:
+            self._receiver.should_stop = True
+        self.join(timeout=10)
+
+
+class CeleryTaskEvents(CeleryEventReceiver):
+    """Our relay tasks' events: when each task was sent, started in a pool process, how long it
+    ran and what it returned."""
+
+    def __init__(self, flask_app: Flask, settings: Settings, worker_prefix: str) -> None:
+        super().__init__(flask_app, settings, worker_prefix)
+        self.tasks: dict[str, dict[str, Any]] = {}
 
     def _on(self, message: dict[str, Any]) -> None:
         kind, task_id = message.get("type", ""), message.get("uuid")
@@ -764,11 +779,6 @@ class CeleryTaskEvents(threading.Thread):
         record[kind] = message.get("timestamp")
         if kind == "task-succeeded":
             record["runtime"], record["result"] = message.get("runtime"), message.get("result")
-
-    def stop(self) -> None:
-        if self._receiver is not None:
-            self._receiver.should_stop = True
-        self.join(timeout=10)
 
 
 @contextlib.contextmanager
