@@ -8,6 +8,7 @@ gap, until `flask dlq replay`. Other arenas are unaffected.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from tasks.celery_app import PROJECT_TASK
 
 # Long enough (about 4 minutes) to outlast a task abandoned by a killed worker coming back
 # after CELERY_VISIBILITY_TIMEOUT_SECONDS, so its arena's later events wait for it.
+log = logging.getLogger(__name__)
+
 MAX_RETRIES = 16
 FIRST_RETRY_SECONDS = 0.2
 MAX_RETRY_SECONDS = 30.0
@@ -57,6 +60,11 @@ def project_events(
             failure = error
         _dead_letter(self, received, failure, first_failure_at)
         outcomes["dead-lettered"] += 1
+    log.info(
+        "arena %s: %s",
+        events[0].get("key") if events else "?",
+        ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())),
+    )
     return dict(outcomes)
 
 

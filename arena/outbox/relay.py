@@ -38,14 +38,27 @@ WITH claimed AS (
     ORDER BY o.id
     LIMIT :batch_size
     FOR UPDATE OF o SKIP LOCKED
+),
+first_pending AS (
+    SELECT a.aggregate_id,
+           (SELECT p.aggregate_version FROM outbox p
+            WHERE p.aggregate_id = a.aggregate_id AND p.published_at IS NULL
+            ORDER BY p.aggregate_version LIMIT 1) AS version
+    FROM (SELECT DISTINCT aggregate_id FROM claimed) a
+),
+ranked AS (
+    SELECT id, aggregate_id, aggregate_version,
+           row_number() OVER (PARTITION BY aggregate_id ORDER BY aggregate_version) AS n
+    FROM claimed
 )
+-- An arena's pending versions run without gaps from its first pending one, so a claimed row may
+-- go only if every pending version before it is claimed here too: its place among this batch's
+-- rows of the arena equals its distance from the first pending version.
 SELECT o.id, o.aggregate_id, o.envelope
-FROM outbox o JOIN claimed c ON c.id = o.id
-WHERE NOT EXISTS (
-    SELECT 1 FROM outbox e
-    WHERE e.aggregate_id = c.aggregate_id AND e.published_at IS NULL
-      AND e.aggregate_version < c.aggregate_version
-      AND e.id NOT IN (SELECT id FROM claimed))
+FROM ranked r
+JOIN first_pending f ON f.aggregate_id = r.aggregate_id
+JOIN outbox o ON o.id = r.id
+WHERE r.aggregate_version = f.version + r.n - 1
 ORDER BY o.id
 """)
 
