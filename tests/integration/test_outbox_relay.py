@@ -20,7 +20,6 @@ from arena.config import Settings
 from arena.extensions import db
 from arena.messaging.kafka import KafkaPublisher
 from arena.messaging.ports import Delivery
-from arena.messaging.publishers import publisher_for
 from arena.outbox.operations import prune_published
 from arena.outbox.relay import RelayPolicy, relay_pending
 from tests.support.outbox import (
@@ -40,17 +39,6 @@ from tests.support.outbox import (
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def publisher(settings: Settings, kafka_topics: None) -> KafkaPublisher:
-    """The process-wide producer the Celery relay task uses."""
-    return publisher_for(settings, settings.kafka_events_topic)
-
-
-@pytest.fixture
-def policy(settings: Settings) -> RelayPolicy:
-    return RelayPolicy.from_settings(settings)
 
 
 def test_relay_publishes_pending_rows_and_marks_them_published(

@@ -22,7 +22,6 @@ from flask.testing import FlaskClient
 
 from arena.config import Settings
 from arena.messaging.kafka import KafkaPublisher, kafka_reachable
-from arena.messaging.publishers import publisher_for
 from arena.outbox.relay import RelayPolicy
 from tests.support.outbox import (
     PROBE_EVENT,
@@ -51,17 +50,6 @@ pytestmark = pytest.mark.integration
 FRAGILE = RelayPolicy(
     batch_size=500, max_attempts=2, backoff_base_seconds=0.05, backoff_max_seconds=0.1
 )
-
-
-@pytest.fixture
-def publisher(settings: Settings, kafka_topics: None) -> KafkaPublisher:
-    """The process-wide producer the Celery relay task uses."""
-    return publisher_for(settings, settings.kafka_events_topic)
-
-
-@pytest.fixture
-def policy(settings: Settings) -> RelayPolicy:
-    return RelayPolicy.from_settings(settings)
 
 
 # --- dead letters ------------------------------------------------------------------------------
