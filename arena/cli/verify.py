@@ -8,7 +8,9 @@ import click
 from flask import current_app
 
 from arena.extensions import db
-from arena.readmodel.verify import Divergence, divergences
+from arena.outbox.operations import whereabouts
+from arena.readmodel.store import ArenaViews
+from arena.readmodel.verify import Divergence, divergences, first_missing_versions
 
 POLL_SECONDS = 0.5
 SHOWN = 50
@@ -31,12 +33,27 @@ def verify_command(wait_seconds: float) -> None:
     while found and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
         found = divergences(db.session, views)
-    for divergence in found[:SHOWN]:
+    shown = found[:SHOWN]
+    for divergence in shown:
         click.echo(str(divergence))
     if len(found) > SHOWN:
         click.echo(f"… and {len(found) - SHOWN} more")
     if found:
+        _explain(shown, views)
         arenas = len({divergence.arena_id for divergence in found})
         click.echo(f"read model diverges: {len(found)} difference(s) in {arenas} arena(s)")
         raise SystemExit(1)
     click.echo("read model matches the write model")
+
+
+def _explain(found: list[Divergence], views: ArenaViews) -> None:
+    """Say where each lagging arena's first missing event is: the first place to look."""
+    stalls = {stall.arena_id: stall for stall in views.stalls()}
+    missing = first_missing_versions(found)
+    for arena_id, where in sorted(whereabouts(db.session, missing).items()):
+        click.echo(f"arena {arena_id}: {where}")
+        if (stall := stalls.get(arena_id)) is not None:
+            click.echo(
+                f"arena {arena_id}: its view is stalled at v{stall.stalled_at_version} since "
+                f"{stall.since} ({stall.reason}); see `flask dlq list --arena {arena_id}`"
+            )

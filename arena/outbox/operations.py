@@ -44,6 +44,18 @@ WHERE CAST(:arena_id AS uuid) IS NULL OR aggregate_id = CAST(:arena_id AS uuid)
 ORDER BY aggregate_id, aggregate_version
 """)
 
+_WHEREABOUTS = text("""
+SELECT wanted.arena_id, wanted.version,
+       o.event_type, o.published_at, o.attempts, o.last_error,
+       EXTRACT(EPOCH FROM now() - o.published_at) AS published_seconds_ago,
+       EXTRACT(EPOCH FROM o.next_attempt_at - now()) AS next_attempt_in_seconds,
+       d.event_type AS dead_event_type, d.attempts AS dead_attempts, d.last_error AS dead_error
+FROM unnest(CAST(:arena_ids AS uuid[]), CAST(:versions AS integer[])) AS wanted(arena_id, version)
+LEFT JOIN outbox o ON o.aggregate_id = wanted.arena_id AND o.aggregate_version = wanted.version
+LEFT JOIN outbox_dead_letters d
+       ON d.aggregate_id = wanted.arena_id AND d.aggregate_version = wanted.version
+""")
+
 _PRUNE = text("""
 DELETE FROM outbox
 WHERE id IN (
@@ -85,6 +97,40 @@ def dead_letters(session: Session, arena_id: uuid.UUID | None = None) -> list[An
     rows = session.execute(_DEAD_LETTERS, {"arena_id": arena_id}).all()
     session.rollback()
     return rows
+
+
+def whereabouts(session: Session, wanted: dict[str, int]) -> dict[str, str]:
+    """Where each arena's event of the given version is on the write side, in words.
+
+    `flask verify` asks this for the first event a lagging view lacks, so an operator sees at
+    once whether it is still in the outbox (and why), dead-lettered, or already in Kafka.
+    """
+    if not wanted:
+        return {}
+    rows = session.execute(
+        _WHEREABOUTS, {"arena_ids": list(wanted), "versions": list(wanted.values())}
+    ).all()
+    session.rollback()
+    return {str(row.arena_id): _describe_whereabouts(row) for row in rows}
+
+
+def _describe_whereabouts(row: Any) -> str:
+    event = f"event v{row.version}"
+    if row.dead_event_type is not None:
+        return (
+            f"{event} ({row.dead_event_type}) is dead-lettered in the outbox after "
+            f"{row.dead_attempts} attempt(s): {row.dead_error}; `flask outbox requeue` sends it"
+        )
+    if row.event_type is None:
+        return f"{event} is no longer in the outbox (published, then pruned)"
+    if row.published_at is not None:
+        return (
+            f"{event} ({row.event_type}) was published to Kafka "
+            f"{float(row.published_seconds_ago):.1f} s ago"
+        )
+    wait = max(0.0, float(row.next_attempt_in_seconds))
+    failed = f"; {row.attempts} failed attempt(s), last: {row.last_error}" if row.attempts else ""
+    return f"{event} ({row.event_type}) is pending in the outbox, due in {wait:.1f} s{failed}"
 
 
 def requeue(session: Session, arena_id: uuid.UUID | None = None) -> int:

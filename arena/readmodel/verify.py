@@ -40,6 +40,17 @@ def divergences(session: Session, views: ArenaViews) -> list[Divergence]:
     return found
 
 
+def first_missing_versions(found: list[Divergence]) -> dict[str, int]:
+    """For each arena whose view lags behind, the first version its view lacks."""
+    missing: dict[str, int] = {}
+    for divergence in found:
+        if divergence.field == "view":
+            missing[divergence.arena_id] = 1
+        elif divergence.field == "version" and divergence.actual < divergence.expected:
+            missing[divergence.arena_id] = divergence.actual + 1
+    return missing
+
+
 def _compare(expected: dict[str, Any], view: dict[str, Any] | None) -> list[Divergence]:
     if view is None:
         return [Divergence(expected["id"], "view", "present", None)]

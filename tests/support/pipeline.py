@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 STOP_GRACE_SECONDS = 20
 CLI_TIMEOUT_SECONDS = 240
+ARENA_ID = re.compile(r"arena ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 MAX_RESTARTS = 10  # a process dying more often than this is broken, not unlucky
 
 # --- processes ---------------------------------------------------------------------------------
@@ -215,6 +217,16 @@ class Pipeline:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
+    def log_lines_about(self, report: str, limit: int = 30) -> str:
+        """The worker's last log lines on each arena a `flask verify` report names."""
+        arena_ids = sorted(set(ARENA_ID.findall(report)))[:5]
+        lines = self.tail("worker", chars=10_000_000).splitlines()
+        return "\n".join(
+            f"worker log on arena {arena_id}:\n"
+            + "\n".join([line for line in lines if arena_id in line][-limit:])
+            for arena_id in arena_ids
+        )
+
     def cli(self, *args: str, timeout: float = CLI_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
         """Run `flask ARGS…` as an operator would, with this pipeline's environment."""
         return subprocess.run(
@@ -235,6 +247,7 @@ class Pipeline:
         assert result.returncode == 0, (
             f"`flask verify --wait {wait_seconds}` exited {result.returncode}:\n"
             f"{result.stdout[-4000:]}\n{result.stderr[-2000:]}\n"
+            f"{self.log_lines_about(result.stdout)}\n"
             f"(process logs in {self.logs}; restarts: {len(self.restarts)})"
         )
         return result.stdout
