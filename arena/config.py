@@ -24,6 +24,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "kafka_dlq_topic": ("KAFKA_DLQ_TOPIC", "arena.events.dlq"),
     "kafka_events_partitions": ("KAFKA_EVENTS_PARTITIONS", "6"),
     "kafka_consumer_group": ("KAFKA_CONSUMER_GROUP", "arena-projections"),
+    "kafka_session_timeout_seconds": ("KAFKA_SESSION_TIMEOUT_SECONDS", "10"),
     "outbox_relay_interval_seconds": ("OUTBOX_RELAY_INTERVAL_SECONDS", "1.0"),
     "outbox_batch_size": ("OUTBOX_BATCH_SIZE", "500"),
     "outbox_nudge": ("OUTBOX_NUDGE", "true"),
@@ -62,6 +63,7 @@ class Settings:
     kafka_dlq_topic: str
     kafka_events_partitions: int
     kafka_consumer_group: str
+    kafka_session_timeout_seconds: float
     outbox_relay_interval_seconds: float
     outbox_batch_size: int
     outbox_nudge: bool

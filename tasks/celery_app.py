@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 from celery import Celery, Task
-from celery.signals import after_setup_logger
+from celery.signals import after_setup_logger, worker_process_shutdown
 from flask import Flask
 from redis import Redis
 
 from arena.config import Settings
+from arena.messaging.publishers import close_publishers
 from tasks.nudge import RelayNudge
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
@@ -103,3 +104,8 @@ def _quiet_per_task_chatter(logger: logging.Logger, loglevel: int, **_: object) 
     if loglevel > logging.DEBUG:
         for name in _CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@worker_process_shutdown.connect
+def _close_kafka_producers(**_: object) -> None:
+    close_publishers()

@@ -1,8 +1,8 @@
 """Projection tasks: apply a batch of one arena's events to the Redis read model.
 
 Transient failures (Redis away, an event ahead of its predecessor) are retried with exponential
-backoff and jitter, a bounded number of times. Poison events, and events whose retries run out,
-go to the DLQ topic and stall their arena: its later events are parked, never applied past the
+backoff and jitter for a bounded time. Poison events, and events still failing when that time is
+up, go to the DLQ topic and stall their arena: its later events are parked, never applied past the
 gap, until `flask dlq replay`. Other arenas are unaffected.
 """
 
@@ -22,26 +22,41 @@ from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.readmodel.projection import POISON, RETRYABLE, apply_received, dead_letter
 from tasks.celery_app import PROJECT_TASK
 
-# Long enough (about 4 minutes) to outlast a task abandoned by a killed worker coming back
-# after CELERY_VISIBILITY_TIMEOUT_SECONDS, so its arena's later events wait for it.
 log = logging.getLogger(__name__)
 
-MAX_RETRIES = 16
+# Long enough to outlast a Redis restart, and a task abandoned by a killed worker coming back
+# after CELERY_VISIBILITY_TIMEOUT_SECONDS, so its arena's later events wait for it.
+RETRY_FOR_SECONDS = 240.0
 FIRST_RETRY_SECONDS = 0.2
 MAX_RETRY_SECONDS = 30.0
 
 
-def _backoff(retries: int) -> float:
-    """Exponential, capped, with jitter: 0.2 s, 0.4 s, 0.8 s … 30 s, each times [0.5, 1)."""
-    return min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2**retries) * random.uniform(0.5, 1.0)
+def longest_retry_wait(visibility_timeout_seconds: float) -> float:
+    """The cap on one retry's countdown: at most half the broker's visibility timeout.
+
+    A retry is a message with an ETA that the worker holds unacked until it is due; Redis hands a
+    message unacked for longer than the visibility timeout out again, so a longer countdown would
+    run the retry twice, and every copy that retries again multiplies.
+    """
+    return min(MAX_RETRY_SECONDS, visibility_timeout_seconds / 2)
 
 
-@shared_task(bind=True, name=PROJECT_TASK, max_retries=MAX_RETRIES)
+def _backoff(retries: int, longest: float) -> float:
+    """Exponential, capped, with jitter: 0.2 s, 0.4 s, 0.8 s … `longest`, each times [0.5, 1)."""
+    return min(longest, FIRST_RETRY_SECONDS * 2**retries) * random.uniform(0.5, 1.0)
+
+
+def _failing_for(first_failure_at: str) -> float:
+    return (datetime.now(UTC) - datetime.fromisoformat(first_failure_at)).total_seconds()
+
+
+@shared_task(bind=True, name=PROJECT_TASK, max_retries=None)
 def project_events(
     self: Task, events: list[dict[str, Any]], first_failure_at: str | None = None
 ) -> dict[str, int]:
     """Apply the events in order; an applied or parked event is a no-op when redelivered."""
     views = current_app.extensions["arena_views"]
+    settings = current_app.extensions["settings"]
     outcomes: Counter[str] = Counter()
     for received in (ReceivedEvent(**event) for event in events):
         try:
@@ -51,10 +66,22 @@ def project_events(
             failure = error
         except RETRYABLE as error:
             first_failure_at = first_failure_at or datetime.now(UTC).isoformat()
-            if self.request.retries < self.max_retries:
+            if _failing_for(first_failure_at) < RETRY_FOR_SECONDS:
+                countdown = _backoff(
+                    self.request.retries,
+                    longest_retry_wait(settings.celery_visibility_timeout_seconds),
+                )
+                log.info(
+                    "arena %s: retry %d in %.1f s (%s: %s)",
+                    received.key,
+                    self.request.retries + 1,
+                    countdown,
+                    type(error).__name__,
+                    error,
+                )
                 raise self.retry(
                     exc=error,
-                    countdown=_backoff(self.request.retries),
+                    countdown=countdown,
                     kwargs={"events": events, "first_failure_at": first_failure_at},
                 ) from error
             failure = error
@@ -84,5 +111,6 @@ def _dead_letter(
     except Exception as unavailable:  # Kafka or Redis away: never drop the event
         discard_publisher(settings, settings.kafka_dlq_topic)
         raise task.retry(
-            exc=unavailable, countdown=MAX_RETRY_SECONDS, max_retries=None
+            exc=unavailable,
+            countdown=longest_retry_wait(settings.celery_visibility_timeout_seconds),
         ) from unavailable

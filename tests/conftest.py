@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from arena import create_app
 from arena.config import Settings
 from arena.messaging.kafka import ensure_topics
+from arena.messaging.publishers import close_publishers
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:10]
@@ -72,6 +73,7 @@ def database(settings: Settings) -> Iterator[str]:
 def kafka_topics(settings: Settings) -> Iterator[None]:
     ensure_topics(settings)
     yield
+    close_publishers()  # before pytest closes the streams their threads log to
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     try:
         admin.delete_topics([settings.kafka_events_topic, settings.kafka_dlq_topic])

@@ -164,6 +164,10 @@ def events_consumer(settings: Settings) -> KafkaConsumer:
         group_id=settings.kafka_consumer_group,
         client_id="arena-projection-consumer",
         enable_auto_commit=False,
+        # A member that died holds its partitions until this runs out (Kafka's default, 45 s, is
+        # that long a pause of every projection after a crash); heartbeats go every third of it.
+        session_timeout_ms=int(settings.kafka_session_timeout_seconds * 1000),
+        heartbeat_interval_ms=int(settings.kafka_session_timeout_seconds * 1000 / 3),
         reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         auto_offset_reset="earliest",
     )

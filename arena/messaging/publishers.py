@@ -36,3 +36,14 @@ def discard_publisher(settings: Settings, topic: str) -> None:
         log.info("discarding the Kafka producer for %s after a failed send", topic)
         with contextlib.suppress(Exception):
             publisher.close(timeout_seconds=1.0)
+
+
+def close_publishers(timeout_seconds: float = 5.0) -> None:
+    """Flush and close every cached producer, at process shutdown: nothing is left in flight and
+    no producer thread outlives the logging it writes to."""
+    with _lock:
+        publishers = list(_publishers.values())
+        _publishers.clear()
+    for publisher in publishers:
+        with contextlib.suppress(Exception):
+            publisher.close(timeout_seconds=timeout_seconds)

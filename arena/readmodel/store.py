@@ -133,8 +133,8 @@ class ArenaViews:
                         return Outcome.PARKED
                     if envelope.aggregate_version != applied_version + 1:
                         raise EventOutOfOrder(
-                            f"arena {arena_id} is at version {applied_version}; "
-                            f"version {envelope.aggregate_version} must wait"
+                            f"version {envelope.aggregate_version} must wait: the view is at "
+                            f"version {applied_version}"
                         )
                     view = project(current, envelope)
                     pipe.multi()
