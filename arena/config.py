@@ -36,6 +36,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "max_body_bytes": ("MAX_BODY_BYTES", "65536"),
     "read_wait_seconds": ("READ_WAIT_SECONDS", "5"),
     "projection_batching": ("PROJECTION_BATCHING", "true"),
+    "projection_resend_after_seconds": ("PROJECTION_RESEND_AFTER_SECONDS", "300"),
     "log_level": ("LOG_LEVEL", "INFO"),
 }
 
@@ -75,6 +76,7 @@ class Settings:
     max_body_bytes: int
     read_wait_seconds: float
     projection_batching: bool
+    projection_resend_after_seconds: float
     log_level: str
 
     @classmethod

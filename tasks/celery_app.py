@@ -11,12 +11,15 @@ from redis import Redis
 
 from arena.config import Settings
 from arena.messaging.publishers import close_publishers
+from tasks.in_flight import ProjectionsInFlight
 from tasks.nudge import RelayNudge
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
 UNACKED_SWEEP_SECONDS = 5
 RELAY_TASK = "tasks.relay.publish_outbox"
 PROJECT_TASK = "tasks.projections.project_events"
+RESEND_PROJECTIONS_TASK = "tasks.projections.resend_lost_projections"
+RESEND_PROJECTIONS_EVERY_SECONDS = 5.0
 PRUNE_OUTBOX_TASK = "tasks.relay.prune_outbox"
 PRUNE_OUTBOX_EVERY_SECONDS = 60.0
 PURGE_IDEMPOTENCY_TASK = "tasks.idempotency.purge_expired_keys"
@@ -58,6 +61,11 @@ def celery_config(settings: Settings) -> dict[str, object]:
                 # A relay run queued while workers were down is stale: the next beat replaces it.
                 "options": {"expires": max(5 * interval, 5.0)},
             },
+            "resend-lost-projection-tasks": {
+                "task": RESEND_PROJECTIONS_TASK,
+                "schedule": RESEND_PROJECTIONS_EVERY_SECONDS,
+                "options": {"expires": RESEND_PROJECTIONS_EVERY_SECONDS},
+            },
             "prune-published-outbox-rows": {
                 "task": PRUNE_OUTBOX_TASK,
                 "schedule": PRUNE_OUTBOX_EVERY_SECONDS,
@@ -89,12 +97,18 @@ def celery_init_app(flask_app: Flask) -> Celery:
     celery_app.flask_app = flask_app
     celery_app.set_default()
     flask_app.extensions["celery"] = celery_app
+    broker = Redis.from_url(settings.celery_broker_url, socket_timeout=2, socket_connect_timeout=2)
     flask_app.extensions["outbox_nudge"] = RelayNudge(
         celery_app,
-        Redis.from_url(settings.celery_broker_url, socket_timeout=2, socket_connect_timeout=2),
+        broker,
         task=RELAY_TASK,
         marker=f"{settings.celery_queue}:relay-nudge-pending",
         enabled=settings.outbox_nudge,
+    )
+    flask_app.extensions["projections_in_flight"] = ProjectionsInFlight(
+        broker,
+        settings.celery_queue,
+        resend_after_seconds=settings.projection_resend_after_seconds,
     )
     return celery_app
 

@@ -20,7 +20,7 @@ from flask import current_app
 from arena.messaging.consumer import ReceivedEvent
 from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.readmodel.projection import POISON, RETRYABLE, apply_received, dead_letter
-from tasks.celery_app import PROJECT_TASK
+from tasks.celery_app import PROJECT_TASK, RESEND_PROJECTIONS_TASK
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ def project_events(
     """Apply the events in order; an applied or parked event is a no-op when redelivered."""
     views = current_app.extensions["arena_views"]
     settings = current_app.extensions["settings"]
+    in_flight = current_app.extensions["projections_in_flight"]
+    in_flight.alive(self.request.id)
     outcomes: Counter[str] = Counter()
     for received in (ReceivedEvent(**event) for event in events):
         try:
@@ -92,7 +94,23 @@ def project_events(
         events[0].get("key") if events else "?",
         ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())),
     )
+    in_flight.done(self.request.id)
     return dict(outcomes)
+
+
+@shared_task(name=RESEND_PROJECTIONS_TASK)
+def resend_lost_projections() -> int:
+    """Beat's safety net for projection tasks the broker lost (see tasks/in_flight.py)."""
+
+    def send(task_id: str, events: list[dict[str, Any]]) -> None:
+        log.warning(
+            "projection task %s (arena %s) went silent; sending it again",
+            task_id,
+            events[0].get("key") if events else "?",
+        )
+        project_events.apply_async(args=[events], task_id=task_id)
+
+    return current_app.extensions["projections_in_flight"].resend_overdue(send)
 
 
 def _dead_letter(

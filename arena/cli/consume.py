@@ -6,11 +6,13 @@ import dataclasses
 import logging
 import signal
 import threading
+import uuid
 from types import FrameType
 
 import click
 from flask import current_app
 from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
 from arena.messaging.consumer import ReceivedEvent, consume
 from arena.messaging.kafka import ensure_topics, events_consumer
@@ -37,15 +39,20 @@ def consume_command() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
+    in_flight = current_app.extensions["projections_in_flight"]
+
     def dispatch(events: list[ReceivedEvent]) -> None:
-        """Hand the events to Celery; while its broker is away, wait and retry (no commit yet)."""
+        """Record the task as in flight, then hand it to Celery; while the broker is away, wait
+        and retry (no commit yet)."""
         payload = [dataclasses.asdict(event) for event in events]
+        task_id = str(uuid.uuid4())
         pause = FIRST_PAUSE_SECONDS
         while True:
             try:
-                project_events.delay(payload)
+                in_flight.record(task_id, payload)
+                project_events.apply_async(args=[payload], task_id=task_id)
                 return
-            except KombuOperationalError as error:
+            except (KombuOperationalError, RedisError) as error:
                 if stop.is_set():
                     raise
                 log.warning("Celery broker unavailable (%r); retrying in %.1f s", error, pause)

@@ -8,6 +8,7 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from kafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from arena.config import Settings
 from arena.extensions import db
@@ -28,8 +29,16 @@ class Pipeline(MethodView):
         return {
             "outbox": outbox_metrics(db.session).to_dict(),
             "consumer": _consumer(settings),
-            "projections": projection_metrics(db.session, views).to_dict(),
+            "projections": projection_metrics(db.session, views).to_dict() | _in_flight(),
         }
+
+
+def _in_flight() -> dict[str, Any]:
+    """Projection tasks sent and not yet done (tasks/in_flight.py), from the broker's Redis."""
+    try:
+        return {"tasksInFlight": current_app.extensions["projections_in_flight"].count()}
+    except RedisError as error:
+        return {"tasksInFlight": None, "tasksInFlightError": repr(error)}
 
 
 def _consumer(settings: Settings) -> dict[str, Any]:

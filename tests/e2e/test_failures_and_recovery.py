@@ -15,10 +15,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
@@ -27,8 +30,17 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from arena.config import Settings
+from arena.domain.config import ArenaConfig
+from arena.domain.events import EventEnvelope
+from arena.domain.model import Arena
+from arena.messaging.consumer import ReceivedEvent
 from arena.readmodel.store import ArenaViews
-from tasks.celery_app import PROJECT_TASK, UNACKED_SWEEP_SECONDS
+from tasks.celery_app import (
+    PROJECT_TASK,
+    RESEND_PROJECTIONS_EVERY_SECONDS,
+    UNACKED_SWEEP_SECONDS,
+)
+from tasks.in_flight import ProjectionsInFlight
 from tasks.projections import longest_retry_wait
 from tests.support.pipeline import (
     ROOT,
@@ -42,6 +54,7 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.e2e
 
 VISIBILITY_TIMEOUT_SECONDS = 10
+RESEND_AFTER_SECONDS = 20
 OUTAGE_SECONDS = 20
 # Tasks that failed through the outage retry every 2.5-5 s by then (half the visibility timeout at
 # most), and an arena's later events retry on their own schedules after their predecessor lands.
@@ -66,6 +79,7 @@ def pipeline(
             concurrency=2,
             CELERY_BROKER_URL=broker_url,
             CELERY_VISIBILITY_TIMEOUT_SECONDS=str(VISIBILITY_TIMEOUT_SECONDS),
+            PROJECTION_RESEND_AFTER_SECONDS=str(RESEND_AFTER_SECONDS),
         ) as started,
     ):
         yield started
@@ -114,13 +128,16 @@ def _convergence_deadline(settings: Settings) -> float:
     """The bound on recovery from killing the worker and the consumer.
 
     The dead consumer's partitions come back when its session times out; the tasks the dead
-    worker held come back after the visibility timeout, at the next sweep; the events behind them
-    land on their next retry; then the backlog drains.
+    worker held come back after the visibility timeout, at the next sweep, and one it had taken
+    off the queue but not yet recorded as unacked is sent again from the in-flight ledger; the
+    events behind them land on their next retry; then the backlog drains.
     """
     return (
         settings.kafka_session_timeout_seconds
-        + VISIBILITY_TIMEOUT_SECONDS
-        + UNACKED_SWEEP_SECONDS
+        + max(
+            VISIBILITY_TIMEOUT_SECONDS + UNACKED_SWEEP_SECONDS,
+            RESEND_AFTER_SECONDS + RESEND_PROJECTIONS_EVERY_SECONDS,
+        )
         + longest_retry_wait(VISIBILITY_TIMEOUT_SECONDS)
         + CATCH_UP_SECONDS
     )
@@ -241,3 +258,50 @@ def test_a_worker_and_the_consumer_killed_mid_burst_lose_nothing(
         f"logs in {pipeline.logs}"
     )
     _assert_every_arena_at_its_version(client, load)
+
+
+def test_a_projection_task_the_broker_lost_is_sent_again(
+    views: ArenaViews, pipeline: Pipeline
+) -> None:
+    """As when a worker dies between taking a task off the queue and recording it as unacked:
+    the in-flight ledger has the task, the broker has nothing, and Kafka's offset is committed."""
+    now = datetime.now(UTC)
+    arena, _ = Arena.create(
+        name=f"Lost {uuid.uuid4().hex[:6]}",
+        creator_display_name="Ada",
+        config=ArenaConfig(),
+        now=now,
+    )
+    [created] = [
+        EventEnvelope.wrap(event, correlation_id="lost-task", causation_id="lost-task")
+        for event in arena.collect_events()
+    ]
+    received = ReceivedEvent(
+        value=json.dumps(created.to_dict()),
+        key=created.aggregate_id,
+        topic=pipeline.settings.kafka_events_topic,
+        partition=0,
+        offset=0,
+    )
+    broker = _broker(pipeline)
+    in_flight = ProjectionsInFlight(
+        broker, pipeline.settings.celery_queue, resend_after_seconds=RESEND_AFTER_SECONDS
+    )
+    task_id = str(uuid.uuid4())
+    try:
+        in_flight.record(task_id, [dataclasses.asdict(received)])  # and never sent
+
+        wait_until(
+            lambda: views.get(created.aggregate_id) is not None,
+            deadline_seconds=RESEND_AFTER_SECONDS + RESEND_PROJECTIONS_EVERY_SECONDS + 15,
+            what=f"the lost task's arena projected (logs in {pipeline.logs})",
+        )
+        ledger = f"{pipeline.settings.celery_queue}:projections-in-flight"
+        wait_until(
+            lambda: broker.zscore(ledger, task_id) is None,
+            deadline_seconds=10,
+            what="the task's in-flight entry removed once it was done",
+        )
+    finally:
+        broker.close()
+    assert views.get(created.aggregate_id)["version"] == 1

@@ -17,6 +17,7 @@ LOCAL_DEFAULTS = {
     "kafka_events_partitions": 6,
     "kafka_consumer_group": "arena-projections",
     "kafka_session_timeout_seconds": 10.0,
+    "projection_resend_after_seconds": 300.0,
     "read_model_prefix": "arena",
     "outbox_relay_interval_seconds": 1.0,
     "outbox_batch_size": 500,
