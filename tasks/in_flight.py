@@ -3,9 +3,9 @@
 Why: kombu's Redis transport takes a message off the queue (BRPOP) before it records it as
 unacked. A worker killed in between loses that message, and no visibility timeout brings it back;
 the consumer has committed its Kafka offset by then, so nothing else would either. So `flask
-consume` records each dispatch here before it sends it, the task refreshes its entry every time
-it runs and removes it once it is done, and a beat task sends again every entry that has been
-silent for longer than PROJECTION_RESEND_AFTER_SECONDS. A copy sent for a task that was only
+consume` records each dispatch here before it sends it, the task refreshes its entry whenever it
+schedules a retry (a new message) and removes it once it is done, and a beat task sends again
+every entry that has been silent for longer than PROJECTION_RESEND_AFTER_SECONDS. A copy sent for a task that was only
 slow is harmless: projections ignore what they have already applied.
 """
 
@@ -48,7 +48,7 @@ class ProjectionsInFlight:
             pipe.execute()
 
     def alive(self, task_id: str) -> None:
-        """The task is running (again): not lost. Best effort, like `done`."""
+        """The task scheduled a retry: count the silence from now. Best effort, like `done`."""
         self._best_effort(
             "refresh", lambda: self._redis.zadd(self._last_seen, {task_id: self._clock()}, xx=True)
         )

@@ -57,8 +57,6 @@ def project_events(
     """Apply the events in order; an applied or parked event is a no-op when redelivered."""
     views = current_app.extensions["arena_views"]
     settings = current_app.extensions["settings"]
-    in_flight = current_app.extensions["projections_in_flight"]
-    in_flight.alive(self.request.id)
     outcomes: Counter[str] = Counter()
     for received in (ReceivedEvent(**event) for event in events):
         try:
@@ -81,9 +79,10 @@ def project_events(
                     type(error).__name__,
                     error,
                 )
-                raise self.retry(
-                    exc=error,
-                    countdown=countdown,
+                raise _retry_later(
+                    self,
+                    error,
+                    countdown,
                     kwargs={"events": events, "first_failure_at": first_failure_at},
                 ) from error
             failure = error
@@ -94,7 +93,7 @@ def project_events(
         events[0].get("key") if events else "?",
         ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())),
     )
-    in_flight.done(self.request.id)
+    current_app.extensions["projections_in_flight"].done(self.request.id)
     return dict(outcomes)
 
 
@@ -128,7 +127,13 @@ def _dead_letter(
         )
     except Exception as unavailable:  # Kafka or Redis away: never drop the event
         discard_publisher(settings, settings.kafka_dlq_topic)
-        raise task.retry(
-            exc=unavailable,
-            countdown=longest_retry_wait(settings.celery_visibility_timeout_seconds),
+        raise _retry_later(
+            task, unavailable, longest_retry_wait(settings.celery_visibility_timeout_seconds)
         ) from unavailable
+
+
+def _retry_later(task: Task, error: Exception, countdown: float, **options: Any) -> Exception:
+    """A retry is a new message and a new wait: tell the in-flight ledger the task is alive, so
+    it is sent again only if that message is lost too."""
+    current_app.extensions["projections_in_flight"].alive(task.request.id)
+    return task.retry(exc=error, countdown=countdown, **options)
