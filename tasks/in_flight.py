@@ -5,8 +5,8 @@ unacked. A worker killed in between loses that message, and no visibility timeou
 the consumer has committed its Kafka offset by then, so nothing else would either. So `flask
 consume` records each dispatch here before it sends it, the task refreshes its entry whenever it
 schedules a retry (a new message) and removes it once it is done, and a beat task sends again
-every entry that has been silent for longer than PROJECTION_RESEND_AFTER_SECONDS. A copy sent for a task that was only
-slow is harmless: projections ignore what they have already applied.
+every entry that has been silent for longer than PROJECTION_RESEND_AFTER_SECONDS. A copy sent
+for a task that was only slow is harmless: projections ignore what they have already applied.
 """
 
 from __future__ import annotations
