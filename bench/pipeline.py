@@ -93,12 +93,12 @@ from bench.relay import (  # noqa: E402
     print_table,
     require_loopback,
     wait_for,
+    wait_or_kill,
 )
 from tasks.celery_app import PROJECT_TASK, RELAY_TASK  # noqa: E402
 
 PROCESS_READY_SECONDS = 90
 MAX_CONSUMER_RESTARTS = 3
-PROCESS_STOP_SECONDS = 20
 HTTP_TIMEOUT_SECONDS = 30
 LIVE_ARENAS = 8  # arenas in play at once at the steady rate (a new one opens when none is free)
 READERS = 32  # client threads waiting on ?minVersion reads
@@ -184,12 +184,7 @@ class Processes:
         process = self.running.pop(name)
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=PROCESS_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=PROCESS_STOP_SECONDS)
-            click.echo(f"{name} did not stop within {PROCESS_STOP_SECONDS}s; killed", err=True)
+        wait_or_kill(name, process)
 
     def stop_all(self) -> None:
         for name in list(self.running):

@@ -806,12 +806,17 @@ def celery_processes(run: Run, settings: Settings, tag: str) -> Iterator[dict[st
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for name, process in processes.items():
-            try:
-                process.wait(timeout=PROCESS_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=PROCESS_STOP_SECONDS)
-                click.echo(f"{name} did not stop within {PROCESS_STOP_SECONDS}s; killed", err=True)
+            wait_or_kill(name, process)
+
+
+def wait_or_kill(name: str, process: subprocess.Popen[bytes]) -> None:
+    """Give a process sent SIGTERM its grace period to finish what it holds, then SIGKILL it."""
+    try:
+        process.wait(timeout=PROCESS_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=PROCESS_STOP_SECONDS)
+        click.echo(f"{name} did not stop within {PROCESS_STOP_SECONDS}s; killed", err=True)
 
 
 def _wait_for_line(path: Path, needle: str, process: subprocess.Popen[bytes]) -> None:

@@ -76,17 +76,17 @@ class ProjectionsInFlight:
         ]
         if not task_ids:
             return 0
-        resent = 0
-        for task_id, raw_events in zip(
-            task_ids, self._redis.hmget(self._events, task_ids), strict=True
-        ):
-            if raw_events is None:  # finished meanwhile
-                self._redis.zrem(self._last_seen, task_id)
-                continue
-            self._redis.zadd(self._last_seen, {task_id: self._clock()}, xx=True)
+        found = dict(zip(task_ids, self._redis.hmget(self._events, task_ids), strict=True))
+        overdue = {task_id: raw for task_id, raw in found.items() if raw is not None}
+        with self._redis.pipeline() as pipe:
+            if finished := [task_id for task_id in found if task_id not in overdue]:
+                pipe.zrem(self._last_seen, *finished)  # done meanwhile
+            if overdue:
+                pipe.zadd(self._last_seen, dict.fromkeys(overdue, self._clock()), xx=True)
+            pipe.execute()
+        for task_id, raw_events in overdue.items():
             send(task_id, json.loads(raw_events))
-            resent += 1
-        return resent
+        return len(overdue)
 
     def count(self) -> int:
         return int(self._redis.zcard(self._last_seen))

@@ -46,6 +46,11 @@ def _backoff(retries: int, longest: float) -> float:
     return min(longest, FIRST_RETRY_SECONDS * 2**retries) * random.uniform(0.5, 1.0)
 
 
+def _arena_of(events: list[dict[str, Any]]) -> str:
+    """For log lines: the consumer batches one arena's events, keyed by its id."""
+    return (events[0].get("key") or "?") if events else "?"
+
+
 def _failing_for(first_failure_at: str) -> float:
     return (datetime.now(UTC) - datetime.fromisoformat(first_failure_at)).total_seconds()
 
@@ -90,7 +95,7 @@ def project_events(
         outcomes["dead-lettered"] += 1
     log.info(
         "arena %s: %s",
-        events[0].get("key") if events else "?",
+        _arena_of(events),
         ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())),
     )
     current_app.extensions["projections_in_flight"].done(self.request.id)
@@ -105,7 +110,7 @@ def resend_lost_projections() -> int:
         log.warning(
             "projection task %s (arena %s) went silent; sending it again",
             task_id,
-            events[0].get("key") if events else "?",
+            _arena_of(events),
         )
         project_events.apply_async(args=[events], task_id=task_id)
 

@@ -29,13 +29,12 @@ def publisher_for(settings: Settings, topic: str) -> KafkaPublisher:
 
 
 def discard_publisher(settings: Settings, topic: str) -> None:
-    """Drop the cached producer after a failure; closing a broken one may fail too."""
+    """Drop the cached producer after a failure."""
     with _lock:
         publisher = _publishers.pop((settings, topic), None)
     if publisher is not None:
         log.info("discarding the Kafka producer for %s after a failed send", topic)
-        with contextlib.suppress(Exception):
-            publisher.close(timeout_seconds=1.0)
+        _close_quietly(publisher, timeout_seconds=1.0)
 
 
 def close_publishers(timeout_seconds: float = 5.0) -> None:
@@ -45,5 +44,10 @@ def close_publishers(timeout_seconds: float = 5.0) -> None:
         publishers = list(_publishers.values())
         _publishers.clear()
     for publisher in publishers:
-        with contextlib.suppress(Exception):
-            publisher.close(timeout_seconds=timeout_seconds)
+        _close_quietly(publisher, timeout_seconds)
+
+
+def _close_quietly(publisher: KafkaPublisher, timeout_seconds: float) -> None:
+    """Closing a broken producer (or one whose broker is gone) may fail too; it goes anyway."""
+    with contextlib.suppress(Exception):
+        publisher.close(timeout_seconds=timeout_seconds)

@@ -26,6 +26,7 @@ from tests.support.outbox import (
     TopicReader,
     by_arena,
     consecutive,
+    dead_letter_arena,
     drain,
     insert_events,
     interleaved,
@@ -294,24 +295,10 @@ def test_status_and_pipeline_report_backlog_age_dead_letters_and_totals_as_in_th
         (waiting,),
     )
     # A dead letter (as the relay writes one) and a later row of its arena that it holds.
-    (dead_row,) = insert_events(sql, [(held, 1)])
-    sql.execute(
-        "WITH d AS (DELETE FROM outbox WHERE id = %s RETURNING *)"
-        " INSERT INTO outbox_dead_letters (id, event_id, event_type, aggregate_id,"
-        " aggregate_version, envelope, created_at, attempts, last_error)"
-        " SELECT id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at,"
-        " 3, 'KafkaTimeoutError: test' FROM d",
-        (dead_row.id,),
-    )
+    insert_events(sql, [(held, 1)])
+    dead_letter_arena(sql, held)
     insert_events(sql, [(held, 2), (dead, 1)])
-    sql.execute(
-        "WITH d AS (DELETE FROM outbox WHERE aggregate_id = %s RETURNING *)"
-        " INSERT INTO outbox_dead_letters (id, event_id, event_type, aggregate_id,"
-        " aggregate_version, envelope, created_at, attempts, last_error)"
-        " SELECT id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at,"
-        " 3, 'KafkaTimeoutError: test' FROM d",
-        (dead,),
-    )
+    dead_letter_arena(sql, dead)
     try:
         first = _assert_reports_match_database(app, client, sql)
         assert first["backlog"] >= 5  # our four waiting rows and the held one

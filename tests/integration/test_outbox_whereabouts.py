@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from arena.extensions import db
 from arena.outbox.operations import whereabouts
 from tests.support.api import create_arena
+from tests.support.outbox import dead_letter_arena
 
 pytestmark = pytest.mark.integration
 
@@ -66,14 +67,7 @@ def test_a_dead_lettered_event_names_the_way_out(
     app: Flask, client: FlaskClient, sql: psycopg.Connection
 ) -> None:
     arena_id, _ = create_arena(client)
-    sql.execute(
-        "WITH dead AS (DELETE FROM outbox WHERE aggregate_id = %s RETURNING *) "
-        "INSERT INTO outbox_dead_letters (id, event_id, event_type, aggregate_id, "
-        "aggregate_version, envelope, created_at, attempts, last_error) "
-        "SELECT id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at, "
-        "12, 'MessageSizeTooLargeError()' FROM dead",
-        (arena_id,),
-    )
+    dead_letter_arena(sql, arena_id, attempts=12, last_error="MessageSizeTooLargeError()")
 
     assert _where(app, arena_id) == (
         "event v1 (ArenaCreated) is dead-lettered in the outbox after 12 attempt(s): "

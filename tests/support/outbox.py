@@ -155,6 +155,25 @@ def dead_letter_rows(sql: psycopg.Connection, arena_ids: Collection[str]) -> lis
     return [DeadLetter(*row) for row in rows]
 
 
+def dead_letter_arena(
+    sql: psycopg.Connection,
+    arena_id: str,
+    *,
+    attempts: int = 3,
+    last_error: str = "KafkaTimeoutError: test",
+) -> None:
+    """Move every outbox row of the arena to the dead letters, as the relay does with a row whose
+    attempts ran out."""
+    sql.execute(
+        "WITH dead AS (DELETE FROM outbox WHERE aggregate_id = %s RETURNING *)"
+        " INSERT INTO outbox_dead_letters (id, event_id, event_type, aggregate_id,"
+        " aggregate_version, envelope, created_at, attempts, last_error)"
+        " SELECT id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at,"
+        " %s, %s FROM dead",
+        (arena_id, attempts, last_error),
+    )
+
+
 def forget_unpublished(sql: psycopg.Connection, arena_ids: Collection[str]) -> None:
     """Remove these arenas' pending rows and dead letters, so no later relay meets them."""
     ids = list(arena_ids)
