@@ -49,4 +49,4 @@ USER arena
 EXPOSE 5000 5555
 
 # API by default; compose overrides the command for the other processes.
-CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "--access-logfile", "-", "app:app"]
+CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-", "app:app"]

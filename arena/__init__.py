@@ -32,7 +32,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     app.extensions["redis"] = redis
-    app.extensions["arena_views"] = ArenaViews(redis, settings.read_model_prefix)
+    app.extensions["arena_views"] = ArenaViews(
+        redis, settings.read_model_prefix, max_waiters=settings.read_max_waiters
+    )
 
     init_http(app)
     celery_init_app(app)

@@ -35,6 +35,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "idempotency_retention_seconds": ("IDEMPOTENCY_RETENTION_SECONDS", "86400"),
     "max_body_bytes": ("MAX_BODY_BYTES", "65536"),
     "read_wait_seconds": ("READ_WAIT_SECONDS", "5"),
+    "read_max_waiters": ("READ_MAX_WAITERS", "4"),
     "projection_batching": ("PROJECTION_BATCHING", "true"),
     "projection_resend_after_seconds": ("PROJECTION_RESEND_AFTER_SECONDS", "300"),
     "log_level": ("LOG_LEVEL", "INFO"),
@@ -75,6 +76,7 @@ class Settings:
     idempotency_retention_seconds: int
     max_body_bytes: int
     read_wait_seconds: float
+    read_max_waiters: int
     projection_batching: bool
     projection_resend_after_seconds: float
     log_level: str

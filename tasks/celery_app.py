@@ -7,6 +7,7 @@ import logging
 from celery import Celery, Task
 from celery.signals import after_setup_logger, worker_process_shutdown
 from flask import Flask
+from kombu import Queue
 from redis import Redis
 
 from arena.config import Settings
@@ -32,12 +33,26 @@ log = logging.getLogger(__name__)
 _CHATTY_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
 
 
+def relay_queue(settings: Settings) -> str:
+    return f"{settings.celery_queue}.relay"
+
+
 def celery_config(settings: Settings) -> dict[str, object]:
     interval = settings.outbox_relay_interval_seconds
     return {
         "broker_url": settings.celery_broker_url,
         "broker_connection_retry_on_startup": True,
+        # Projections and the relay on queues of their own, so neither waits behind the other;
+        # a worker started without -Q serves both (`make run` gives each its own worker).
         "task_default_queue": settings.celery_queue,
+        "task_queues": [
+            Queue(settings.celery_queue),
+            Queue(relay_queue(settings)),
+        ],
+        "task_routes": {
+            RELAY_TASK: {"queue": relay_queue(settings)},
+            PRUNE_OUTBOX_TASK: {"queue": relay_queue(settings)},
+        },
         # A task taken by a worker that then died (SIGKILL, power loss) is unacked; Redis hands
         # it out again after this long. Retry countdowns stay well below it.
         "broker_transport_options": {

@@ -67,6 +67,17 @@ class ProjectionsInFlight:
 
         self._best_effort("remove", forget)
 
+    def running(self, task_ids: set[str]) -> set[str]:
+        """Which of these tasks are not done yet; if the broker's Redis is away, all of them."""
+        ordered = list(task_ids)
+        try:
+            scores = self._redis.zmscore(self._last_seen, ordered)
+        except RedisError:
+            return task_ids
+        return {
+            task_id for task_id, score in zip(ordered, scores, strict=True) if score is not None
+        }
+
     def resend_overdue(self, send: Callable[[str, Events], None], limit: int = 500) -> int:
         """Send again (same task id) each task silent for too long; answer how many."""
         silent_since = self._clock() - self._resend_after_seconds

@@ -8,6 +8,7 @@ gap, until `flask dlq replay`. Other arenas are unaffected.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections import Counter
@@ -19,7 +20,14 @@ from flask import current_app
 
 from arena.messaging.consumer import ReceivedEvent
 from arena.messaging.publishers import discard_publisher, publisher_for
-from arena.readmodel.projection import POISON, RETRYABLE, apply_received, dead_letter
+from arena.readmodel.projection import (
+    POISON,
+    RETRYABLE,
+    apply_received,
+    dead_letter,
+    project_batch,
+)
+from arena.readmodel.store import EventOutOfOrder
 from tasks.celery_app import PROJECT_TASK, RESEND_PROJECTIONS_TASK
 
 log = logging.getLogger(__name__)
@@ -59,47 +67,89 @@ def _failing_for(first_failure_at: str) -> float:
 def project_events(
     self: Task, events: list[dict[str, Any]], first_failure_at: str | None = None
 ) -> dict[str, int]:
-    """Apply the events in order; an applied or parked event is a no-op when redelivered."""
+    """Apply the events (many arenas', in order per arena); redelivered ones are no-ops.
+
+    The healthy prefix of every arena goes in one batch. A rejected event is dead-lettered and
+    its arena's later events parked behind it, one at a time. Events that must wait for an
+    earlier version are retried, alone, with backoff.
+    """
     views = current_app.extensions["arena_views"]
-    settings = current_app.extensions["settings"]
     outcomes: Counter[str] = Counter()
-    for received in (ReceivedEvent(**event) for event in events):
-        try:
-            outcomes[apply_received(views, received)] += 1
-            continue
-        except POISON as error:
-            failure = error
-        except RETRYABLE as error:
-            first_failure_at = first_failure_at or datetime.now(UTC).isoformat()
-            if _failing_for(first_failure_at) < RETRY_FOR_SECONDS:
-                countdown = _backoff(
-                    self.request.retries,
-                    longest_retry_wait(settings.celery_visibility_timeout_seconds),
-                )
-                log.info(
-                    "arena %s: retry %d in %.1f s (%s: %s)",
-                    received.key,
-                    self.request.retries + 1,
-                    countdown,
-                    type(error).__name__,
-                    error,
-                )
-                raise _retry_later(
-                    self,
-                    error,
-                    countdown,
-                    kwargs={"events": events, "first_failure_at": first_failure_at},
-                ) from error
-            failure = error
-        _dead_letter(self, received, failure, first_failure_at)
-        outcomes["dead-lettered"] += 1
-    log.info(
-        "arena %s: %s",
-        _arena_of(events),
-        ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())),
-    )
+    try:
+        progress = project_batch(views, [ReceivedEvent(**event) for event in events])
+        outcomes.update(progress.outcomes)
+        for received in progress.one_by_one:
+            try:
+                outcomes[apply_received(views, received)] += 1
+            except POISON as error:
+                _dead_letter(self, received, error, first_failure_at)
+                outcomes["dead-lettered"] += 1
+        waiting = progress.waiting
+    except RETRYABLE as error:  # the store is away: everything again (applied ones are no-ops)
+        waiting, reason = [ReceivedEvent(**event) for event in events], error
+    else:
+        reason = EventOutOfOrder(f"{len(waiting)} event(s) wait for earlier versions")
+    try:
+        if waiting:
+            _retry_or_give_up(self, waiting, reason, first_failure_at, outcomes)
+    finally:
+        _log_outcomes(events, outcomes)
     current_app.extensions["projections_in_flight"].done(self.request.id)
     return dict(outcomes)
+
+
+def _retry_or_give_up(
+    task: Task,
+    waiting: list[ReceivedEvent],
+    reason: Exception,
+    first_failure_at: str | None,
+    outcomes: Counter[str],
+) -> None:
+    """Retry the waiting events with backoff; once they have waited too long, dead-letter them
+    (the first of each arena stalls it, so the rest park behind it)."""
+    settings = current_app.extensions["settings"]
+    first_failure_at = first_failure_at or datetime.now(UTC).isoformat()
+    if _failing_for(first_failure_at) < RETRY_FOR_SECONDS:
+        countdown = _backoff(
+            task.request.retries, longest_retry_wait(settings.celery_visibility_timeout_seconds)
+        )
+        log.info(
+            "%d event(s) of arena(s) %s: retry %d in %.1f s (%s: %s)",
+            len(waiting),
+            ", ".join(sorted({r.key or "?" for r in waiting})),
+            task.request.retries + 1,
+            countdown,
+            type(reason).__name__,
+            reason,
+        )
+        raise _retry_later(
+            task,
+            reason,
+            countdown,
+            kwargs={
+                "events": [dataclasses.asdict(r) for r in waiting],
+                "first_failure_at": first_failure_at,
+            },
+        ) from reason
+    views = current_app.extensions["arena_views"]
+    for received in waiting:
+        try:
+            outcomes[apply_received(views, received)] += 1
+        except (*POISON, *RETRYABLE) as error:
+            _dead_letter(task, received, error, first_failure_at)
+            outcomes["dead-lettered"] += 1
+
+
+def _log_outcomes(events: list[dict[str, Any]], outcomes: Counter[str]) -> None:
+    if not outcomes:
+        return
+    arenas = {event.get("key") or "?" for event in events}
+    log.info(
+        "%d event(s) of %d arena(s): %s",
+        sum(outcomes.values()),
+        len(arenas),
+        ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())),
+    )
 
 
 @shared_task(name=RESEND_PROJECTIONS_TASK)

@@ -21,11 +21,12 @@ log = logging.getLogger(__name__)
 
 FIRST_PAUSE_SECONDS = 0.5
 MAX_PAUSE_SECONDS = 10.0
+PROJECTION_BATCH_MAX = 1000  # events per projection task: one Redis pipeline of this many writes
 
 
 @click.command("consume")
 def consume_command() -> None:
-    """Consume arena events from Kafka and hand each to a Celery projection task."""
+    """Consume arena events from Kafka and hand them in batches to Celery projection tasks."""
     from tasks.projections import project_events
 
     settings = current_app.extensions["settings"]
@@ -41,7 +42,7 @@ def consume_command() -> None:
 
     in_flight = current_app.extensions["projections_in_flight"]
 
-    def dispatch(events: list[ReceivedEvent]) -> None:
+    def dispatch(events: list[ReceivedEvent]) -> str:
         """Record the task as in flight, then hand it to Celery; while the broker is away, wait
         and retry (no commit yet)."""
         payload = [dataclasses.asdict(event) for event in events]
@@ -51,7 +52,7 @@ def consume_command() -> None:
             try:
                 in_flight.record(task_id, payload)
                 project_events.apply_async(args=[payload], task_id=task_id)
-                return
+                return task_id
             except (KombuOperationalError, RedisError) as error:
                 if stop.is_set():
                     raise
@@ -64,6 +65,7 @@ def consume_command() -> None:
         events_consumer(settings),
         dispatch,
         stop.is_set,
-        batch_per_arena=settings.projection_batching,
+        still_running=in_flight.running,
+        max_per_dispatch=PROJECTION_BATCH_MAX if settings.projection_batching else 1,
     )
     log.info("consumer stopped after dispatching %d event(s)", total)

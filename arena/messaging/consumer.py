@@ -1,6 +1,6 @@
 """The long-running consumer loop behind `flask consume`.
 
-Offsets are committed only after every polled record was handed to the Celery broker, so a crash
+Offsets are committed only up to records already handed to the Celery broker, so a crash
 re-delivers (never drops) records; projections are idempotent, so re-delivery is harmless.
 """
 
@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
 log = logging.getLogger(__name__)
 
@@ -39,54 +40,121 @@ class ReceivedEvent:
         )
 
 
+Handle = str  # names a dispatched batch (its Celery task id) until it has finished
+
+
 def consume(
     consumer: KafkaConsumer,
-    dispatch: Callable[[list[ReceivedEvent]], None],
+    dispatch: Callable[[list[ReceivedEvent]], Handle | None],
     should_stop: Callable[[], bool],
     *,
-    batch_per_arena: bool = True,
+    still_running: Callable[[set[Handle]], set[Handle]] = lambda handles: set(),
+    max_per_dispatch: int = 1000,
     poll_timeout_ms: int = 500,
-    max_records: int = 500,
+    busy_poll_timeout_ms: int = 5,
+    max_records: int = 1000,
+    max_buffered: int = 20_000,
 ) -> int:
     """Poll, dispatch, commit until `should_stop()`; return how many records were dispatched.
 
-    With `batch_per_arena`, the consecutive events of one arena (one key) in a poll go out as one
-    dispatch, in order; otherwise each event goes alone.
+    Each partition is a lane with at most one dispatched batch unfinished (`still_running` tells
+    which handles are): while one runs, its partition's records gather, and all of them (up to
+    `max_per_dispatch`) go out as the next batch once it is done. Since an arena's events share a
+    partition, projections of one arena never race, and batches grow with the load (one event
+    each when idle, hundreds when busy), which is what makes per-task cost small per event. A
+    dispatch returning None has finished already. Offsets are committed up to the last record
+    handed on, per partition; a partition with `max_buffered` records waiting is paused.
     """
+    lanes = _Lanes(max_per_dispatch, max_buffered)
     dispatched = 0
     try:
         while not should_stop():
             try:
-                batch = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
+                batch = consumer.poll(
+                    timeout_ms=busy_poll_timeout_ms if lanes.busy() else poll_timeout_ms,
+                    max_records=max_records,
+                )
             except KafkaError as error:
                 log.warning("poll failed (%r); polling again in a second", error)
                 time.sleep(1.0)
                 continue
-            events = [ReceivedEvent.from_record(r) for records in batch.values() for r in records]
-            for group in _groups(events, batch_per_arena):
-                dispatch(group)
-            if events:
-                dispatched += len(events)
-                log.info("dispatched %d event(s), %d in total", len(events), dispatched)
-                _commit(consumer)
+            lanes.keep_only(consumer.assignment())
+            for partition, records in batch.items():
+                lanes.add(partition, [ReceivedEvent.from_record(r) for r in records])
+            lanes.finished(still_running)
+            sent = lanes.dispatch(dispatch)
+            if sent:
+                dispatched += sent
+                log.info("dispatched %d event(s), %d in total", sent, dispatched)
+                _commit(consumer, lanes.take_offsets())
+            lanes.apply_back_pressure(consumer)
     finally:
         consumer.close(autocommit=False)
     return dispatched
 
 
-def _commit(consumer: KafkaConsumer) -> None:
-    """Commit what was dispatched; if Kafka is away, the next commit covers it (or, after a
-    rebalance, the records are delivered again, and projections ignore duplicates)."""
+class _Lanes:
+    """Per partition: records not yet dispatched, and the batch in flight."""
+
+    def __init__(self, max_per_dispatch: int, max_buffered: int) -> None:
+        self._max_per_dispatch = max_per_dispatch
+        self._max_buffered = max_buffered
+        self._waiting: dict[TopicPartition, list[ReceivedEvent]] = {}
+        self._running: dict[TopicPartition, Handle] = {}
+        self._offsets: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+
+    def busy(self) -> bool:
+        return bool(self._running) or any(self._waiting.values())
+
+    def keep_only(self, assigned: set[TopicPartition]) -> None:
+        """After a rebalance, partitions taken away are another member's: their records come to
+        it from the last committed offset."""
+        for lane in (self._waiting, self._running, self._offsets):
+            for partition in [p for p in lane if p not in assigned]:
+                del lane[partition]
+        self._paused &= assigned
+
+    def add(self, partition: TopicPartition, events: list[ReceivedEvent]) -> None:
+        self._waiting.setdefault(partition, []).extend(events)
+
+    def finished(self, still_running: Callable[[set[Handle]], set[Handle]]) -> None:
+        if not self._running:
+            return
+        running = still_running(set(self._running.values()))
+        self._running = {p: h for p, h in self._running.items() if h in running}
+
+    def dispatch(self, dispatch: Callable[[list[ReceivedEvent]], Handle | None]) -> int:
+        sent = 0
+        for partition, waiting in self._waiting.items():
+            while waiting and partition not in self._running:
+                batch = waiting[: self._max_per_dispatch]
+                handle = dispatch(batch)
+                del waiting[: len(batch)]
+                sent += len(batch)
+                self._offsets[partition] = batch[-1].offset + 1
+                if handle is not None:
+                    self._running[partition] = handle
+        return sent
+
+    def take_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        offsets = {p: OffsetAndMetadata(o, "", -1) for p, o in self._offsets.items()}
+        self._offsets.clear()
+        return offsets
+
+    def apply_back_pressure(self, consumer: KafkaConsumer) -> None:
+        full = {p for p, waiting in self._waiting.items() if len(waiting) >= self._max_buffered}
+        if pause := full - self._paused:
+            consumer.pause(*pause)
+        if resume := self._paused - full:
+            consumer.resume(*resume)
+        self._paused = full
+
+
+def _commit(consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    """Commit what was dispatched; if Kafka is away, the records are delivered again later (or
+    to another member after a rebalance), and projections ignore duplicates."""
     try:
-        consumer.commit()
+        consumer.commit(offsets)
     except KafkaError as error:
         log.warning("offset commit failed (%r); carrying on", error)
-
-
-def _groups(events: list[ReceivedEvent], batch_per_arena: bool) -> list[list[ReceivedEvent]]:
-    if not batch_per_arena:
-        return [[event] for event in events]
-    by_key: dict[tuple[str, int, str | None], list[ReceivedEvent]] = {}
-    for event in events:  # one arena's events share a key and a partition, in offset order
-        by_key.setdefault((event.topic, event.partition, event.key), []).append(event)
-    return list(by_key.values())

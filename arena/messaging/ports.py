@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 
 class MessageRejected(Exception):
@@ -15,8 +15,8 @@ class Delivery(Protocol):
 
 
 class Publisher(Protocol):
-    def publish(self, key: str, value: dict[str, Any], headers: dict[str, str]) -> Delivery:
-        """Hand one message to the producer.
+    def publish(self, key: str, value: bytes, headers: dict[str, str]) -> Delivery:
+        """Hand one message (its value already encoded) to the producer.
 
         Raises `MessageRejected` for a problem of this message alone, anything else when the
         broker cannot be reached (then further messages would fail too).

@@ -54,7 +54,9 @@ ranked AS (
 -- An arena's pending versions run without gaps from its first pending one, so a claimed row may
 -- go only if every pending version before it is claimed here too: its place among this batch's
 -- rows of the arena equals its distance from the first pending version.
-SELECT o.id, o.aggregate_id, o.envelope
+SELECT o.id, o.aggregate_id, o.envelope::text AS envelope, o.event_type, o.event_id,
+       o.envelope->>'schemaVersion' AS schema_version,
+       o.envelope->>'correlationId' AS correlation_id
 FROM ranked r
 JOIN first_pending f ON f.aggregate_id = r.aggregate_id
 JOIN outbox o ON o.id = r.id
@@ -143,9 +145,7 @@ def relay_batch(
         if row.aggregate_id in failures:
             continue
         try:
-            delivery = sink.publish(
-                str(row.aggregate_id), row.envelope, envelope_headers(row.envelope)
-            )
+            delivery = sink.publish(str(row.aggregate_id), row.envelope.encode(), _headers(row))
         except MessageRejected as error:  # e.g. too large: this row fails, alone
             failures[row.aggregate_id] = (row.id, _describe(error))
             continue
@@ -236,11 +236,11 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def envelope_headers(envelope: dict[str, Any]) -> dict[str, str]:
+def _headers(row: Any) -> dict[str, str]:
     """Kafka headers let consumers route and trace without parsing the value."""
     return {
-        "eventType": str(envelope["eventType"]),
-        "eventId": str(envelope["eventId"]),
-        "schemaVersion": str(envelope["schemaVersion"]),
-        "correlationId": str(envelope["correlationId"]),
+        "eventType": row.event_type,
+        "eventId": str(row.event_id),
+        "schemaVersion": row.schema_version,
+        "correlationId": row.correlation_id,
     }

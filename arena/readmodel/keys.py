@@ -55,5 +55,11 @@ class Keys:
         return f"{self.base}:arenas:names"
 
     @property
+    def applied_channel(self) -> str:
+        """Pub/sub channel: `<arena id> <version>` after each write of a view, for waiting
+        readers (not generation-specific: a reader re-reads the live view anyway)."""
+        return f"{self.prefix}:applied"
+
+    @property
     def stalled(self) -> str:
         return f"{self.base}:arenas:stalled"

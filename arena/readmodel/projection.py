@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import traceback as tracebacks
+from collections import Counter
+from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
@@ -16,6 +18,7 @@ from arena.domain.events import EventEnvelope
 from arena.messaging.consumer import ReceivedEvent
 from arena.messaging.dead_letter import dead_letter_record
 from arena.messaging.ports import Publisher
+from arena.readmodel.batch import apply_many
 from arena.readmodel.store import ArenaViews, EventOutOfOrder, Outcome
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,41 @@ def apply_received(
     return outcome
 
 
+@dataclass(slots=True)
+class BatchProgress:
+    """What a batch did, and what is left: events to take one at a time (a rejected event and
+    its arena's later ones, in order) and events that must wait for an earlier version."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    one_by_one: list[ReceivedEvent] = field(default_factory=list)
+    waiting: list[ReceivedEvent] = field(default_factory=list)
+
+
+def project_batch(views: ArenaViews, events: list[ReceivedEvent]) -> BatchProgress:
+    """Apply each arena's events up to its first rejected one in one batch (`apply_many`)."""
+    progress = BatchProgress()
+    rejected_arenas: set[str | None] = set()
+    batch: list[tuple[ReceivedEvent, EventEnvelope]] = []
+    for received in events:
+        if received.key not in rejected_arenas:
+            try:
+                batch.append((received, parse(received)))
+                continue
+            except POISON:
+                rejected_arenas.add(received.key)
+        progress.one_by_one.append(received)
+    results = apply_many(views, [envelope for _, envelope in batch])
+    for (received, _), result in zip(batch, results, strict=True):
+        if isinstance(result, Outcome):
+            progress.outcomes[result] += 1
+        elif isinstance(result, EventOutOfOrder):
+            progress.waiting.append(received)
+        else:  # rejected by the projection, or after a rejected one
+            progress.one_by_one.append(received)
+    progress.one_by_one.sort(key=lambda received: (received.partition, received.offset))
+    return progress
+
+
 def dead_letter(
     views: ArenaViews,
     dlq: Publisher,
@@ -60,7 +98,11 @@ def dead_letter(
     record = dead_letter_record(
         received, error, trace, attempts=attempts, first_failure_at=first_failure_at
     )
-    delivery = dlq.publish(received.key or "", record, {"errorClass": type(error).__name__})
+    delivery = dlq.publish(
+        received.key or "",
+        json.dumps(record, separators=(",", ":")).encode(),
+        {"errorClass": type(error).__name__},
+    )
     dlq.flush()
     delivery.confirm()
     log.error(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from arena.readmodel.keys import (
 from arena.readmodel.projector import View, feed_entry, project
 
 FEED_LENGTH = 50
+NOTICE_WAIT_SECONDS = 0.5  # a waiting read looks at the view at least this often
 NAME_SEPARATOR = "\x1f"
 _GLOB_SPECIALS = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
 
@@ -55,11 +57,25 @@ class Stall:
 
 
 class ArenaViews:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, *, max_waiters: int = 4) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._waiters = threading.BoundedSemaphore(max_waiters)
+
+    @property
+    def redis(self) -> Redis:
+        return self._redis
 
     # --- generations --------------------------------------------------------------------------
+
+    def pointers(self) -> tuple[str, str | None]:
+        """The generation readers use and the one a rebuild is filling (if any), in one read."""
+        live, building = self._redis.mget(
+            [generation_pointer(self._prefix), building_pointer(self._prefix)]
+        )
+        return (live.decode() if live else INITIAL_GENERATION), (
+            building.decode() if building else None
+        )
 
     def generation(self) -> str:
         current = self._redis.get(generation_pointer(self._prefix))
@@ -122,7 +138,7 @@ class ArenaViews:
             while True:
                 try:
                     pipe.watch(view_key, stall_key)
-                    current = _load(pipe.get(view_key))
+                    current = load(pipe.get(view_key))
                     applied_version = current["version"] if current else 0
                     if envelope.aggregate_version <= applied_version:
                         return Outcome.DUPLICATE
@@ -162,15 +178,15 @@ class ArenaViews:
             while True:
                 try:
                     pipe.watch(keys.stall(arena_id), keys.view(arena_id))
-                    existing = _load(pipe.get(keys.stall(arena_id)))
-                    current = _load(pipe.get(keys.view(arena_id)))
+                    existing = load(pipe.get(keys.stall(arena_id)))
+                    current = load(pipe.get(keys.view(arena_id)))
                     at = version or (current["version"] + 1 if current else 1)
                     if existing is not None:
                         at = min(at, existing["stalledAtVersion"])
                     since = existing["since"] if existing else datetime.now(UTC).isoformat()
                     record = {"stalledAtVersion": at, "reason": reason, "since": since}
                     pipe.multi()
-                    pipe.set(keys.stall(arena_id), _dump(record))
+                    pipe.set(keys.stall(arena_id), dump(record))
                     pipe.sadd(keys.stalled, arena_id)
                     pipe.zadd(
                         keys.parked(arena_id), {raw_event: at if version is None else version}
@@ -206,7 +222,7 @@ class ArenaViews:
     def get(self, arena_id: str) -> View | None:
         keys = self.keys()
         raw_view, raw_stall = self._redis.mget([keys.view(arena_id), keys.stall(arena_id)])
-        return _merged(_load(raw_view), _load(raw_stall))
+        return _merged(load(raw_view), load(raw_stall))
 
     def get_many(self, arena_ids: list[str]) -> dict[str, View]:
         """Views by arena id (absent ids are left out), in one round trip."""
@@ -214,15 +230,29 @@ class ArenaViews:
         return {view["id"]: view for view in views}
 
     def wait_for(self, arena_id: str, min_version: int, timeout_seconds: float) -> View | None:
-        """The view once it reaches `min_version`, polling until the timeout; else the latest."""
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            view = self.get(arena_id)
-            if (view is not None and view["version"] >= min_version) or (
-                time.monotonic() >= deadline
-            ):
-                return view
-            time.sleep(0.02)
+        """The view once it reaches `min_version`, woken by the projection's notice, until the
+        timeout; else the latest. Only `max_waiters` requests wait at once: a waiting read holds
+        a server thread, and commands must always find one, so the rest answer at once."""
+        view = self.get(arena_id)
+        if _reached(view, min_version) or not self._waiters.acquire(blocking=False):
+            return view
+        try:
+            return self._await(arena_id, min_version, time.monotonic() + timeout_seconds)
+        finally:
+            self._waiters.release()
+
+    def _await(self, arena_id: str, min_version: int, deadline: float) -> View | None:
+        with self._redis.pubsub(ignore_subscribe_messages=True) as notices:
+            notices.subscribe(self.keys().applied_channel)
+            view = self.get(arena_id)  # subscribed first, so no notice is missed after this
+            while not _reached(view, min_version):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return view
+                notice = notices.get_message(timeout=min(left, NOTICE_WAIT_SECONDS))
+                if notice is None or notice["data"].split(b" ", 1)[0] == arena_id.encode():
+                    view = self.get(arena_id)  # no notice for a while: look anyway
+            return view
 
     def page(
         self, *, limit: int, offset: int, status: str | None = None, query: str | None = None
@@ -255,7 +285,7 @@ class ArenaViews:
         )
         return [
             Stall(arena_id, record["stalledAtVersion"], record["reason"], record["since"])
-            for arena_id, record in zip(arena_ids, map(_load, raw), strict=True)
+            for arena_id, record in zip(arena_ids, map(load, raw), strict=True)
             if record is not None
         ]
 
@@ -276,7 +306,7 @@ class ArenaViews:
             return []
         raw = self._redis.mget([key for i in ids for key in (keys.view(i), keys.stall(i))])
         pairs = zip(raw[0::2], raw[1::2], strict=True)
-        views = [_merged(_load(view), _load(stall)) for view, stall in pairs]
+        views = [_merged(load(view), load(stall)) for view, stall in pairs]
         return [view for view in views if view is not None]
 
 
@@ -284,15 +314,20 @@ def _write_view(
     pipe: Pipeline, keys: Keys, before: View | None, view: View, envelope: EventEnvelope
 ) -> None:
     arena_id = view["id"]
-    created = _epoch(view["createdAt"])
-    pipe.set(keys.view(arena_id), _dump(view))
+    created = epoch(view["createdAt"])
+    pipe.set(keys.view(arena_id), dump(view))
     pipe.zadd(keys.by_created, {arena_id: created})
     if before is not None and before["status"] != view["status"]:
         pipe.zrem(keys.by_status(before["status"]), arena_id)
     pipe.zadd(keys.by_status(view["status"]), {arena_id: created})
-    pipe.zadd(keys.names, {f"{view['name'].lower()}{NAME_SEPARATOR}{arena_id}": 0})
-    pipe.lpush(keys.feed(arena_id), _dump(feed_entry(envelope)))
+    pipe.zadd(keys.names, {canonical_name(view["name"], arena_id): 0})
+    pipe.lpush(keys.feed(arena_id), dump(feed_entry(envelope)))
     pipe.ltrim(keys.feed(arena_id), 0, FEED_LENGTH - 1)
+    pipe.publish(keys.applied_channel, f"{arena_id} {view['version']}")
+
+
+def _reached(view: View | None, min_version: int) -> bool:
+    return view is not None and view["version"] >= min_version
 
 
 def _merged(view: View | None, stall: dict[str, Any] | None) -> View | None:
@@ -312,13 +347,18 @@ def _score(envelope: EventEnvelope) -> int:
     return envelope.aggregate_version
 
 
-def _dump(value: Any) -> str:
+def canonical_name(name: str, arena_id: str) -> str:
+    """The member of the names index: searchable by name, unique by id."""
+    return f"{name.lower()}{NAME_SEPARATOR}{arena_id}"
+
+
+def dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _load(raw: bytes | None) -> Any:
+def load(raw: bytes | None) -> Any:
     return json.loads(raw) if raw is not None else None
 
 
-def _epoch(iso_timestamp: str) -> float:
+def epoch(iso_timestamp: str) -> float:
     return datetime.fromisoformat(iso_timestamp).timestamp()

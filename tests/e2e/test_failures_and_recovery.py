@@ -215,13 +215,14 @@ def test_a_worker_and_the_consumer_killed_mid_burst_lose_nothing(
     broker, queue = _broker(pipeline), pipeline.settings.celery_queue
     try:
         _flowing(load, views, pipeline, commands=150)
-        # Kill the worker with projections in hand: freeze it until a backlog builds (relay runs
-        # pile up, commands pile up in the outbox), let it go, and kill it while projection
-        # tasks wait in the queue, so its prefetch slots are full of them.
+        # Kill the worker with projections in hand: freeze it until a backlog builds (the
+        # consumer keeps one task per partition in flight, each gathering more events while it
+        # waits), let it go, and kill it while projection tasks wait in the queue, so its
+        # prefetch slots are full of them.
         pipeline.pause("worker")
         try:
             wait_until(
-                lambda: broker.llen(queue) >= 10,
+                lambda: broker.llen(queue) >= 2,
                 deadline_seconds=30,
                 what="a backlog in the broker",
             )

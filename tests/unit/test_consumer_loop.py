@@ -1,4 +1,5 @@
-"""consume(): dispatch polled records in order, commit only after a whole poll, always close."""
+"""consume(): dispatch polled records in order per partition lane, commit only what was handed on,
+always close."""
 
 import dataclasses
 
@@ -37,14 +38,25 @@ class StubConsumer:
         self.log = [] if log is None else log
         self.poll_calls = []
         self.close_calls = []
+        self.commits = []
 
     def poll(self, **kwargs):
         self.poll_calls.append(kwargs)
         self.log.append("poll")
         return self._polls.pop(0) if self._polls else {}
 
-    def commit(self):
+    def commit(self, offsets):
         self.log.append("commit")
+        self.commits.append({tp.partition: meta.offset for tp, meta in offsets.items()})
+
+    def assignment(self):
+        return {TopicPartition(TOPIC, partition) for partition in range(8)}
+
+    def pause(self, *partitions):
+        self.log.append(f"pause {sorted(p.partition for p in partitions)}")
+
+    def resume(self, *partitions):
+        self.log.append(f"resume {sorted(p.partition for p in partitions)}")
 
     def close(self, **kwargs):
         self.close_calls.append(kwargs)
@@ -52,7 +64,7 @@ class StubConsumer:
 
 
 def one_by_one(dispatch_event):
-    """Adapt a per-event dispatch to consume()'s per-group dispatch (with batching off)."""
+    """Adapt a per-event dispatch to consume()'s batch dispatch (with one event per batch)."""
 
     def dispatch(events):
         assert len(events) == 1
@@ -80,7 +92,7 @@ def test_records_are_dispatched_in_poll_order_and_converted_to_received_events()
     received = []
 
     count = consume(
-        consumer, one_by_one(received.append), stop_after_polls(consumer, 2), batch_per_arena=False
+        consumer, one_by_one(received.append), stop_after_polls(consumer, 2), max_per_dispatch=1
     )
 
     assert count == 4
@@ -104,7 +116,7 @@ def test_commit_happens_once_per_poll_after_all_its_records_were_dispatched():
         consumer,
         one_by_one(lambda event: consumer.log.append(f"dispatch {event.offset}")),
         stop_after_polls(consumer, 2),
-        batch_per_arena=False,
+        max_per_dispatch=1,
     )
 
     assert consumer.log == [
@@ -139,7 +151,7 @@ def test_dispatch_failure_mid_batch_skips_the_commit_and_still_closes_without_au
         dispatched.append(event.offset)
 
     with pytest.raises(ConnectionError):
-        consume(consumer, one_by_one(dispatch), lambda: False, batch_per_arena=False)
+        consume(consumer, one_by_one(dispatch), lambda: False, max_per_dispatch=1)
 
     assert dispatched == [1]
     assert "commit" not in consumer.log
@@ -148,13 +160,13 @@ def test_dispatch_failure_mid_batch_skips_the_commit_and_still_closes_without_au
 
 def test_commit_failure_propagates_and_still_closes_without_autocommit():
     class FailingCommit(StubConsumer):
-        def commit(self):
+        def commit(self, offsets):
             raise RuntimeError("commit failed")
 
     consumer = FailingCommit([batch(record(0, 1))])
 
     with pytest.raises(RuntimeError, match="commit failed"):
-        consume(consumer, lambda event: None, lambda: False)
+        consume(consumer, lambda events: None, lambda: False)
 
     assert consumer.close_calls == [{"autocommit": False}]
 
@@ -179,7 +191,7 @@ def test_loop_stops_as_soon_as_should_stop_turns_true():
         received.append(event.offset)
         stop = event.offset == 2
 
-    count = consume(consumer, one_by_one(dispatch), lambda: stop, batch_per_arena=False)
+    count = consume(consumer, one_by_one(dispatch), lambda: stop, max_per_dispatch=1)
 
     assert count == 2
     assert received == [1, 2]
@@ -193,6 +205,51 @@ def test_poll_timeout_and_max_records_are_passed_to_poll():
     consume(consumer, pytest.fail, stop_after_polls(consumer, 1), poll_timeout_ms=25, max_records=7)
 
     assert consumer.poll_calls == [{"timeout_ms": 25, "max_records": 7}]
+
+
+def test_a_busy_lane_gathers_its_records_and_sends_them_as_one_batch_once_it_is_free():
+    polls = [batch(record(0, 1)), batch(record(0, 2), record(1, 7)), batch(record(0, 3)), {}]
+    consumer = StubConsumer(polls)
+    running = {"task-1"}  # the first batch of partition 0 runs through two more polls
+    batches = []
+
+    def dispatch(events):
+        batches.append([(e.partition, e.offset) for e in events])
+        return f"task-{len(batches)}"
+
+    def still_running(handles):
+        if len(consumer.poll_calls) >= 3:
+            running.discard("task-1")
+        return handles & running
+
+    consume(consumer, dispatch, stop_after_polls(consumer, 4), still_running=still_running)
+
+    assert batches == [[(0, 1)], [(1, 7)], [(0, 2), (0, 3)]]
+    assert consumer.commits == [{0: 2}, {1: 8}, {0: 4}]
+    # While work is in flight, polls come back quickly to see it finish.
+    assert [call["timeout_ms"] for call in consumer.poll_calls] == [500, 5, 5, 5]
+
+
+def test_a_lane_with_too_many_records_waiting_is_paused_until_it_drains():
+    polls = [batch(record(0, 1)), batch(record(0, 2), record(0, 3)), {}, {}]
+    consumer = StubConsumer(polls)
+    done = False
+
+    def still_running(handles):
+        return set() if done else handles
+
+    def should_stop():
+        nonlocal done
+        done = len(consumer.poll_calls) >= 3
+        return len(consumer.poll_calls) >= 4
+
+    consume(
+        consumer, lambda events: "task", should_stop, still_running=still_running, max_buffered=2
+    )
+
+    assert "pause [0]" in consumer.log
+    assert consumer.log.index("resume [0]") > consumer.log.index("pause [0]")
+    assert consumer.commits == [{0: 2}, {0: 4}]
 
 
 def test_received_event_replaces_undecodable_bytes_instead_of_failing():
@@ -209,7 +266,7 @@ def test_received_event_survives_a_round_trip_through_its_dict_form():
     assert ReceivedEvent(**dataclasses.asdict(event)) == event
 
 
-def test_with_batching_each_arenas_events_of_a_poll_go_out_together_in_order():
+def test_each_partitions_events_of_a_poll_go_out_together_in_order():
     poll = batch(
         record(0, 10, key=b"a"),
         record(0, 11, key=b"b"),
@@ -224,17 +281,17 @@ def test_with_batching_each_arenas_events_of_a_poll_go_out_together_in_order():
 
     assert count == 5
     assert [[(e.key, e.offset) for e in group] for group in groups] == [
-        [("a", 10), ("a", 12), ("a", 13)],
-        [("b", 11)],
+        [("a", 10), ("b", 11), ("a", 12), ("a", 13)],
         [("c", 3)],
     ]
     assert consumer.log == ["poll", "commit", "close"]
+    assert consumer.commits == [{0: 14, 1: 4}]
 
 
-def test_without_batching_every_event_goes_out_alone():
+def test_with_one_event_per_dispatch_every_event_goes_out_alone():
     consumer = StubConsumer([batch(record(0, 1, key=b"a"), record(0, 2, key=b"a"))])
     groups = []
 
-    consume(consumer, groups.append, stop_after_polls(consumer, 1), batch_per_arena=False)
+    consume(consumer, groups.append, stop_after_polls(consumer, 1), max_per_dispatch=1)
 
     assert [[e.offset for e in group] for group in groups] == [[1], [2]]

@@ -24,6 +24,7 @@ LOCAL_DEFAULTS = {
     "outbox_nudge": True,
     "idempotency_retention_seconds": 86400,
     "max_body_bytes": 65536,
+    "read_max_waiters": 4,
     "log_level": "INFO",
 }
 
