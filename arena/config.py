@@ -26,7 +26,9 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "kafka_consumer_group": ("KAFKA_CONSUMER_GROUP", "arena-projections"),
     "kafka_session_timeout_seconds": ("KAFKA_SESSION_TIMEOUT_SECONDS", "10"),
     "outbox_relay_interval_seconds": ("OUTBOX_RELAY_INTERVAL_SECONDS", "1.0"),
-    "outbox_batch_size": ("OUTBOX_BATCH_SIZE", "500"),
+    "outbox_relay_drain_seconds": ("OUTBOX_RELAY_DRAIN_SECONDS", "10"),
+    "outbox_relay_drainers": ("OUTBOX_RELAY_DRAINERS", "1"),
+    "outbox_batch_size": ("OUTBOX_BATCH_SIZE", "2000"),
     "outbox_nudge": ("OUTBOX_NUDGE", "true"),
     "outbox_max_attempts": ("OUTBOX_MAX_ATTEMPTS", "12"),
     "outbox_backoff_base_seconds": ("OUTBOX_BACKOFF_BASE_SECONDS", "0.5"),
@@ -67,6 +69,8 @@ class Settings:
     kafka_consumer_group: str
     kafka_session_timeout_seconds: float
     outbox_relay_interval_seconds: float
+    outbox_relay_drain_seconds: float
+    outbox_relay_drainers: int
     outbox_batch_size: int
     outbox_nudge: bool
     outbox_max_attempts: int

@@ -13,7 +13,6 @@ from redis import Redis
 from arena.config import Settings
 from arena.messaging.publishers import close_publishers
 from tasks.in_flight import ProjectionsInFlight
-from tasks.nudge import RelayNudge
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
 UNACKED_SWEEP_SECONDS = 5
@@ -73,7 +72,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "publish-outbox": {
                 "task": RELAY_TASK,
                 "schedule": interval,
-                # A relay run queued while workers were down is stale: the next beat replaces it.
+                # A run drains for OUTBOX_RELAY_DRAIN_SECONDS; the runs beat queued meanwhile
+                # expire unless the relay worker is free to start one within a few seconds.
                 "options": {"expires": max(5 * interval, 5.0)},
             },
             "resend-lost-projection-tasks": {
@@ -113,13 +113,6 @@ def celery_init_app(flask_app: Flask) -> Celery:
     celery_app.set_default()
     flask_app.extensions["celery"] = celery_app
     broker = Redis.from_url(settings.celery_broker_url, socket_timeout=2, socket_connect_timeout=2)
-    flask_app.extensions["outbox_nudge"] = RelayNudge(
-        celery_app,
-        broker,
-        task=RELAY_TASK,
-        marker=f"{settings.celery_queue}:relay-nudge-pending",
-        enabled=settings.outbox_nudge,
-    )
     flask_app.extensions["projections_in_flight"] = ProjectionsInFlight(
         broker,
         settings.celery_queue,

@@ -1,5 +1,5 @@
-"""Outbox tasks: the relay (beat's safety net, and nudged by the API after each commit) and
-the retention purge."""
+"""Outbox tasks: the relay (started by beat every second, draining for a while, woken by each
+commit's notice) and the retention purge."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from flask import current_app
 from arena.extensions import db
 from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.outbox.operations import prune_published
-from arena.outbox.relay import Publisher, RelayPolicy, relay_pending
+from arena.outbox.relay import Publisher, RelayPolicy, relay_pending, relay_until
+from arena.outbox.wakeups import OutboxListener
 from tasks.celery_app import PRUNE_OUTBOX_TASK, RELAY_TASK
 
 log = logging.getLogger(__name__)
@@ -21,14 +22,26 @@ PRUNE_BATCH_SIZE = 1000
 
 @shared_task(name=RELAY_TASK)
 def publish_outbox() -> int:
-    """Publish what is due; a failed batch stays pending, backed off, for a later run."""
+    """Publish what is due, and what commits, for OUTBOX_RELAY_DRAIN_SECONDS (if fewer than
+    OUTBOX_RELAY_DRAINERS runs drain already); a failed batch stays pending, backed off, for a
+    later run."""
     settings = current_app.extensions["settings"]
-    current_app.extensions["outbox_nudge"].started()
 
     def events_publisher() -> Publisher:
         return publisher_for(settings, settings.kafka_events_topic)
 
-    run = relay_pending(db.session, events_publisher, RelayPolicy.from_settings(settings))
+    policy = RelayPolicy.from_settings(settings)
+    with OutboxListener(settings.database_url) as listener:
+        if listener.take_drain_slot(settings.outbox_relay_drainers):
+            run = relay_until(
+                db.session,
+                events_publisher,
+                policy,
+                wait_for_commits=listener.wait,
+                seconds=settings.outbox_relay_drain_seconds,
+            )
+        else:  # enough relays drain already: one pass, then free the worker process
+            run = relay_pending(db.session, events_publisher, policy)
     if run.error is not None:
         discard_publisher(settings, settings.kafka_events_topic)
     return run.published

@@ -44,8 +44,6 @@ def credentials(outcome: Outcome) -> dict[str, object]:
 def run(command: Command, render: Callable[[Outcome], Reply]) -> Response:
     """Execute `command` in one transaction and answer with `render`'s reply (or its replay)."""
     reply = CommandBus(_unit_of_work_factory()).execute(command, render, _idempotency_key())
-    if not reply.replayed:
-        current_app.extensions["outbox_nudge"]()
     response = jsonify(reply.body)
     response.status_code = reply.status
     if reply.replayed:
@@ -57,12 +55,14 @@ def _unit_of_work_factory() -> Callable[[], UnitOfWork]:
     """All events of one request share its causation id; clients may pass a correlation id."""
     request_id = str(uuid.uuid4())
     correlation_id = request.headers.get("X-Correlation-ID", "")[:64] or request_id
-    retention = timedelta(seconds=current_app.extensions["settings"].idempotency_retention_seconds)
+    settings = current_app.extensions["settings"]
+    retention = timedelta(seconds=settings.idempotency_retention_seconds)
     return lambda: UnitOfWork(
         db.session,
         correlation_id=correlation_id,
         causation_id=request_id,
         idempotency_retention=retention,
+        nudge_relay=settings.outbox_nudge,
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from arena.domain.events import DomainEvent, EventEnvelope
+from arena.outbox.wakeups import notify_relay
 from arena.persistence.errors import ConcurrentUpdate
 from arena.persistence.idempotency import IdempotencyStore
 from arena.persistence.repository import ArenaRepository
@@ -32,8 +33,10 @@ class UnitOfWork:
         correlation_id: str,
         causation_id: str,
         idempotency_retention: timedelta,
+        nudge_relay: bool = True,
     ) -> None:
         self._session = session
+        self._nudge_relay = nudge_relay
         self._correlation_id = correlation_id
         self._causation_id = causation_id
         self.arenas = ArenaRepository(session)
@@ -61,6 +64,8 @@ class UnitOfWork:
             ]
             if rows:
                 self._session.execute(insert(OUTBOX), rows)
+                if self._nudge_relay:
+                    notify_relay(self._session)
             self._session.commit()
         except IntegrityError as error:
             # A unique constraint caught a concurrent writer (arena version, display name, key).

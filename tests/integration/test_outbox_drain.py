@@ -1,0 +1,84 @@
+"""A relay run drains: it keeps publishing what commits while it runs, woken by the commit's
+notice, and only so many runs drain at once."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+from flask import Flask
+
+from arena.config import Settings
+from arena.extensions import db
+from arena.messaging.kafka import KafkaPublisher
+from arena.outbox.relay import RelayPolicy, relay_until
+from arena.outbox.wakeups import OutboxListener, notify_relay
+from tests.support.outbox import insert_events, libpq_dsn, new_arenas, pending_count
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_listener_wakes_on_a_commit_and_not_on_a_rollback(app: Flask, settings: Settings) -> None:
+    with OutboxListener(settings.database_url) as listener, app.app_context():
+        notify_relay(db.session)
+        db.session.rollback()
+        assert listener.wait(0.2) is False
+
+        notify_relay(db.session)
+        db.session.commit()
+        started = time.monotonic()
+        assert listener.wait(5.0) is True
+        assert time.monotonic() - started < 1.0
+        assert listener.wait(0.05) is False  # one notice per commit, swallowed once
+
+
+def test_one_run_publishes_rows_committed_while_it_runs(
+    app: Flask, sql: psycopg.Connection, settings: Settings, kafka_topics: None
+) -> None:
+    arena_ids = new_arenas(3)
+    insert_events(sql, [(arena_ids[0], 1)])
+    later = iter([[(arena_ids[1], 1)], [(arena_ids[2], 1), (arena_ids[0], 2)]])
+    waits: list[float] = []
+
+    def commit_more(timeout: float) -> bool:
+        """Stands in for the listener: each wait, another command commits."""
+        waits.append(timeout)
+        with psycopg.connect(libpq_dsn(settings), autocommit=True) as other:
+            insert_events(other, next(later, []))
+        return True
+
+    producer = KafkaPublisher(settings, settings.kafka_events_topic)
+    policy = RelayPolicy.from_settings(settings)
+    ticks = iter(range(100))
+    try:
+        with app.app_context():
+            run = relay_until(
+                db.session,
+                lambda: producer,
+                policy,
+                wait_for_commits=commit_more,
+                seconds=3,
+                clock=lambda: float(next(ticks)),
+            )
+    finally:
+        producer.close()
+
+    assert run.error is None
+    assert pending_count(sql, arena_ids) == 0
+    assert run.published >= 4
+    assert len(waits) == 2 and all(0 < w <= 1.0 for w in waits)
+
+
+def test_only_the_allowed_number_of_runs_drain_at_once(settings: Settings) -> None:
+    with (
+        OutboxListener(settings.database_url) as first,
+        OutboxListener(settings.database_url) as second,
+        OutboxListener(settings.database_url) as third,
+    ):
+        assert first.take_drain_slot(2) is True
+        assert second.take_drain_slot(2) is True
+        assert third.take_drain_slot(2) is False
+    # Closed listeners hold nothing: a new run gets a slot again.
+    with OutboxListener(settings.database_url) as again:
+        assert again.take_drain_slot(1) is True
