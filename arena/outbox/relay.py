@@ -194,19 +194,20 @@ def relay_until(
     *,
     wait_for_commits: Callable[[float], object],
     seconds: float,
+    should_stop: Callable[[], bool] = lambda: False,
     clock: Callable[[], float] = time.monotonic,
 ) -> RelayRun:
     """Keep publishing for `seconds`: drain what is due, sleep until the next commit (or a short
     while), drain again. One run then carries every event of those seconds, instead of a relay
     task paying its own cost for one or two rows. Stops early when a batch fails (the failed rows
-    back off; the next run retries them)."""
+    back off; the next run retries them), or when `should_stop()` (the worker is shutting down)."""
     deadline = clock() + seconds
     published = 0
     while True:
         run = relay_pending(session, publisher, policy)
         published += run.published
         left = deadline - clock()
-        if run.error is not None or left <= 0:
+        if run.error is not None or left <= 0 or should_stop():
             return RelayRun(published, run.failed, run.dead_lettered, run.error)
         wait_for_commits(min(left, IDLE_LOOK_SECONDS))
 
