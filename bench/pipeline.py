@@ -1,20 +1,24 @@
 #!/usr/bin/env python
 """Whole-pipeline benchmark: commands/s through the HTTP API, events/s through the projections,
-and how long a command takes to show in the read model.
+how long a command takes to show in the read model, the capacity at which that stays quick, and
+where the CPU goes per event; optionally for a baseline commit and the working tree side by side.
 
-Run from the project root: `.venv/bin/python bench/pipeline.py [options]` (`make bench`). Like
-bench/relay.py (whose helpers it imports), it uses the local services on 127.0.0.1 but only
-resources of its own, named after a random run id: a database `arena_bench_<id>` (migrated),
-topics `arena.events[.dlq].bench-<id>`, a read-model prefix, a Celery queue and consumer groups.
-It removes them at the end, also after a failure or Ctrl-C, and prints one table.
+Run from the project root: `.venv/bin/python bench/pipeline.py [options]` (`make bench`); with
+`--baseline REF` (or BENCH_BASELINE=REF) it first measures REF, checked out in a temporary
+`git worktree`, then the working tree, and prints each figure for both with the ratio
+current ÷ baseline. Like bench/relay.py (whose helpers it imports), it uses the local services on
+127.0.0.1 but only resources of its own, named after a random run id per tree: a database
+`arena_bench_<id>` (migrated by that tree's code), topics `arena.events[.dlq].bench-<id>`, a
+read-model prefix, Celery queues and consumer groups. It removes them at the end, also after a
+failure or Ctrl-C, and prints one table.
 
-The processes are the real ones, started as `make run` starts them, with the bench environment:
-gunicorn (`-w 2`, sync workers) for commands, a Celery worker (`--concurrency`), beat and
-`flask consume`. A second gunicorn (threaded) answers the `?minVersion=N` reads, which wait in
-the server for up to READ_WAIT_SECONDS: on the command server they would hold its two sync
-workers and throttle the commands being measured.
+The processes are each tree's own, as its Procfile lists them (bench/procfile.py: the API's
+gunicorn, the Celery workers, whether one or one per queue, beat, `flask consume`), started from
+that tree with its code first on PYTHONPATH and the bench's environment. A further threaded
+gunicorn of the tree answers the `?minVersion=N` reads, which wait in the server: on the command
+server they would hold its workers and throttle the commands being measured.
 
-Phases:
+Phases, per tree:
 1. Steady rate: `--rate` commands/s for `--seconds` through the API, a realistic mix (each arena
    goes create → join → start → actions → pause → config → resume → actions → stop, about
    `LIVE_ARENAS` arenas at a time). Every answer's `version` is awaited by polling the store
@@ -23,16 +27,21 @@ Phases:
    client sees; the server's polling for every answer would take CPU the pipeline needs).
 2. Burst: `--burst` commands as fast as `--clients` client threads can send them, with the whole
    pipeline running; then how long until all of them are applied.
-3. Projection throughput: the consumer is stopped, the read model pointed at an empty
+3. Capacity (bench/capacity.py): the offered rate steps up until command → visible p99 exceeds
+   `--capacity-p99` ms, with the p50/p99 at the best rate that passed.
+4. Projection throughput: the consumer is stopped, the read model pointed at an empty
    generation, and the whole events topic replayed by a fresh consumer group, once with
    PROJECTION_BATCHING=true and once with false, timed from the first projection task the
    consumer sent (Celery's task-sent event) until every arena's view reached its write-model
    version.
+5. Relay drain (bench/drain.py): `--relay-events` pending outbox rows, drained by the tree's
+   relay worker.
 
-Celery's task events show what the worker spent its time on (relay runs vs projections), and
-/proc where the machine's CPU went. Everything shares the cores with the services and with
-whatever else runs: rows measured while a service was down, the consumer had to be restarted, or
-other processes took a good part of the CPU are flagged, and should be measured again.
+CPU per event (bench/cpu.py) = CPU seconds each kind of process used in the steady, burst and
+drain windows ÷ events applied in them, from /proc. Celery's task events show what the workers
+spent their time on. Everything shares the cores with the services and with whatever else runs:
+rows measured while a service was down, the consumer had to be restarted, or other processes
+took a good part of the CPU are flagged, and should be measured again.
 """
 
 from __future__ import annotations
@@ -40,7 +49,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import http.client
 import itertools
 import json
 import logging
@@ -48,16 +56,14 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,34 +84,56 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from arena.config import Settings  # noqa: E402
 from arena.readmodel.store import ArenaViews  # noqa: E402
+from bench.capacity import TARGET_P99_MS, capacity_rows  # noqa: E402
+from bench.compare import Measure, TreeFigures, from_cpu, from_rows, render  # noqa: E402
+from bench.cpu import (  # noqa: E402
+    REDIS_BROKER,
+    REDIS_READ_MODEL,
+    CpuMeter,
+    Usage,
+    flag_busy,
+    per_event,
+)
+from bench.drain import relay_drain  # noqa: E402
+from bench.processes import (  # noqa: E402
+    READ_SERVER_THREADS,
+    REPLAY_CONSUMER,
+    Ports,
+    Processes,
+    free_port,
+    start_pipeline,
+)
+from bench.procfile import PROJECT_TASK, RELAY_TASK, plan  # noqa: E402
 from bench.relay import (  # noqa: E402
-    BIN,
     CeleryEventReceiver,
     KafkaArrivals,
     Row,
     Run,
     bench_settings,
-    create_resources,
     distribution,
     drop_resources,
     machine_lines,
+    make_app,
     percentiles,
-    print_table,
     require_loopback,
     wait_for,
-    wait_or_kill,
 )
-from tasks.celery_app import PROJECT_TASK, RELAY_TASK  # noqa: E402
+from bench.trees import Tree, baseline_tree, current_tree  # noqa: E402
+from bench.workload import (  # noqa: E402
+    MIX,
+    READERS,
+    WATCH_INTERVAL_SECONDS,
+    Answer,
+    Driver,
+    Readers,
+    Visibility,
+    burst,
+    steady,
+    wait_until_applied,
+)
 
-PROCESS_READY_SECONDS = 90
-MAX_CONSUMER_RESTARTS = 3
-HTTP_TIMEOUT_SECONDS = 30
 LIVE_ARENAS = 8  # arenas in play at once at the steady rate (a new one opens when none is free)
-READERS = 32  # client threads waiting on ?minVersion reads
-READ_SERVER_THREADS = 8  # per worker of the reads gunicorn
-WATCH_INTERVAL_SECONDS = 0.005  # store polling; stretched to 2x a poll's own cost
 DRAIN_INTERVAL_SECONDS = 0.02
-API = "/api/v1/arenas"
 
 # --- options --------------------------------------------------------------------------------------
 
@@ -116,113 +144,60 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Benchmark the whole pipeline (API → … → read model) on the local services.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--rate", type=float, default=50.0, help="steady commands per second")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the steady run")
-    parser.add_argument("--burst", type=int, default=2000, help="commands in the burst")
-    parser.add_argument("--clients", type=int, default=8, help="client threads in the burst")
-    parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
-    parser.add_argument("--warmup", type=int, default=24, help="unmeasured commands first")
-    parser.add_argument(
+    add = parser.add_argument
+    add("--rate", type=float, default=50.0, help="steady commands per second")
+    add("--seconds", type=float, default=20.0, help="length of the steady run")
+    add("--burst", type=int, default=2000, help="commands in the burst")
+    add("--clients", type=int, default=8, help="client threads in the burst")
+    add(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="Celery worker processes of every worker; unset: as each tree's Procfile says",
+    )
+    add("--warmup", type=int, default=24, help="unmeasured commands first")
+    add(
         "--read-every",
         type=int,
         default=5,
         help="read back every Nth steady command with GET ?minVersion (each one is polled in "
         "the store anyway; the reads' server-side polling costs CPU the pipeline needs)",
     )
-    parser.add_argument(
+    add(
         "--relay-interval",
         type=float,
         default=defaults.outbox_relay_interval_seconds,
         help="Celery beat's relay interval in seconds (OUTBOX_RELAY_INTERVAL_SECONDS)",
     )
-    parser.add_argument(
-        "--phase-deadline", type=float, default=180.0, help="seconds any one phase may take"
+    add("--capacity-seconds", type=float, default=10.0, help="length of a capacity step; 0: skip")
+    add("--capacity-refine", type=int, default=1, help="bisecting steps after the first failure")
+    add(
+        "--capacity-p99",
+        type=float,
+        default=TARGET_P99_MS,
+        help="command → visible p99 (ms) a capacity step must stay within",
     )
-    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
+    add("--relay-events", type=int, default=20_000, help="rows for the relay drain; 0: skip")
+    add(
+        "--baseline",
+        metavar="REF",
+        default=os.environ.get("BENCH_BASELINE") or None,
+        help="also measure this commit (a temporary git worktree) first, and print ratios; "
+        "BENCH_BASELINE=REF in the environment sets it too",
+    )
+    add("--no-baseline", action="store_true", help="measure the working tree only")
+    add("--phase-deadline", type=float, default=180.0, help="seconds any one phase may take")
+    add("--keep-logs", action="store_true", help="keep the processes' logs")
     args = parser.parse_args(argv)
-    if min(args.burst, args.clients, args.concurrency, args.read_every) < 1 or args.warmup < 0:
-        parser.error("--burst, --clients, --concurrency and --read-every must be at least 1")
+    if min(args.burst, args.clients, args.read_every) < 1 or args.warmup < 0:
+        parser.error("--burst, --clients and --read-every must be at least 1")
+    if args.concurrency is not None and args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
     if args.rate <= 0 or args.seconds <= 0 or args.relay_interval <= 0:
         parser.error("--rate, --seconds and --relay-interval must be positive")
+    if args.capacity_seconds < 0 or args.capacity_refine < 0 or args.relay_events < 0:
+        parser.error("--capacity-seconds, --capacity-refine and --relay-events must be ≥ 0")
     return args
-
-
-# --- processes ------------------------------------------------------------------------------------
-
-
-class Processes:
-    """The pipeline's processes, each logging to its own file in the run's work directory.
-
-    `flask consume` exits when Kafka goes away (another engineer's tests restart it); like a
-    process supervisor, `check()` starts it again, a few times, and notes each restart, since
-    figures measured across one are disturbed.
-    """
-
-    def __init__(self, run: Run) -> None:
-        self._run = run
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-        self._specs: dict[str, tuple[list[str | Path], Settings]] = {}
-        self.restarts: list[str] = []
-
-    def log_path(self, name: str) -> Path:
-        return self._run.workdir / f"{name}.log"
-
-    def start(self, name: str, command: list[str | Path], settings: Settings) -> None:
-        environment = os.environ | settings.to_env() | {"FLASK_APP": "app.py"}
-        self._specs[name] = (command, settings)
-        with self.log_path(name).open("ab") as output:
-            self.running[name] = subprocess.Popen(
-                [str(part) for part in command],
-                cwd=ROOT,
-                env=environment,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-
-    def stop(self, name: str) -> None:
-        """SIGTERM (consumer and workers finish what they hold), SIGKILL after a grace period."""
-        process = self.running.pop(name)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        wait_or_kill(name, process)
-
-    def stop_all(self) -> None:
-        for name in list(self.running):
-            self.stop(name)
-
-    def check(self) -> None:
-        """Restart a consumer that exited; fail, with its last words, if anything else died."""
-        for name, process in list(self.running.items()):
-            if process.poll() is None:
-                continue
-            tail = self.log_path(name).read_text(errors="replace")[-3000:]
-            restarted = sum(1 for line in self.restarts if line.startswith(f"{name} "))
-            if not name.startswith("consumer") or restarted >= MAX_CONSUMER_RESTARTS:
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
-            last = tail.strip().splitlines()[-1] if tail.strip() else "?"
-            self.restarts.append(
-                f"{name} exited with {process.returncode} at {datetime.now():%H:%M:%S} "
-                f"({last[:120]}); restarted"
-            )
-            self.start(name, *self._specs[name])
-
-    def wait_for_line(self, name: str, needle: str) -> None:
-        deadline = time.monotonic() + PROCESS_READY_SECONDS
-        while needle not in self.log_path(name).read_text(errors="replace"):
-            self.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready after {PROCESS_READY_SECONDS}s")
-            time.sleep(0.1)
-
-    def wait_for_http(self, name: str, port: int) -> None:
-        deadline = time.monotonic() + PROCESS_READY_SECONDS
-        while call(port, "GET", "/healthz", timeout=2).status != 200:
-            self.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{name} not answering on :{port} after {PROCESS_READY_SECONDS}s"
-                )
-            time.sleep(0.1)
 
 
 class Outages(threading.Thread):
@@ -283,548 +258,35 @@ class Outages(threading.Thread):
         self.join(timeout=5)
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-SERVICE_COMMANDS = {"postgres": "PostgreSQL", "java": "Kafka", "redis-server": "Redis"}
-BUSY_MACHINE_SHARE = 0.15
-PROCESS_LABELS = {
-    "api": "gunicorn (commands)",
-    "api-reads": "gunicorn (reads)",
-    "worker": "Celery worker",
-    "beat": "beat",
-    "consumer": "flask consume",
-}
-
-
-def _proc_table() -> dict[int, tuple[str, int, float]]:
-    """pid → (command name, parent pid, CPU seconds used so far), from /proc."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            raw = (entry / "stat").read_text()
-            name = raw[raw.index("(") + 1 : raw.rindex(")")]
-            fields = raw[raw.rindex(")") + 2 :].split()
-            table[int(entry.name)] = (
-                name,
-                int(fields[1]),
-                (int(fields[11]) + int(fields[12])) / TICKS,
-            )
-    return table
-
-
-def _machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values[:8]) - idle) / TICKS, sum(values[:8]) / TICKS
-
-
-class CpuUse:
-    """Where the CPU went in a window: each pipeline process (with its children, e.g. gunicorn's
-    and Celery's workers), this client, the services, and everything else on the machine."""
-
-    def __init__(self, processes: Processes) -> None:
-        self._processes = processes
-        self._start: tuple[dict[int, tuple[str, float]], tuple[float, float]] | None = None
-        self.other_share = 0.0  # of the machine's CPU, by processes not in the pipeline
-
-    def flag(self, rows: list[Row]) -> None:
-        """Figures taken while other work took a good part of the CPU are not this system's."""
-        if self.other_share > BUSY_MACHINE_SHARE:
-            for row in rows:
-                row.notes += f"; BUSY MACHINE: other processes took {self.other_share:.0%} of CPU"
-
-    def _groups(self) -> dict[int, tuple[str, float]]:
-        table = _proc_table()
-        children: dict[int, list[int]] = {}
-        for pid, (_, parent, _) in table.items():
-            children.setdefault(parent, []).append(pid)
-        owner: dict[int, str] = {}
-        roots = {
-            p.pid: PROCESS_LABELS.get(name.split("-batched")[0].split("-single")[0], name)
-            for name, p in self._processes.running.items()
-        }
-        for root, label in roots.items():
-            stack = [root]
-            while stack:
-                pid = stack.pop()
-                owner[pid] = label
-                stack += children.get(pid, [])
-        owner[os.getpid()] = "bench client"  # its threads, not its children (counted above)
-        for pid, (name, _, _) in table.items():
-            if pid not in owner and name in SERVICE_COMMANDS:
-                owner[pid] = SERVICE_COMMANDS[name]
-        return {pid: (owner.get(pid, "other"), table[pid][2]) for pid in table}
-
-    def start(self) -> None:
-        self._start = (self._groups(), _machine_busy())
-
-    def line(self, what: str) -> str:
-        if self._start is None:
-            return ""
-        (before, (busy0, total0)), after = self._start, self._groups()
-        busy1, total1 = _machine_busy()
-        used: dict[str, float] = {}
-        for pid, (label, seconds) in after.items():
-            earlier = before.get(pid, (label, 0.0))[1]
-            used[label] = used.get(label, 0.0) + max(0.0, seconds - earlier)
-        accounted = sum(v for k, v in used.items() if k != "other")
-        used["other"] = max(0.0, (busy1 - busy0) - accounted)  # incl. processes that exited
-        capacity = total1 - total0
-        self.other_share = used["other"] / capacity if capacity > 0 else 0.0
-        parts = ", ".join(
-            f"{label} {seconds:.1f}"
-            for label, seconds in sorted(used.items(), key=lambda i: -i[1])
-            if seconds >= 0.05
-        )
-        return (
-            f"CPU, {what}: {busy1 - busy0:.1f} of {capacity:.1f} core-seconds busy "
-            f"({100 * (busy1 - busy0) / capacity:.0f}%): {parts}"
-        )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class Ports:
-    commands: int
-    reads: int
-
-
-def start_pipeline(processes: Processes, run: Run, concurrency: int, settings: Settings) -> Ports:
-    """gunicorn x2 (commands, reads), a Celery worker, beat and the consumer, and wait for them."""
-    ports = Ports(free_port(), free_port())
-    gunicorn = [BIN / "gunicorn", "--workers", "2", "--graceful-timeout", "5"]
-    processes.start("api", [*gunicorn, "-b", f"127.0.0.1:{ports.commands}", "app:app"], settings)
-    processes.start(
-        "api-reads",
-        [
-            *gunicorn,
-            "--threads",
-            str(READ_SERVER_THREADS),
-            "-b",
-            f"127.0.0.1:{ports.reads}",
-            "app:app",
-        ],
-        settings,
-    )
-    processes.start(
-        "worker",
-        [
-            BIN / "celery",
-            "-A",
-            "tasks",
-            "worker",
-            "--loglevel=INFO",
-            f"--concurrency={concurrency}",
-            f"--hostname={run.worker_prefix}-pipeline@%h",
-        ],
-        settings,
-    )
-    processes.start(
-        "beat",
-        [
-            BIN / "celery",
-            "-A",
-            "tasks",
-            "beat",
-            "--loglevel=INFO",
-            f"--schedule={run.workdir / 'celerybeat-schedule'}",
-        ],
-        settings,
-    )
-    processes.start("consumer", [BIN / "flask", "consume"], settings)
-    processes.wait_for_http("api", ports.commands)
-    processes.wait_for_http("api-reads", ports.reads)
-    processes.wait_for_line("worker", " ready.")
-    return ports
-
-
-# --- the HTTP client ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    status: int  # 0: no HTTP answer (connection refused, timeout)
-    body: Any
-    error: str = ""
-
-
-def call(
-    port: int,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    correlation_id: str | None = None,
-    timeout: float = HTTP_TIMEOUT_SECONDS,
-) -> Reply:
-    """One request on a fresh connection (gunicorn's sync workers close each one anyway)."""
-    headers = {"Accept": "application/json"}
-    payload = None
-    if body is not None:
-        payload = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    if correlation_id:
-        headers["X-Correlation-ID"] = correlation_id
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request(method, path, body=payload, headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
-    except (OSError, http.client.HTTPException) as error:
-        return Reply(0, None, repr(error))
-    finally:
-        connection.close()
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = raw[:200].decode(errors="replace")
-    return Reply(response.status, parsed)
-
-
-# --- the workload ---------------------------------------------------------------------------------
-
-# Every command records exactly one event, so commands/s and events/s are the same number.
-SCRIPT = (
-    "create",
-    "join",
-    "start",
-    "spawn",
-    "nutrients",
-    "temperature",
-    "pause",
-    "config",
-    "resume",
-    "antibiotic",
-    "spawn-as-player",
-    "stop",
-)
-ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "spawn": ("SPAWN_ORGANISM", {"kind": "BACTERIA", "position": {"x": 12, "y": 40}}),
-    "nutrients": (
-        "ADD_NUTRIENTS",
-        {"area": {"x": 8, "y": 8, "width": 4, "height": 4}, "amount": 2.5},
-    ),
-    "temperature": ("SET_TEMPERATURE", {"temperature": {"value": 31.5}}),
-    "antibiotic": (
-        "DROP_ANTIBIOTIC",
-        {"area": {"x": 20, "y": 20, "width": 8, "height": 2}, "kind": "A", "concentration": 0.4},
-    ),
-    "spawn-as-player": ("SPAWN_ORGANISM", {"kind": "FUNGI", "position": {"x": 3, "y": 9}}),
-}
-MIX = "per arena: create, join, start, 3 actions, pause, config, resume, 2 actions, stop"
-
-
-@dataclass(slots=True)
-class Session:
-    """One arena taken through SCRIPT, one command at a time, so its commands never race."""
-
-    number: int
-    arena_id: str | None = None
-    admin_token: str | None = None
-    player_token: str | None = None
-    step: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A command's answer; times are time.monotonic() except `returned_wall`."""
-
-    key: str  # the correlation id, unique in the run
-    kind: str
-    status: int
-    arena_id: str | None
-    version: int | None
-    sent: float
-    returned: float
-    returned_wall: float
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300 and self.version is not None
-
-    @property
-    def request_ms(self) -> float:
-        return 1000 * (self.returned - self.sent)
-
-
-def _request(session: Session, kind: str) -> tuple[str, str, dict[str, Any] | None, str | None]:
-    """(method, path, body, token) of the session's next command."""
-    arena = f"{API}/{session.arena_id}"
-    if kind == "create":
-        return "POST", API, {"name": f"Bench dish {session.number}", "displayName": "Ada"}, None
-    if kind == "join":
-        return "POST", f"{arena}/players", {"displayName": "Bea"}, None
-    if kind in ("start", "pause", "resume", "stop"):
-        return "POST", f"{arena}/{kind}", None, session.admin_token
-    if kind == "config":
-        changes = {"mutationRate": 0.05, "temperature": {"value": 25.0}}
-        return "PATCH", f"{arena}/config", changes, session.admin_token
-    action_type, payload = ACTIONS[kind]
-    token = session.player_token if kind == "spawn-as-player" else session.admin_token
-    return "POST", f"{arena}/actions", {"type": action_type, "payload": payload}, token
-
-
-class Driver:
-    """Hands out the next command of some arena, keeping about `live` arenas in play.
-
-    An arena whose previous command has not been answered is never given another, so each arena's
-    versions go 1, 2, 3… without conflicts; when every live arena is busy, a new one is opened.
-    """
-
-    def __init__(self, port: int, tag: str, live: int) -> None:
-        self._port = port
-        self._tag = tag
-        self._live_target = live
-        self._lock = threading.Lock()
-        self._ready: deque[Session] = deque()
-        self._live = 0
-        self._sessions = itertools.count()
-        self._commands = itertools.count()
-
-    def take(self) -> Session:
-        with self._lock:
-            if self._ready and self._live >= self._live_target:
-                return self._ready.popleft()
-            self._live += 1
-            return Session(next(self._sessions))
-
-    def run(self, session: Session) -> Answer:
-        """Send the session's next command (in a client thread) and put the session back."""
-        kind = SCRIPT[session.step]
-        method, path, body, token = _request(session, kind)
-        with self._lock:
-            key = f"{self._tag}-{next(self._commands)}"
-        sent = time.monotonic()
-        reply = call(self._port, method, path, body, token=token, correlation_id=key)
-        returned, returned_wall = time.monotonic(), time.time()
-        answered = isinstance(reply.body, dict) and 200 <= reply.status < 300
-        if answered and kind == "create":
-            session.arena_id = reply.body["id"]
-            session.admin_token = reply.body["player"]["token"]
-        elif answered and kind == "join":
-            session.player_token = reply.body["player"]["token"]
-        answer = Answer(
-            key,
-            kind,
-            reply.status,
-            session.arena_id,
-            reply.body.get("version") if answered else None,
-            sent,
-            returned,
-            returned_wall,
-            "" if answered else f"{reply.status} {reply.error or reply.body}"[:300],
-        )
-        session.step += 1
-        with self._lock:
-            if answer.ok and session.step < len(SCRIPT):
-                self._ready.append(session)
-            else:
-                self._live -= 1  # finished, or in a state we no longer know: let it go
-        return answer
-
-
-def steady(
-    driver: Driver,
-    count: int,
-    rate: float,
-    pool: ThreadPoolExecutor,
-    on_answer: Callable[[Answer], None],
-    label: str,
-    deadline: float,
-) -> list[Answer]:
-    """Send `count` commands at `rate`/s, whatever the answers' pace (an open-loop client)."""
-
-    def one(session: Session) -> Answer:
-        answer = driver.run(session)
-        on_answer(answer)
-        return answer
-
-    futures: list[Future[Answer]] = []
-    with click.progressbar(range(count), label=label) as bar:
-        started = time.monotonic()
-        for index in bar:
-            due = started + index / rate
-            now = time.monotonic()
-            if now > deadline:
-                break
-            if due > now:
-                time.sleep(due - now)
-            futures.append(pool.submit(one, driver.take()))
-    return [future.result(timeout=max(1.0, deadline - time.monotonic())) for future in futures]
-
-
-def burst(
-    driver: Driver, count: int, clients: int, on_answer: Callable[[Answer], None], deadline: float
-) -> list[Answer]:
-    """Send `count` commands with `clients` always in flight (a closed-loop client)."""
-    slots = threading.Semaphore(clients)
-
-    def one(session: Session) -> Answer:
-        try:
-            answer = driver.run(session)
-            on_answer(answer)
-            return answer
-        finally:
-            slots.release()
-
-    futures: list[Future[Answer]] = []
-    with (
-        ThreadPoolExecutor(clients, thread_name_prefix="burst") as pool,
-        click.progressbar(range(count), label="burst: commands      ") as bar,
-    ):
-        for _ in bar:
-            while not slots.acquire(timeout=1):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the burst ran past its deadline")
-            futures.append(pool.submit(one, driver.take()))
-    return [future.result() for future in futures]
-
-
-# --- watching the read model ----------------------------------------------------------------------
-
-
-class Visibility(threading.Thread):
-    """Polls the read model (one MGET) for the arenas with commands not yet applied, and notes the
-    moment each command's version shows. Cheaper and finer-grained than HTTP reads."""
-
-    def __init__(self, views: ArenaViews) -> None:
-        super().__init__(name="visibility", daemon=True)
-        self._views = views
-        self._lock = threading.Lock()
-        self._pending: dict[str, list[tuple[int, str]]] = {}
-        self._stop_flag = threading.Event()
-        self.seen: dict[str, float] = {}
-        self.redis_errors = 0
-
-    def expect(self, answer: Answer) -> None:
-        if answer.ok and answer.arena_id is not None and answer.version is not None:
-            with self._lock:
-                self._pending.setdefault(answer.arena_id, []).append((answer.version, answer.key))
-
-    def outstanding(self) -> int:
-        with self._lock:
-            return sum(len(waiting) for waiting in self._pending.values())
-
-    def run(self) -> None:
-        while not self._stop_flag.is_set():
-            started = time.monotonic()
-            with self._lock:
-                arena_ids = list(self._pending)
-            if arena_ids:
-                try:
-                    views = self._views.get_many(arena_ids)
-                except RedisError:  # the read model restarting: projections will retry too
-                    self.redis_errors += 1
-                    self._stop_flag.wait(0.2)
-                    continue
-                now = time.monotonic()
-                with self._lock:
-                    for arena_id, view in views.items():
-                        waiting = self._pending.get(arena_id, [])
-                        still = [(v, key) for v, key in waiting if v > view["version"]]
-                        for version, key in waiting:
-                            if version <= view["version"]:
-                                self.seen.setdefault(key, now)
-                        if still:
-                            self._pending[arena_id] = still
-                        else:
-                            self._pending.pop(arena_id, None)
-            elapsed = time.monotonic() - started
-            self._stop_flag.wait(max(WATCH_INTERVAL_SECONDS, 2 * elapsed))
-
-    def stop(self) -> None:
-        self._stop_flag.set()
-        self.join(timeout=10)
-
-
-def wait_until_applied(
-    visibility: Visibility, answers: list[Answer], processes: Processes, label: str, deadline: float
-) -> bool:
-    """Wait (bounded) until every accepted command of `answers` shows in the read model."""
-    wanted = [a.key for a in answers if a.ok]
-    with click.progressbar(length=len(wanted), label=label) as bar:
-        shown = 0
-        while time.monotonic() < deadline:
-            seen = sum(1 for key in wanted if key in visibility.seen)
-            bar.update(seen - shown)
-            shown = seen
-            if seen == len(wanted):
-                return True
-            processes.check()
-            time.sleep(0.1)
-    click.echo(f"{label.strip()}: {len(wanted) - shown} commands not applied by the deadline")
-    return False
-
-
-class Readers:
-    """Clients reading their own writes: GET …?minVersion=N, which waits in the server."""
-
-    def __init__(self, port: int, deadline: float) -> None:
-        self._port = port
-        self._deadline = deadline
-        self._pool = ThreadPoolExecutor(READERS, thread_name_prefix="reader")
-        self._futures: list[Future[None]] = []
-        self.seen: dict[str, float] = {}
-        self.asked: list[str] = []
-        self.behind = 0  # 503 answers: not visible within READ_WAIT_SECONDS; read again
-        self.errors: list[str] = []
-
-    def read(self, answer: Answer) -> None:
-        if answer.ok:
-            self.asked.append(answer.key)
-            self._futures.append(self._pool.submit(self._read, answer))
-
-    def _read(self, answer: Answer) -> None:
-        path = f"{API}/{answer.arena_id}?minVersion={answer.version}"
-        while time.monotonic() < self._deadline:
-            reply = call(self._port, "GET", path)
-            if reply.status == 200 and reply.body["version"] >= (answer.version or 0):
-                self.seen[answer.key] = time.monotonic()
-                return
-            if reply.status == 503:
-                self.behind += 1
-                continue
-            self.errors.append(f"{reply.status} {reply.error or reply.body}"[:200])
-            time.sleep(0.2)
-
-    def wait(self) -> None:
-        """Until every read is back, or the deadline (the rows then say how many came back)."""
-        for future in self._futures:
-            with contextlib.suppress(TimeoutError):
-                future.result(timeout=max(0.0, self._deadline - time.monotonic()) + 1)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
 class QueueDepth(threading.Thread):
-    """Samples the Celery queue's length: relay nudges and projection tasks wait there together."""
+    """Samples the Celery queues' lengths: with one queue, relay nudges and projection tasks wait
+    there together; a tree may give each its own."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, queues: set[str]) -> None:
         super().__init__(name="queue-depth", daemon=True)
         self._broker = Redis.from_url(settings.celery_broker_url, socket_timeout=2)
-        self._queue = settings.celery_queue
+        self._queues = sorted(queues)
         self._stop_flag = threading.Event()
-        self.samples: list[tuple[float, int]] = []
+        self.samples: list[tuple[float, dict[str, int]]] = []
 
     def run(self) -> None:
         while not self._stop_flag.wait(0.25):
             with contextlib.suppress(RedisError):
-                self.samples.append((time.monotonic(), int(self._broker.llen(self._queue))))
+                pipe = self._broker.pipeline(transaction=False)
+                for queue in self._queues:
+                    pipe.llen(queue)
+                depths = dict(zip(self._queues, pipe.execute(), strict=True))
+                self.samples.append((time.monotonic(), depths))
 
-    def peak(self, since: float, until: float) -> int:
-        return max((depth for at, depth in self.samples if since <= at <= until), default=0)
+    def peak(self, since: float, until: float) -> str:
+        """The peak depth in the window, per queue when there are several."""
+        window = [depths for at, depths in self.samples if since <= at <= until]
+        peaks = {q: max((d[q] for d in window), default=0) for q in self._queues}
+        if len(peaks) == 1:
+            return str(next(iter(peaks.values())))
+        return ", ".join(
+            f"{q.rsplit('.', 1)[-1] if '.' in q else 'default'} {n}" for q, n in peaks.items()
+        )
 
     def stop(self) -> None:
         self._stop_flag.set()
@@ -837,8 +299,11 @@ class TaskEvents(CeleryEventReceiver):
     (by the API, beat or the consumer), started, how long it ran, and whether it was retried or
     discarded as expired. Shows what the worker spends its time on."""
 
-    def __init__(self, flask_app: Flask, settings: Settings, worker_prefix: str) -> None:
+    def __init__(
+        self, flask_app: Flask, settings: Settings, worker_prefix: str, queues: set[str]
+    ) -> None:
         super().__init__(flask_app, settings, worker_prefix)
+        self._queues = queues
         self._lock = threading.Lock()
         self._tasks: dict[str, dict[str, Any]] = {}
 
@@ -849,7 +314,7 @@ class TaskEvents(CeleryEventReceiver):
         with self._lock:
             if kind == "task-sent":  # a retry is sent again under the same id
                 name = message.get("name")
-                if name in (RELAY_TASK, PROJECT_TASK) and message.get("queue") == self._queue:
+                if name in (RELAY_TASK, PROJECT_TASK) and message.get("queue") in self._queues:
                     record = self._tasks.setdefault(task_id, {"name": name, "retries": 0})
                     record.setdefault("sent", message.get("timestamp"))
                 return
@@ -878,7 +343,7 @@ class TaskEvents(CeleryEventReceiver):
             ]
 
 
-def worker_rows(tasks: TaskEvents, since: float, until: float) -> list[Row]:
+def worker_rows(tasks: TaskEvents, since: float, until: float, during: str) -> list[Row]:
     """What the worker's processes did meanwhile: relay runs (one per command, via the nudge,
     plus beat's) and projection tasks; p = runtime."""
     window = until - since
@@ -901,7 +366,7 @@ def worker_rows(tasks: TaskEvents, since: float, until: float) -> list[Row]:
             notes += f"; {idle} found nothing to publish"
         if expired:
             notes += f"; {expired} expired unrun"
-        rows.append(distribution(f"  · {label} (sent in this window)", runtimes, notes))
+        rows.append(distribution(f"  · {label} sent during the {during}", runtimes, notes))
         rows[-1].n = len(records)
     return rows
 
@@ -933,7 +398,9 @@ def projection_run(
     run: Run,
     app: Flask,
     processes: Processes,
+    meter: CpuMeter,
     tasks: TaskEvents,
+    consumer: list[str],
     batching: bool,
     deadline_seconds: float,
     disturbances: Disturbances,
@@ -961,9 +428,8 @@ def projection_run(
     since_wall = time.time()
     deadline = time.monotonic() + deadline_seconds
     name = f"consumer-{tag}"
-    processes.start(name, [BIN / "flask", "consume"], settings)
-    cpu = CpuUse(processes)
-    cpu.start()
+    processes.start(name, list(consumer), settings, REPLAY_CONSUMER)
+    window = meter.begin()
     try:
         while not tasks.window(PROJECT_TASK, since_wall):  # the group join takes seconds
             processes.check()
@@ -991,7 +457,7 @@ def projection_run(
                 processes.check()
                 elapsed = time.monotonic() - started
                 time.sleep(max(DRAIN_INTERVAL_SECONDS, 2 * elapsed))
-        usage = cpu.line(f"replay with PROJECTION_BATCHING={str(batching).lower()}, from start")
+        usage = meter.end(window, sum(reached.values()))
     finally:
         processes.stop(name)
     records = tasks.window(PROJECT_TASK, since_wall)
@@ -1020,8 +486,10 @@ def projection_run(
         **percentiles(runtimes),
     )
     disturbances.flag([row], since)
-    cpu.flag([row])
-    return row, usage
+    flagged: list[str] = []
+    flag_busy(usage, flagged)
+    row.notes += "".join(f"; {flag}" for flag in flagged)
+    return row, usage.line(f"{processes.tree.name}, replay with PROJECTION_BATCHING={tag}")
 
 
 # --- rows -----------------------------------------------------------------------------------------
@@ -1067,6 +535,8 @@ def latency_rows(
     extra = []
     if readers.behind:
         extra.append(f"{readers.behind} x 503 after {read_wait_seconds:g} s, re-read")
+    if readers.refused:
+        extra.append(f"{readers.refused} x 503 at once (server's waiters full), re-read")
     if readers.errors:
         extra.append(f"{len(readers.errors)} read errors, e.g. {readers.errors[0]}")
     return [
@@ -1168,7 +638,7 @@ def delete_consumer_groups(settings: Settings, groups: list[str]) -> list[str]:
         admin.close()
 
 
-def forget_unacked(settings: Settings) -> list[str]:
+def forget_unacked(settings: Settings, queues: set[str]) -> list[str]:
     """Tasks our worker still held when stopped (retries waiting out their countdown) stay in
     the broker's shared `unacked` hash, and another engineer's worker would later restore them
     into our deleted queue: remove ours (kombu stores [message, exchange, routing key])."""
@@ -1177,7 +647,7 @@ def forget_unacked(settings: Settings) -> list[str]:
         ours = []
         for tag, raw in broker.hscan_iter("unacked", count=1000):
             with contextlib.suppress(ValueError, IndexError, TypeError):
-                if json.loads(raw)[2] == settings.celery_queue:
+                if json.loads(raw)[2] in queues:
                     ours.append(tag)
         if ours:
             broker.hdel("unacked", *ours)
@@ -1205,25 +675,50 @@ def thread(started: threading.Thread, stop: Callable[[], None]) -> Iterator[None
         stop()
 
 
-def live_phases(
-    args: argparse.Namespace,
-    run: Run,
-    app: Flask,
-    processes: Processes,
-    ports: Ports,
-    rows: list[Row],
-    disturbances: Disturbances,
-    tasks: TaskEvents,
-    details: list[str],
-) -> None:
-    """Phases 1 and 2: the steady rate with its latencies, then the burst and its drain."""
-    views: ArenaViews = app.extensions["arena_views"]
+@dataclass
+class TreeSession:
+    """One tree's run: what the phases share, and what they produce."""
+
+    args: argparse.Namespace
+    run: Run
+    app: Flask
+    processes: Processes
+    meter: CpuMeter
+    ports: Ports
+    queues: set[str]
+    disturbances: Disturbances
+    tasks: TaskEvents
+    rows: list[Row] = dataclasses.field(default_factory=list)
+    details: list[str] = dataclasses.field(default_factory=list)
+    usage: dict[str, Usage] = dataclasses.field(default_factory=dict)
+
+    def window_rows(self, first: int, since: tuple[int, float], usage: Usage, what: str) -> None:
+        """Flag the rows since `first` measured while disturbed or busy; note the CPU."""
+        self.disturbances.flag(self.rows[first:], since)
+        flags: list[str] = []
+        flag_busy(usage, flags)
+        for row in self.rows[first:]:
+            row.notes += "".join(f"; {flag}" for flag in flags)
+        self.details.append(usage.line(f"{self.processes.tree.name}, {what}"))
+
+
+def live_phases(session: TreeSession) -> None:
+    """Phases 1 and 2 (the steady rate with its latencies, the burst and its drain), then the
+    capacity steps, all with the whole pipeline running."""
+    args, run, processes, ports, meter = (
+        session.args,
+        session.run,
+        session.processes,
+        session.ports,
+        session.meter,
+    )
+    rows, tasks = session.rows, session.tasks
+    views: ArenaViews = session.app.extensions["arena_views"]
     deadline = time.monotonic() + args.phase_deadline
     visibility = Visibility(views)
-    arrivals = KafkaArrivals(run.settings, 3 * args.phase_deadline)
+    arrivals = KafkaArrivals(run.settings, 5 * args.phase_deadline)
     readers = Readers(ports.reads, deadline)
-    depth = QueueDepth(run.settings)
-    cpu = CpuUse(processes)
+    depth = QueueDepth(run.settings, session.queues)
     with (
         thread(visibility, visibility.stop),
         thread(arrivals, arrivals.stop),
@@ -1249,8 +744,8 @@ def live_phases(
             if next(read_back) % args.read_every == 0:
                 readers.read(answer)
 
-        since, since_wall = disturbances.mark(), time.time()
-        cpu.start()
+        since, since_wall = session.disturbances.mark(), time.time()
+        window = meter.begin()
         answers = steady(
             Driver(ports.commands, "steady", LIVE_ARENAS),
             round(args.rate * args.seconds),
@@ -1261,7 +756,7 @@ def live_phases(
             deadline,
         )
         wait_until_applied(visibility, answers, processes, "steady: applied       ", deadline)
-        details.append(cpu.line("steady run until all applied"))
+        session.usage["steady"] = meter.end(window, sum(a.key in visibility.seen for a in answers))
         readers.wait()
         readers.close()
         first = len(rows)
@@ -1276,13 +771,12 @@ def live_phases(
             answers, readers, visibility, arrivals, run.settings.read_wait_seconds, args.read_every
         )
         rows[-1].notes += f"; Celery queue peak {depth.peak(since[1], time.monotonic())}"
-        rows += worker_rows(tasks, since_wall, time.time())
-        disturbances.flag(rows[first:], since)
-        cpu.flag(rows[first:])
+        rows += worker_rows(tasks, since_wall, time.time(), "steady run")
+        session.window_rows(first, since, session.usage["steady"], "steady run until all applied")
 
         deadline = time.monotonic() + args.phase_deadline
-        since, since_wall = disturbances.mark(), time.time()
-        cpu.start()
+        since, since_wall = session.disturbances.mark(), time.time()
+        window = meter.begin()
         bursted = burst(
             Driver(ports.commands, "burst", 2 * args.clients),
             args.burst,
@@ -1291,7 +785,7 @@ def live_phases(
             deadline,
         )
         wait_until_applied(visibility, bursted, processes, "burst: applied        ", deadline)
-        details.append(cpu.line("burst until all applied"))
+        session.usage["burst"] = meter.end(window, sum(a.key in visibility.seen for a in bursted))
         first = len(rows)
         rows.append(
             api_row(
@@ -1302,11 +796,217 @@ def live_phases(
         )
         rows.append(burst_drain_row(bursted, visibility))
         rows[-1].notes += f"; Celery queue peak {depth.peak(since[1], time.monotonic())}"
-        rows += worker_rows(tasks, since_wall, time.time())
-        disturbances.flag(rows[first:], since)
-        cpu.flag(rows[first:])
+        rows += worker_rows(tasks, since_wall, time.time(), "burst")
+        session.window_rows(first, since, session.usage["burst"], "burst until all applied")
+
+        if args.capacity_seconds > 0:
+            since = session.disturbances.mark()
+            window = meter.begin()
+            first = len(rows)
+            rows += capacity_rows(
+                ports.commands,
+                visibility,
+                processes,
+                args.capacity_seconds,
+                args.capacity_refine,
+                time.monotonic() + args.phase_deadline,
+                args.capacity_p99,
+            )
+            session.window_rows(first, since, meter.end(window), "capacity steps")
     if visibility.redis_errors:
         rows[first].notes += f"; read model unreachable {visibility.redis_errors}x (retried)"
+
+
+def isolated_settings(base: Settings, run_id: str, relay_interval: float) -> Settings:
+    """bench_settings, plus any other queue a newer Settings names, renamed after the run."""
+    settings = bench_settings(base, run_id, relay_interval)
+    extra = {
+        f.name: f"{getattr(settings, f.name)}-bench-{run_id}"
+        for f in dataclasses.fields(settings)
+        if f.name.endswith("_queue") and f.name != "celery_queue"
+    }
+    return dataclasses.replace(settings, **extra)
+
+
+def create_database(run: Run) -> None:
+    """The run's empty database; the tree's own migrations then fill it (Tree.prepare)."""
+    name = make_url(run.settings.database_url).database
+    server = make_url(run.base.database_url).set(drivername="postgresql")
+    with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+
+
+@dataclass
+class TreeRun:
+    """What measuring one tree produced."""
+
+    tree: Tree
+    run_id: str
+    rows: list[Row]
+    usage: dict[str, Usage]
+    details: list[str]
+    load: tuple[float, float]
+    layout: str
+    error: str | None
+
+
+def later_phases(session: TreeSession, consumers: list[str], consumer_argv: list[str]) -> None:
+    """Phase 3 (projection replays) with the live consumer stopped, then the relay drain."""
+    args, run, processes = session.args, session.run, session.processes
+    for name in consumers:
+        processes.stop(name)  # the replays have their own consumers and groups
+    wait_for_empty_outbox(run, processes, args.phase_deadline)
+    replays: dict[bool, Row] = {}
+    for batching in (True, False):
+        replays[batching], usage = projection_run(
+            run,
+            session.app,
+            processes,
+            session.meter,
+            session.tasks,
+            consumer_argv,
+            batching,
+            args.phase_deadline,
+            session.disturbances,
+        )
+        session.rows.append(replays[batching])
+        session.details.append(usage)
+    if replays[True].rate and replays[False].rate:
+        session.rows.append(
+            Row(
+                "Speed-up of PROJECTION_BATCHING=true over false",
+                rate=replays[True].rate / replays[False].rate,
+                notes="events/s column = factor (x)",
+            )
+        )
+    if args.relay_events > 0:
+        since = session.disturbances.mark()
+        row, usage = relay_drain(
+            run,
+            processes,
+            session.meter,
+            args.relay_events,
+            args.phase_deadline,
+        )
+        session.rows.append(row)
+        session.usage["drain"] = usage
+        session.window_rows(len(session.rows) - 1, since, usage, "relay drain")
+
+
+def measure_tree(args: argparse.Namespace, tree: Tree, workdir: Path) -> TreeRun:
+    """Start the tree's pipeline on resources of a run of its own, measure it, clean up."""
+    base = Settings.from_env()
+    run_id = uuid.uuid4().hex[:8]
+    run = Run(run_id, base, isolated_settings(base, run_id, args.relay_interval), workdir)
+    click.echo(f"— {tree.name} ({tree.ref} at {tree.root}), run {run_id}")
+    wait_for(base, "PostgreSQL", "Redis", "Kafka")
+    started, load_before = time.monotonic(), os.getloadavg()
+    processes = Processes(run, tree)
+    outages = Outages(base)
+    outages.start()
+    disturbances = Disturbances(processes, outages)
+    database = make_url(run.settings.database_url).database or ""
+    redis_ports = {
+        urlsplit(run.settings.redis_url).port or 6379: REDIS_READ_MODEL,
+        urlsplit(run.settings.celery_broker_url).port or 6379: REDIS_BROKER,
+    }
+    meter = CpuMeter(processes.roots, database, redis_ports)
+    meter.start()
+    apps: list[Flask] = []
+    queues: set[str] = {run.settings.celery_queue}
+    session: TreeSession | None = None
+    error: str | None = None
+    layout = "?"
+    replay_groups = [f"{run.settings.kafka_consumer_group}-{t}" for t in ("batched", "single")]
+    try:
+        create_database(run)
+        tree.prepare(run.settings, run.workdir / f"{tree.name}-setup.log")
+        apps.append(make_app(run.settings))
+        ports = Ports(free_port(), free_port())
+        pipeline = plan(
+            tree,
+            tree.environment(run.settings),
+            tree.probe(run.settings),
+            tree.probe(None),
+            run_id=run_id,
+            worker_prefix=run.worker_prefix,
+            workdir=run.workdir,
+            port=ports.commands,
+            concurrency=args.concurrency,
+        )
+        queues, layout = pipeline.queues, pipeline.layout
+        if pipeline.skipped:
+            layout += f"; not started from its Procfile: {', '.join(pipeline.skipped)}"
+        click.echo(f"starting {', '.join(s.name for s in pipeline.specs)} and a reads gunicorn…")
+        start_pipeline(processes, pipeline, ports, run.settings)
+        tasks = TaskEvents(apps[0], run.settings, run.worker_prefix, queues)
+        session = TreeSession(
+            args, run, apps[0], processes, meter, ports, queues, disturbances, tasks
+        )
+        session.details.append(
+            f"{tree.name}: set-up (database, migrations, topics, processes ready) "
+            f"{time.monotonic() - started:.0f} s; {layout}"
+        )
+        consumers = [s.name for s in pipeline.specs if s.kind == "consumer"]
+        with thread(tasks, tasks.stop):
+            tasks.ready.wait(timeout=10)
+            live_phases(session)
+            later_phases(
+                session, consumers, next(s.argv for s in pipeline.specs if s.kind == "consumer")
+            )
+    except Exception as caught:  # noqa: BLE001 - still clean up and show what was measured
+        first_line = (str(caught).strip() or "no message").splitlines()[0]
+        error = f"{type(caught).__name__}: {first_line[:200]}"
+        click.echo(traceback.format_exc(), err=True)
+    finally:
+        processes.stop_all()
+        meter.stop()
+        with contextlib.suppress(SystemExit):  # a service mid-restart: wait, then clean up
+            wait_for(base, "PostgreSQL", "Redis", "Kafka")
+        problems = forget_unacked(run.settings, queues)
+        problems += delete_consumer_groups(run.settings, replay_groups)
+        problems += drop_resources(run, apps)
+        for problem in problems:
+            click.echo(f"clean-up: {problem}", err=True)
+        outages.stop()
+    rows = session.rows if session else []
+    details = session.details if session else []
+    details += [f"{tree.name}: DISTURBED: {line}" for line in processes.restarts + outages.lines()]
+    details.append(f"{tree.name}: {time.monotonic() - started:.0f} s in all")
+    return TreeRun(
+        tree,
+        run_id,
+        rows,
+        session.usage if session else {},
+        details,
+        (load_before[0], os.getloadavg()[0]),
+        layout,
+        error,
+    )
+
+
+def tree_figures(result: TreeRun) -> TreeFigures:
+    """The table's measures of one tree: the machine's load, the rows, the CPU per event."""
+    usage = result.usage
+    machine = [
+        Measure(
+            "Machine: load average (1 min)",
+            {"at start": result.load[0], "at end": result.load[1]},
+            "the services and any other work share these cores",
+        ),
+        Measure(
+            "Machine: other processes' share of all CPU",
+            {f"{phase} %": 100 * u.other_share for phase, u in usage.items()},
+            "not the pipeline, its services or this client; over 15% flags rows BUSY MACHINE",
+        ),
+    ]
+    measures = machine + from_rows(result.rows)
+    measures += from_cpu(
+        {p: per_event(u) for p, u in usage.items()}, {p: u.events for p, u in usage.items()}
+    )
+    if result.error:
+        measures.append(Measure("INCOMPLETE", {}, result.error, ok=False))
+    return TreeFigures(result.tree.name, measures)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1314,102 +1014,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     base = Settings.from_env()
     require_loopback(base)
-    run_id = uuid.uuid4().hex[:8]
-    run = Run(
-        run_id,
-        base,
-        bench_settings(base, run_id, args.relay_interval),
-        Path(tempfile.mkdtemp(prefix=f"arena-bench-pipeline-{run_id}-")),
-    )
+    workdir = Path(tempfile.mkdtemp(prefix="arena-bench-pipeline-"))
     # The app's INFO lines go to a file, not over the progress bars.
     logging.basicConfig(
-        filename=run.workdir / "bench.log",
+        filename=workdir / "bench.log",
         level=logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    click.echo(f"pipeline benchmark, run {run_id} (logs in {run.workdir})")
-    wait_for(base, "PostgreSQL", "Redis", "Kafka")
+    baseline = None if args.no_baseline else args.baseline
+    click.echo(f"pipeline benchmark (logs in {workdir})")
     started = time.monotonic()
-    load_before = os.getloadavg()
-    rows: list[Row] = []
-    details: list[str] = []
-    apps: list[Flask] = []
-    processes = Processes(run)
-    outages = Outages(base)
-    outages.start()
-    disturbances = Disturbances(processes, outages)
-    failed = True
-    error: Exception | None = None
-    replay_groups = [f"{run.settings.kafka_consumer_group}-{t}" for t in ("batched", "single")]
-    try:
-        app = create_resources(run)
-        apps.append(app)
-        click.echo("starting gunicorn x2, Celery worker and beat, flask consume…")
-        ports = start_pipeline(processes, run, args.concurrency, run.settings)
-        details.append(
-            f"set-up (database, migrations, topics, processes ready): "
-            f"{time.monotonic() - started:.0f} s"
-        )
-        tasks = TaskEvents(app, run.settings, run.worker_prefix)
-        with thread(tasks, tasks.stop):
-            tasks.ready.wait(timeout=10)
-            live_phases(args, run, app, processes, ports, rows, disturbances, tasks, details)
-            processes.stop("consumer")  # the replays have their own consumers and groups
-            wait_for_empty_outbox(run, processes, args.phase_deadline)
-            replays: dict[bool, Row] = {}
-            for batching in (True, False):
-                replays[batching], usage = projection_run(
-                    run, app, processes, tasks, batching, args.phase_deadline, disturbances
-                )
-                rows.append(replays[batching])
-                details.append(usage)
-        if replays[True].rate and replays[False].rate:
-            rows.append(
-                Row(
-                    "Speed-up of PROJECTION_BATCHING=true over false",
-                    rate=replays[True].rate / replays[False].rate,
-                    notes="events/s column = factor (x)",
-                )
-            )
-        failed = False
-    except Exception as caught:  # noqa: BLE001 - still clean up and show what was measured
-        error = caught
-        click.echo(traceback.format_exc(), err=True)
-    finally:
-        processes.stop_all()
-        with contextlib.suppress(SystemExit):  # a service mid-restart: wait, then clean up
-            wait_for(base, "PostgreSQL", "Redis", "Kafka")
-        problems = forget_unacked(run.settings)
-        problems += delete_consumer_groups(run.settings, replay_groups)
-        problems += drop_resources(run, apps)
-        for problem in problems:
-            click.echo(f"clean-up: {problem}", err=True)
-        if failed or args.keep_logs or problems:
-            click.echo(f"logs kept in {run.workdir}", err=True)
-        else:
-            shutil.rmtree(run.workdir, ignore_errors=True)
-    elapsed = time.monotonic() - started
-    machine = machine_lines(run, load_before)
+    results: list[TreeRun] = []
+    with contextlib.ExitStack() as stack:
+        trees = [stack.enter_context(baseline_tree(baseline))] if baseline else []
+        trees.append(current_tree())
+        for tree in trees:
+            results.append(measure_tree(args, tree, workdir))
+    failed = any(r.error for r in results) or any(not row.ok for r in results for row in r.rows)
+    if failed or args.keep_logs:
+        click.echo(f"logs kept in {workdir}", err=True)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    run = Run(results[-1].run_id, base, bench_settings(base, results[-1].run_id, 1.0), workdir)
+    machine = machine_lines(run, (results[0].load[0],))
     machine.append(
-        f"gunicorn -w 2 (sync) for commands, -w 2 --threads {READ_SERVER_THREADS} for reads; "
-        f"Celery worker --concurrency={args.concurrency}; beat every {args.relay_interval:g} s; "
-        f"OUTBOX_NUDGE={str(run.settings.outbox_nudge).lower()}; live consumer "
-        f"PROJECTION_BATCHING={str(run.settings.projection_batching).lower()}; "
+        f"Each tree's processes from its own Procfile (gunicorn --bind and Celery queues, names "
+        f"and state files adapted), plus a gunicorn -w 2 --threads {READ_SERVER_THREADS} for the "
+        f"?minVersion reads; beat every {args.relay_interval:g} s; "
         f"{MIX} (one event per command, so commands/s = events/s)"
     )
-    machine += details
-    outages.stop()
-    machine += [f"DISTURBED: {line}" for line in processes.restarts + outages.lines()]
-    if error is not None:
-        first_line = (str(error).strip() or "no message").splitlines()[0]
-        machine.append(f"INCOMPLETE: {type(error).__name__}: {first_line[:200]}")
-    print_table(
-        f"Pipeline benchmark — run {run_id}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{elapsed:.0f} s",
-        machine,
-        rows,
+    for result in results:
+        machine.append(
+            f"{result.tree.name} = {result.tree.ref}, run {result.run_id}: {result.layout}"
+        )
+    for result in results:
+        machine += result.details
+    title = (
+        f"Pipeline benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{time.monotonic() - started:.0f} s"
     )
-    return 0 if error is None and all(row.ok for row in rows) else 1
+    render(title, machine, [tree_figures(r) for r in results])
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

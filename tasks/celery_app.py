@@ -48,10 +48,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
             Queue(settings.celery_queue),
             Queue(relay_queue(settings)),
         ],
-        "task_routes": {
-            RELAY_TASK: {"queue": relay_queue(settings)},
-            PRUNE_OUTBOX_TASK: {"queue": relay_queue(settings)},
-        },
+        "task_routes": {RELAY_TASK: {"queue": relay_queue(settings)}},
         # A task taken by a worker that then died (SIGKILL, power loss) is unacked; Redis hands
         # it out again after this long. Retry countdowns stay well below it.
         "broker_transport_options": {

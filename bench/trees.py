@@ -1,0 +1,122 @@
+"""Source trees to measure: the working tree, and a baseline commit checked out with
+`git worktree`, so one run can compare the two on the same machine minutes apart.
+
+Each tree's processes run its own code: cwd and PYTHONPATH point at the tree (PYTHONPATH comes
+before the venv's editable install of /work/main, whose finder is consulted last), with the same
+venv. `probe()` checks that, and reports where the tree's Celery tasks are routed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arena.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SETUP_TIMEOUT_SECONDS = 180
+ENSURE_TOPICS = (
+    "from arena.config import Settings; from arena.messaging.kafka import ensure_topics; "
+    "ensure_topics(Settings.from_env())"
+)
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A checkout whose code the pipeline's processes run."""
+
+    name: str  # "baseline" or "current": the table's column
+    root: Path
+    ref: str  # what it is, for the table's title
+
+    def environment(self, settings: Settings | None) -> dict[str, str]:
+        """What its processes get: ours, the run's settings, and its code first on the path."""
+        environment = dict(os.environ)
+        if settings is not None:
+            environment |= settings.to_env()
+        return environment | {"FLASK_APP": "app.py", "PYTHONPATH": str(self.root)}
+
+    def run(self, command: list[str | Path], settings: Settings, log: Path) -> None:
+        """A one-off command in the tree (migrations, topics); fails with its output."""
+        with log.open("ab") as output:
+            done = subprocess.run(
+                [str(part) for part in command],
+                cwd=self.root,
+                env=self.environment(settings),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                timeout=SETUP_TIMEOUT_SECONDS,
+                check=False,
+            )
+        if done.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{self.name}: {command[-1]} failed ({done.returncode}):\n{tail}")
+
+    def prepare(self, settings: Settings, log: Path) -> None:
+        """The run's database schema and topics, as this tree's own code makes them."""
+        self.run([BIN / "flask", "db", "upgrade"], settings, log)
+        self.run([sys.executable, "-c", ENSURE_TOPICS], settings, log)
+
+    def probe(self, settings: Settings | None) -> dict[str, Any]:
+        """Routes of the tree's Celery tasks under `settings` (None: the caller's environment,
+        as `make run` would see it), after checking the tree's code is what gets imported."""
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "probe_tree.py")],
+            cwd=self.root,
+            env=self.environment(settings),
+            capture_output=True,
+            text=True,
+            timeout=SETUP_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{self.name}: probing its Celery app failed:\n{done.stderr[-2000:]}"
+            )
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        for module in ("arena", "tasks"):
+            if not Path(report[module]).resolve().is_relative_to(self.root.resolve()):
+                raise RuntimeError(
+                    f"{self.name}: `{module}` was imported from {report[module]}, not {self.root}"
+                )
+        return report
+
+
+def current_tree() -> Tree:
+    return Tree("current", ROOT, "working tree")
+
+
+def _git(*arguments: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *arguments], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@contextlib.contextmanager
+def baseline_tree(ref: str) -> Iterator[Tree]:
+    """`ref` checked out in a temporary `git worktree`, removed again afterwards."""
+    try:
+        commit = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    except subprocess.CalledProcessError as error:
+        raise SystemExit(f"--baseline {ref}: not a commit ({error.stderr.strip()})") from error
+    parent = Path(tempfile.mkdtemp(prefix="arena-bench-baseline-"))
+    path = parent / "tree"
+    _git("worktree", "add", "--detach", "--quiet", str(path), commit)
+    try:
+        yield Tree("baseline", path, f"{ref} ({commit[:10]})")
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _git("worktree", "remove", "--force", str(path))
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _git("worktree", "prune")
+        shutil.rmtree(parent, ignore_errors=True)
