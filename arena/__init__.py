@@ -23,7 +23,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "connect_args": {"connect_timeout": 3}},
+        # No pre-ping: a round trip per checkout, on every command. A connection the server
+        # dropped is discarded when it fails (see arena/persistence/connections.py).
+        SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"connect_timeout": 3}},
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
     app.extensions["settings"] = settings

@@ -9,6 +9,7 @@ from celery import shared_task
 from flask import current_app
 
 from arena.extensions import db
+from arena.persistence.connections import pooled_connection
 from arena.persistence.idempotency import IdempotencyStore
 from tasks.celery_app import PURGE_IDEMPOTENCY_TASK
 
@@ -21,10 +22,11 @@ BATCH_SIZE = 1000
 def purge_expired_keys() -> int:
     """Delete expired records in small batches until none are left."""
     retention = current_app.extensions["settings"].idempotency_retention_seconds
-    store = IdempotencyStore(db.session, timedelta(seconds=retention))
     purged = 0
-    while (deleted := store.purge_expired(BATCH_SIZE)) > 0:
-        purged += deleted
+    with pooled_connection(db.engine) as connection:
+        store = IdempotencyStore(connection, timedelta(seconds=retention))
+        while (deleted := store.purge_expired(BATCH_SIZE)) > 0:
+            purged += deleted
     if purged:
         log.info("purged %d expired idempotency key(s)", purged)
     return purged

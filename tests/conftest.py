@@ -97,7 +97,7 @@ def app(settings: Settings, database: str, redis_client: Redis) -> Iterator[Flas
     with flask_app.app_context():
         upgrade(directory=str(ROOT / "migrations"))
     yield flask_app
-    # Commands nudge the relay through this run's Celery queue; drop what no worker took.
+    # Drop what no worker took from this run's Celery queues.
     broker = Redis.from_url(settings.celery_broker_url)
     broker.delete(settings.celery_queue)
     broker.close()

@@ -8,11 +8,13 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+import psycopg
 from flask import Response, current_app, jsonify, request
 
 from arena.domain.errors import Unauthenticated, ValidationFailed
 from arena.domain.model import hash_token
 from arena.extensions import db
+from arena.persistence.connections import pooled_connection
 from arena.persistence.idempotency import MAX_KEY_LENGTH, IdempotencyKey, Reply
 from arena.persistence.unit_of_work import UnitOfWork
 from arena.services.bus import CommandBus
@@ -43,7 +45,10 @@ def credentials(outcome: Outcome) -> dict[str, object]:
 
 def run(command: Command, render: Callable[[Outcome], Reply]) -> Response:
     """Execute `command` in one transaction and answer with `render`'s reply (or its replay)."""
-    reply = CommandBus(_unit_of_work_factory()).execute(command, render, _idempotency_key())
+    idempotency_key = _idempotency_key()
+    with pooled_connection(db.engine) as connection:
+        bus = CommandBus(_unit_of_work_factory(connection))
+        reply = bus.execute(command, render, idempotency_key)
     response = jsonify(reply.body)
     response.status_code = reply.status
     if reply.replayed:
@@ -51,14 +56,14 @@ def run(command: Command, render: Callable[[Outcome], Reply]) -> Response:
     return response
 
 
-def _unit_of_work_factory() -> Callable[[], UnitOfWork]:
+def _unit_of_work_factory(connection: psycopg.Connection) -> Callable[[], UnitOfWork]:
     """All events of one request share its causation id; clients may pass a correlation id."""
     request_id = str(uuid.uuid4())
     correlation_id = request.headers.get("X-Correlation-ID", "")[:64] or request_id
     settings = current_app.extensions["settings"]
     retention = timedelta(seconds=settings.idempotency_retention_seconds)
     return lambda: UnitOfWork(
-        db.session,
+        connection,
         correlation_id=correlation_id,
         causation_id=request_id,
         idempotency_retention=retention,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from flask import Flask, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
@@ -174,5 +175,6 @@ def register(app: Flask) -> None:
     app.register_error_handler(IdempotencyKeyReused, _handle_reused_key)
     app.before_request(_refuse_unacceptable_body)
     app.register_error_handler(RedisError, _handle_backend_down)
-    app.register_error_handler(OperationalError, _handle_backend_down)
+    app.register_error_handler(OperationalError, _handle_backend_down)  # through SQLAlchemy
+    app.register_error_handler(psycopg.OperationalError, _handle_backend_down)  # commands
     app.register_error_handler(Exception, _handle_unexpected)

@@ -1,6 +1,6 @@
 """Waking the relay as soon as a command commits: PostgreSQL LISTEN/NOTIFY.
 
-A command's transaction runs `pg_notify(OUTBOX_CHANNEL, '')` beside its outbox rows; PostgreSQL
+A command's transaction runs `pg_notify(OUTBOX_CHANNEL, '')` with its outbox rows; PostgreSQL
 delivers the notice only if, and when, the transaction commits, and folds repeats into one. A
 draining relay listens on its own autocommit connection, so it sleeps without a transaction open
 and wakes within a millisecond of a commit. A lost notice costs latency, never an event: the
@@ -10,19 +10,11 @@ relay also looks every `IDLE_LOOK_SECONDS`, and beat starts a relay run every se
 from __future__ import annotations
 
 import psycopg
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 OUTBOX_CHANNEL = "outbox_pending"
 DRAIN_LOCK_BASE = 0x6F7574626F78  # advisory lock keys DRAIN_LOCK_BASE + slot ("outbox")
 IDLE_LOOK_SECONDS = 1.0
-_NOTIFY = text(f"SELECT pg_notify('{OUTBOX_CHANNEL}', '')")
-
-
-def notify_relay(session: Session) -> None:
-    """In the command's transaction: wake the relays once it commits."""
-    session.execute(_NOTIFY)
 
 
 class OutboxListener:

@@ -16,23 +16,33 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+import psycopg
 
 from arena.persistence.errors import ConcurrentUpdate
-from arena.persistence.tables import IdempotencyKeyRow
 
-KEYS = IdempotencyKeyRow.__table__
 MAX_KEY_LENGTH = 255
-_REPLACED_ON_EXPIRY = (
-    "fingerprint",
-    "status_code",
-    "salt",
-    "sealed_body",
-    "created_at",
-    "expires_at",
+_FIND = """
+SELECT fingerprint, status_code, salt, sealed_body FROM idempotency_keys
+ WHERE key_hash = %s AND expires_at > %s
+"""
+# An expired record with the same key may be replaced; a live one may not (no row comes back).
+_REMEMBER = """
+INSERT INTO idempotency_keys
+       (key_hash, fingerprint, status_code, salt, sealed_body, created_at, expires_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (key_hash) DO UPDATE
+   SET fingerprint = excluded.fingerprint, status_code = excluded.status_code,
+       salt = excluded.salt, sealed_body = excluded.sealed_body,
+       created_at = excluded.created_at, expires_at = excluded.expires_at
+ WHERE idempotency_keys.expires_at <= excluded.created_at
+RETURNING key_hash
+"""
+# Small batches keep locks short.
+_PURGE = """
+DELETE FROM idempotency_keys WHERE key_hash IN (
+    SELECT key_hash FROM idempotency_keys WHERE expires_at <= %s LIMIT %s
 )
+"""
 
 
 class IdempotencyKeyReused(Exception):
@@ -59,54 +69,37 @@ class Reply:
 
 
 class IdempotencyStore:
-    def __init__(self, session: Session, retention: timedelta) -> None:
-        self._session = session
+    def __init__(self, connection: psycopg.Connection, retention: timedelta) -> None:
+        self._connection = connection
         self._retention = retention
 
     def find(self, key: IdempotencyKey) -> Reply | None:
         """The remembered reply for this key, if any; raises if the key meant another request."""
-        row = self._session.execute(
-            select(KEYS).where(KEYS.c.key_hash == key.key_hash, KEYS.c.expires_at > _now())
-        ).one_or_none()
+        row = self._connection.execute(_FIND, (key.key_hash, _now())).fetchone()
         if row is None:
             return None
-        if row.fingerprint != key.fingerprint:
+        fingerprint, status_code, salt, sealed_body = row
+        if fingerprint != key.fingerprint:
             raise IdempotencyKeyReused("This Idempotency-Key was used for a different request.")
-        body = json.loads(
-            _xor(row.sealed_body, _keystream(key.key, row.salt, len(row.sealed_body)))
-        )
-        return Reply(row.status_code, body, replayed=True)
+        body = json.loads(_xor(sealed_body, _keystream(key.key, salt, len(sealed_body))))
+        return Reply(status_code, body, replayed=True)
 
     def remember(self, key: IdempotencyKey, reply: Reply) -> None:
         """Store the reply; a concurrent request that got there first makes this command retry."""
         plain = json.dumps(reply.body, separators=(",", ":")).encode()
         salt = secrets.token_bytes(16)
         now = _now()
-        statement = insert(KEYS).values(
-            key_hash=key.key_hash,
-            fingerprint=key.fingerprint,
-            status_code=reply.status,
-            salt=salt,
-            sealed_body=_xor(plain, _keystream(key.key, salt, len(plain))),
-            created_at=now,
-            expires_at=now + self._retention,
-        )
-        # An expired record with the same key may be replaced; a live one may not.
-        statement = statement.on_conflict_do_update(
-            index_elements=[KEYS.c.key_hash],
-            set_={name: statement.excluded[name] for name in _REPLACED_ON_EXPIRY},
-            where=KEYS.c.expires_at <= now,
-        )
-        stored = self._session.execute(statement.returning(KEYS.c.key_hash)).first()
+        sealed = _xor(plain, _keystream(key.key, salt, len(plain)))
+        values = (key.key_hash, key.fingerprint, reply.status, salt, sealed, now)
+        stored = self._connection.execute(_REMEMBER, (*values, now + self._retention)).fetchone()
         if stored is None:
             raise ConcurrentUpdate("another request with this Idempotency-Key committed first")
 
     def purge_expired(self, batch_size: int) -> int:
-        """Delete up to `batch_size` expired records; small batches keep locks short."""
-        expired = select(KEYS.c.key_hash).where(KEYS.c.expires_at <= _now()).limit(batch_size)
-        result = self._session.execute(delete(KEYS).where(KEYS.c.key_hash.in_(expired)))
-        self._session.commit()
-        return result.rowcount
+        """Delete and commit up to `batch_size` expired records."""
+        purged = self._connection.execute(_PURGE, (_now(), batch_size)).rowcount
+        self._connection.commit()
+        return purged
 
 
 def _now() -> datetime:

@@ -3,29 +3,53 @@
 Saving an arena it loaded is an optimistic-concurrency write: the UPDATE only matches if the row
 still has the version the arena was loaded at, so two commands racing on one arena can never both
 commit; the loser gets `ConcurrentUpdate` and its unit of work retries from a fresh load.
+
+Statements are fixed SQL text run on the psycopg connection (see `connections.py`): an arena
+and its players load in one round trip, and each statement is planned once per connection.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import Session
+import psycopg
+from psycopg.types.json import Jsonb
 
 from arena.domain.config import ArenaConfig
 from arena.domain.errors import NotFound
 from arena.domain.model import Arena, ArenaStatus, Player, PlayerRole
 from arena.persistence.errors import ConcurrentUpdate
-from arena.persistence.tables import ArenaRow, PlayerRow
 
-ARENAS = ArenaRow.__table__
-PLAYERS = PlayerRow.__table__
+# One row per player (one with NULL player columns for an arena without players).
+_LOAD = """
+SELECT a.name, a.status, a.config, a.created_at, a.started_at, a.finished_at, a.tick, a.version,
+       p.id::text, p.display_name, p.role, p.joined_at, p.token_hash
+  FROM arenas a LEFT JOIN players p ON p.arena_id = a.id
+ WHERE a.id = %s
+ ORDER BY p.joined_at
+"""
+_INSERT = """
+INSERT INTO arenas (name, status, config, created_at, started_at, finished_at, tick, version, id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+_UPDATE = """
+UPDATE arenas
+   SET name = %s, status = %s, config = %s, created_at = %s, started_at = %s, finished_at = %s,
+       tick = %s, version = %s
+ WHERE id = %s AND version = %s
+"""
+_INSERT_PLAYER = """
+INSERT INTO players (id, arena_id, display_name, role, token_hash, joined_at)
+VALUES (%s, %s, %s, %s, %s, %s)
+"""
+_DELETE_PLAYERS = "DELETE FROM players WHERE id = ANY(%s::uuid[])"
 
 
 class ArenaRepository:
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self._connection = connection
         self._loaded: dict[str, tuple[int, frozenset[str]]] = {}  # id → (version, player ids)
         self.seen: list[Arena] = []
 
@@ -33,25 +57,22 @@ class ArenaRepository:
         self.seen.append(arena)
 
     def get(self, arena_id: str) -> Arena:
-        row = self._session.execute(
-            select(ARENAS).where(ARENAS.c.id == _uuid_or_none(arena_id))
-        ).one_or_none()
-        if row is None:
+        canonical_id = _canonical_id(arena_id)
+        rows = self._connection.execute(_LOAD, (canonical_id,)).fetchall()
+        if not rows:
             raise NotFound(f"Arena {arena_id} not found.")
-        player_rows = self._session.execute(
-            select(PLAYERS).where(PLAYERS.c.arena_id == row.id).order_by(PLAYERS.c.joined_at)
-        ).all()
+        name, status, config, created_at, started_at, finished_at, tick, version = rows[0][:8]
         arena = Arena(
-            id=str(row.id),
-            name=row.name,
-            status=ArenaStatus(row.status),
-            config=ArenaConfig.from_dict(row.config),
-            created_at=row.created_at,
-            players=[_player(player_row) for player_row in player_rows],
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            tick=row.tick,
-            version=row.version,
+            id=canonical_id,
+            name=name,
+            status=ArenaStatus(status),
+            config=ArenaConfig.from_dict(config),
+            created_at=created_at,
+            players=[_player(*row[8:]) for row in rows if row[8] is not None],
+            started_at=started_at,
+            finished_at=finished_at,
+            tick=tick,
+            version=version,
         )
         self._loaded[arena.id] = (arena.version, frozenset(p.id for p in arena.players))
         self.seen.append(arena)
@@ -61,73 +82,65 @@ class ArenaRepository:
         """Write every new or changed arena (called by the unit of work before it commits)."""
         for arena in self.seen:
             if arena.id not in self._loaded:
-                self._insert(arena)
+                self._connection.execute(_INSERT, (*_arena_values(arena), arena.id))
+                self._insert_players(arena, arena.players)
             elif arena.version != self._loaded[arena.id][0]:
                 self._update(arena)
 
-    def _insert(self, arena: Arena) -> None:
-        self._session.execute(insert(ARENAS).values(id=uuid.UUID(arena.id), **_arena_values(arena)))
-        self._insert_players(arena, arena.players)
-
     def _update(self, arena: Arena) -> None:
         loaded_version, loaded_player_ids = self._loaded[arena.id]
-        arena_id = uuid.UUID(arena.id)
-        result = self._session.execute(
-            update(ARENAS)
-            .where(ARENAS.c.id == arena_id, ARENAS.c.version == loaded_version)
-            .values(**_arena_values(arena))
+        updated = self._connection.execute(
+            _UPDATE, (*_arena_values(arena), arena.id, loaded_version)
         )
-        if result.rowcount != 1:
+        if updated.rowcount != 1:
             raise ConcurrentUpdate(f"arena {arena.id} changed since version {loaded_version}")
         current_ids = {player.id for player in arena.players}
-        gone = [uuid.UUID(player_id) for player_id in loaded_player_ids - current_ids]
+        gone = sorted(loaded_player_ids - current_ids)
         if gone:
-            self._session.execute(delete(PLAYERS).where(PLAYERS.c.id.in_(gone)))
+            self._connection.execute(_DELETE_PLAYERS, (gone,))
         self._insert_players(arena, [p for p in arena.players if p.id not in loaded_player_ids])
 
     def _insert_players(self, arena: Arena, players: list[Player]) -> None:
         if players:
-            self._session.execute(
-                insert(PLAYERS), [_player_values(arena.id, player) for player in players]
-            )
+            with self._connection.cursor() as cursor:
+                cursor.executemany(
+                    _INSERT_PLAYER,
+                    [
+                        (p.id, arena.id, p.display_name, p.role.value, p.token_hash, p.joined_at)
+                        for p in players
+                    ],
+                )
 
 
-def _uuid_or_none(value: str) -> uuid.UUID | None:
+def _canonical_id(arena_id: str) -> str:
+    """The id in UUID's canonical spelling; anything that is not a UUID names no arena."""
     try:
-        return uuid.UUID(value)
+        return str(uuid.UUID(arena_id))
     except ValueError:
-        return None
+        raise NotFound(f"Arena {arena_id} not found.") from None
 
 
-def _arena_values(arena: Arena) -> dict[str, Any]:
-    return {
-        "name": arena.name,
-        "status": arena.status.value,
-        "config": arena.config.to_dict(),
-        "tick": arena.tick,
-        "version": arena.version,
-        "created_at": arena.created_at,
-        "started_at": arena.started_at,
-        "finished_at": arena.finished_at,
-    }
+def _arena_values(arena: Arena) -> tuple[Any, ...]:
+    """The columns `_INSERT` and `_UPDATE` set, in their order."""
+    return (
+        arena.name,
+        arena.status.value,
+        Jsonb(arena.config.to_dict()),
+        arena.created_at,
+        arena.started_at,
+        arena.finished_at,
+        arena.tick,
+        arena.version,
+    )
 
 
-def _player_values(arena_id: str, player: Player) -> dict[str, Any]:
-    return {
-        "id": uuid.UUID(player.id),
-        "arena_id": uuid.UUID(arena_id),
-        "display_name": player.display_name,
-        "role": player.role.value,
-        "token_hash": player.token_hash,
-        "joined_at": player.joined_at,
-    }
-
-
-def _player(row: Any) -> Player:
+def _player(
+    player_id: str, display_name: str, role: str, joined_at: datetime, token_hash: str
+) -> Player:
     return Player(
-        id=str(row.id),
-        display_name=row.display_name,
-        role=PlayerRole(row.role),
-        joined_at=row.joined_at,
-        token_hash=row.token_hash,
+        id=player_id,
+        display_name=display_name,
+        role=PlayerRole(role),
+        joined_at=joined_at,
+        token_hash=token_hash,
     )

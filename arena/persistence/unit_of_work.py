@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-import uuid
+import json
 from datetime import timedelta
 from types import TracebackType
 
-from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+import psycopg
 
 from arena.domain.events import DomainEvent, EventEnvelope
-from arena.outbox.wakeups import notify_relay
+from arena.outbox.wakeups import OUTBOX_CHANNEL
 from arena.persistence.errors import ConcurrentUpdate
 from arena.persistence.idempotency import IdempotencyStore
 from arena.persistence.repository import ArenaRepository
-from arena.persistence.tables import OutboxRow
 
-OUTBOX = OutboxRow.__table__
+# Any number of events in one statement; the envelope is stored as the JSON text built here.
+_INSERT_EVENTS = """
+INSERT INTO outbox (event_id, event_type, aggregate_id, aggregate_version, envelope)
+SELECT event_id, event_type, aggregate_id, aggregate_version, envelope::jsonb
+  FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::int[], %s::text[])
+    AS events(event_id, event_type, aggregate_id, aggregate_version, envelope)
+"""
+# The same, plus the relay's wake-up notice, in the same round trip. PostgreSQL delivers the
+# notice only if the transaction commits (a data-modifying WITH always runs to completion).
+_INSERT_EVENTS_AND_NOTIFY = f"""
+WITH written AS ({_INSERT_EVENTS} RETURNING 1)
+SELECT pg_notify('{OUTBOX_CHANNEL}', '') WHERE EXISTS (SELECT FROM written)
+"""
 
 
 class UnitOfWork:
@@ -28,19 +37,19 @@ class UnitOfWork:
 
     def __init__(
         self,
-        session: Session,
+        connection: psycopg.Connection,
         *,
         correlation_id: str,
         causation_id: str,
         idempotency_retention: timedelta,
         nudge_relay: bool = True,
     ) -> None:
-        self._session = session
-        self._nudge_relay = nudge_relay
+        self._connection = connection
+        self._insert_events = _INSERT_EVENTS_AND_NOTIFY if nudge_relay else _INSERT_EVENTS
         self._correlation_id = correlation_id
         self._causation_id = causation_id
-        self.arenas = ArenaRepository(session)
-        self.idempotency = IdempotencyStore(session, idempotency_retention)
+        self.arenas = ArenaRepository(connection)
+        self.idempotency = IdempotencyStore(connection, idempotency_retention)
 
     def __enter__(self) -> UnitOfWork:
         return self
@@ -51,35 +60,37 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._session.rollback()
+        self._connection.rollback()
 
     def commit(self) -> None:
         """Write changed aggregates and their events; a lost race raises `ConcurrentUpdate`."""
         try:
             self.arenas.save_changes()
-            rows = [
-                self._outbox_row(arena_event)
+            envelopes = [
+                self._envelope(arena_event)
                 for arena in self.arenas.seen
                 for arena_event in arena.collect_events()
             ]
-            if rows:
-                self._session.execute(insert(OUTBOX), rows)
-                if self._nudge_relay:
-                    notify_relay(self._session)
-            self._session.commit()
-        except IntegrityError as error:
+            if envelopes:
+                self._connection.execute(self._insert_events, _columns(envelopes))
+            self._connection.commit()
+        except psycopg.IntegrityError as error:
             # A unique constraint caught a concurrent writer (arena version, display name, key).
-            self._session.rollback()
-            raise ConcurrentUpdate(str(error.orig)) from error
+            self._connection.rollback()
+            raise ConcurrentUpdate(str(error)) from error
 
-    def _outbox_row(self, event: DomainEvent) -> dict[str, object]:
-        envelope = EventEnvelope.wrap(
+    def _envelope(self, event: DomainEvent) -> EventEnvelope:
+        return EventEnvelope.wrap(
             event, correlation_id=self._correlation_id, causation_id=self._causation_id
         )
-        return {
-            "event_id": uuid.UUID(envelope.event_id),
-            "event_type": envelope.event_type,
-            "aggregate_id": uuid.UUID(envelope.aggregate_id),
-            "aggregate_version": envelope.aggregate_version,
-            "envelope": envelope.to_dict(),
-        }
+
+
+def _columns(envelopes: list[EventEnvelope]) -> tuple[list[object], ...]:
+    """The envelopes as the column arrays `_INSERT_EVENTS` unnests."""
+    return (
+        [envelope.event_id for envelope in envelopes],
+        [envelope.event_type for envelope in envelopes],
+        [envelope.aggregate_id for envelope in envelopes],
+        [envelope.aggregate_version for envelope in envelopes],
+        [json.dumps(envelope.to_dict(), separators=(",", ":")) for envelope in envelopes],
+    )

@@ -8,29 +8,49 @@ import time
 import psycopg
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from arena.config import Settings
 from arena.extensions import db
 from arena.messaging.kafka import KafkaPublisher
 from arena.outbox.relay import RelayPolicy, relay_until
-from arena.outbox.wakeups import OutboxListener, notify_relay
+from arena.outbox.wakeups import OUTBOX_CHANNEL, OutboxListener
+from tests.support.api import arena_path, bearer, create_arena
 from tests.support.outbox import insert_events, libpq_dsn, new_arenas, pending_count
 
 pytestmark = pytest.mark.integration
 
 
-def test_a_listener_wakes_on_a_commit_and_not_on_a_rollback(app: Flask, settings: Settings) -> None:
-    with OutboxListener(settings.database_url) as listener, app.app_context():
-        notify_relay(db.session)
-        db.session.rollback()
+def test_a_listener_wakes_on_a_commit_and_not_on_a_rollback(
+    settings: Settings, database: str
+) -> None:
+    notify = f"SELECT pg_notify('{OUTBOX_CHANNEL}', '')"
+    with (
+        OutboxListener(settings.database_url) as listener,
+        psycopg.connect(libpq_dsn(settings)) as command,
+    ):
+        command.execute(notify)
+        command.rollback()
         assert listener.wait(0.2) is False
 
-        notify_relay(db.session)
-        db.session.commit()
+        command.execute(notify)
+        command.commit()
         started = time.monotonic()
         assert listener.wait(5.0) is True
         assert time.monotonic() - started < 1.0
         assert listener.wait(0.05) is False  # one notice per commit, swallowed once
+
+
+def test_a_command_wakes_the_listener_and_a_refused_one_does_not(
+    client: FlaskClient, settings: Settings
+) -> None:
+    with OutboxListener(settings.database_url) as listener:
+        arena_id, admin = create_arena(client)
+        assert listener.wait(5.0) is True
+
+        refused = client.post(arena_path(arena_id, "/pause"), headers=bearer(admin.token))
+        assert refused.status_code == 409  # a PENDING arena cannot pause
+        assert listener.wait(0.2) is False
 
 
 def test_one_run_publishes_rows_committed_while_it_runs(
