@@ -25,7 +25,7 @@ def _opened(outcome: Outcome) -> Reply:
 
 @blp.route("")
 class Arenas(MethodView):
-    @blp.arguments(CreateArenaSchema)
+    @blp.arguments(CreateArenaSchema())
     @blp.response(201, ArenaOpenedSchema)
     @command_doc(blp, authenticated=False)
     def post(self, body: dict[str, Any]) -> Response:

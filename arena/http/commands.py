@@ -60,7 +60,7 @@ def _accepted(outcome: Outcome) -> Reply:
 
 @blp.route("/<uuid:arena_id>/players")
 class Players(MethodView):
-    @blp.arguments(JoinArenaSchema)
+    @blp.arguments(JoinArenaSchema())
     @blp.response(201, PlayerJoinedSchema)
     @command_doc(blp, authenticated=False)
     def post(self, body: dict[str, Any], arena_id: uuid.UUID) -> Response:
@@ -96,7 +96,7 @@ for _transition in TRANSITION_COMMANDS:
 
 @blp.route("/<uuid:arena_id>/config")
 class Config(MethodView):
-    @blp.arguments(ConfigChangesSchema)
+    @blp.arguments(ConfigChangesSchema())
     @blp.response(200, VersionSchema)
     @command_doc(blp)
     def patch(self, changes: dict[str, Any], arena_id: uuid.UUID) -> Response:
@@ -106,7 +106,7 @@ class Config(MethodView):
 
 @blp.route("/<uuid:arena_id>/actions")
 class Actions(MethodView):
-    @blp.arguments(SubmitActionSchema)
+    @blp.arguments(SubmitActionSchema())
     @blp.response(202, ActionAcceptedSchema)
     @command_doc(blp)
     def post(self, body: dict[str, Any], arena_id: uuid.UUID) -> Response:

@@ -85,7 +85,7 @@ _BEHIND = {
 
 @blp.route("")
 class ArenaList(MethodView):
-    @blp.arguments(PageQuerySchema, location="query")
+    @blp.arguments(PageQuerySchema(), location="query")
     @blp.response(200, ArenaPageSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Arenas newest first; filter by `status`, search names with `q`."""
@@ -119,7 +119,7 @@ def _single_arena_query(
             documented
         )
         documented = blp.response(200, response_schema, headers=_VERSION_HEADER_DOC)(documented)
-        return blp.arguments(query_schema, location="query")(documented)
+        return blp.arguments(query_schema(), location="query")(documented)
 
     return decorate
 
