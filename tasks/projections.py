@@ -54,9 +54,11 @@ def _backoff(retries: int, longest: float) -> float:
     return min(longest, FIRST_RETRY_SECONDS * 2**retries) * random.uniform(0.5, 1.0)
 
 
-def _arena_of(events: list[dict[str, Any]]) -> str:
-    """For log lines: the consumer batches one arena's events, keyed by its id."""
-    return (events[0].get("key") or "?") if events else "?"
+def _arenas_of(events: list[dict[str, Any]], shown: int = 3) -> str:
+    """For log lines: the first few arenas (Kafka keys) of a batch, and how many there are."""
+    arenas = sorted({event.get("key") or "?" for event in events})
+    more = f" and {len(arenas) - shown} more" if len(arenas) > shown else ""
+    return ", ".join(arenas[:shown]) + more
 
 
 def _failing_for(first_failure_at: str) -> float:
@@ -158,9 +160,9 @@ def resend_lost_projections() -> int:
 
     def send(task_id: str, events: list[dict[str, Any]]) -> None:
         log.warning(
-            "projection task %s (arena %s) went silent; sending it again",
+            "projection task %s (arenas %s) went silent; sending it again",
             task_id,
-            _arena_of(events),
+            _arenas_of(events),
         )
         project_events.apply_async(args=[events], task_id=task_id)
 

@@ -58,12 +58,13 @@ def consume(
     """Poll, dispatch, commit until `should_stop()`; return how many records were dispatched.
 
     Each partition is a lane with at most one dispatched batch unfinished (`still_running` tells
-    which handles are): while one runs, its partition's records gather, and all of them (up to
-    `max_per_dispatch`) go out as the next batch once it is done. Since an arena's events share a
-    partition, projections of one arena never race, and batches grow with the load (one event
-    each when idle, hundreds when busy), which is what makes per-task cost small per event. A
-    dispatch returning None has finished already. Offsets are committed up to the last record
-    handed on, per partition; a partition with `max_buffered` records waiting is paused.
+    which handles are): while one runs, its partition's records gather. A batch takes the
+    records of every partition with nothing in flight (up to `max_per_dispatch` in all), so one
+    task serves many partitions and batches grow with the load (one event each when idle,
+    hundreds when busy), which is what makes per-task cost small per event. Since an arena's
+    events share a partition, projections of one arena never race. A dispatch returning None has
+    finished already. Offsets are committed up to the last record handed on, per partition; a
+    partition with `max_buffered` records waiting is paused.
     """
     lanes = _Lanes(max_per_dispatch, max_buffered)
     dispatched = 0
@@ -125,17 +126,27 @@ class _Lanes:
         self._running = {p: h for p, h in self._running.items() if h in running}
 
     def dispatch(self, dispatch: Callable[[list[ReceivedEvent]], Handle | None]) -> int:
+        """Hand on batches until every partition with records waiting has one in flight; a
+        partition's records leave only once `dispatch` has accepted them."""
         sent = 0
-        for partition, waiting in self._waiting.items():
-            while waiting and partition not in self._running:
-                batch = waiting[: self._max_per_dispatch]
-                handle = dispatch(batch)
-                del waiting[: len(batch)]
-                sent += len(batch)
-                self._offsets[partition] = batch[-1].offset + 1
+        while taken := self._next_batch():
+            handle = dispatch([event for _, events in taken for event in events])
+            for partition, events in taken:
+                del self._waiting[partition][: len(events)]
+                self._offsets[partition] = events[-1].offset + 1
+                sent += len(events)
                 if handle is not None:
                     self._running[partition] = handle
         return sent
+
+    def _next_batch(self) -> list[tuple[TopicPartition, list[ReceivedEvent]]]:
+        """The waiting records of partitions with nothing in flight, in order per partition."""
+        taken, room = [], self._max_per_dispatch
+        for partition, waiting in self._waiting.items():
+            if waiting and partition not in self._running and room > 0:
+                taken.append((partition, waiting[:room]))
+                room -= len(taken[-1][1])
+        return taken
 
     def take_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
         offsets = {p: OffsetAndMetadata(o, "", -1) for p, o in self._offsets.items()}

@@ -266,7 +266,7 @@ def test_received_event_survives_a_round_trip_through_its_dict_form():
     assert ReceivedEvent(**dataclasses.asdict(event)) == event
 
 
-def test_each_partitions_events_of_a_poll_go_out_together_in_order():
+def test_the_events_of_every_free_partition_go_out_together_in_order_per_partition():
     poll = batch(
         record(0, 10, key=b"a"),
         record(0, 11, key=b"b"),
@@ -281,8 +281,7 @@ def test_each_partitions_events_of_a_poll_go_out_together_in_order():
 
     assert count == 5
     assert [[(e.key, e.offset) for e in group] for group in groups] == [
-        [("a", 10), ("b", 11), ("a", 12), ("a", 13)],
-        [("c", 3)],
+        [("a", 10), ("b", 11), ("a", 12), ("a", 13), ("c", 3)],
     ]
     assert consumer.log == ["poll", "commit", "close"]
     assert consumer.commits == [{0: 14, 1: 4}]
@@ -295,3 +294,25 @@ def test_with_one_event_per_dispatch_every_event_goes_out_alone():
     consume(consumer, groups.append, stop_after_polls(consumer, 1), max_per_dispatch=1)
 
     assert [[e.offset for e in group] for group in groups] == [[1], [2]]
+
+
+def test_a_batch_holds_at_most_max_per_dispatch_events_across_partitions():
+    poll = batch(record(0, 1), record(0, 2), record(1, 1), record(1, 2), record(2, 1))
+    consumer = StubConsumer([poll])
+    groups = []
+
+    def dispatch(events):
+        groups.append([(e.partition, e.offset) for e in events])
+        return f"task-{len(groups)}"
+
+    consume(
+        consumer,
+        dispatch,
+        stop_after_polls(consumer, 1),
+        still_running=lambda handles: handles,
+        max_per_dispatch=3,
+    )
+
+    # Partition 1 is in flight once the first batch took part of it; its rest waits for that.
+    assert groups == [[(0, 1), (0, 2), (1, 1)], [(2, 1)]]
+    assert consumer.commits == [{0: 3, 1: 2, 2: 2}]
