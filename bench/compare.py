@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import click
 
-from bench.cpu import BOTH_WORKER, KAFKA, KINDS, TOTAL, WORKER_KINDS, WORKERS
+from bench.cpu import BOTH_WORKER, KINDS, TICK_WRITER, TOTAL, WORKER_KINDS, WORKERS
 from bench.relay import Row
 
-PHASES = ("steady", "burst", "drain")  # CPU windows, in the table's order
+PHASES = ("steady", "burst", "drain", "ticks")  # CPU windows, in the table's order
 
 
 @dataclass
@@ -68,7 +68,7 @@ def from_cpu(
         order.append(label)
         if label == WORKER_KINDS[-1]:
             order.append(WORKERS)
-        elif label == KAFKA:
+        elif label == TICK_WRITER:
             order.append(TOTAL)
     measures = []
     for label in order:

@@ -38,6 +38,7 @@ REDIS_READ_MODEL = "Redis read model (shared)"
 REDIS_OTHER = "Redis, other"
 KAFKA = "Kafka JVM (shared)"
 CLIENT = "bench client (this process)"
+TICK_WRITER = "tick writer (in the bench client, this checkout's code)"
 OTHER = "other processes"
 WORKERS = "Celery workers, all (relay + projection)"
 TOTAL = "Total: pipeline + services"
@@ -54,6 +55,7 @@ KINDS: tuple[tuple[str, bool], ...] = (
     (REDIS_BROKER, True),
     (REDIS_READ_MODEL, True),
     (KAFKA, True),
+    (TICK_WRITER, True),
     (READS, False),
     (REPLAY_CONSUMER, False),
     (CLIENT, False),

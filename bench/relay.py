@@ -77,6 +77,7 @@ from tasks.celery_app import RELAY_TASK  # noqa: E402
 
 BIN = Path(sys.executable).parent
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+MINIMAL_RELAY_TOPIC_SUFFIX = ".minimal-relay"  # the yardstick relay's (bench/minimal_relay.py)
 SERVICE_WAIT_SECONDS = 300  # Kafka may be mid-restart (another engineer's tests)
 PROCESS_READY_SECONDS = 90
 PROCESS_STOP_SECONDS = 20
@@ -265,7 +266,8 @@ def drop_resources(run: Run, apps: list[Flask]) -> list[str]:
             bootstrap_servers=settings.kafka_bootstrap_servers, client_id="arena-bench-admin"
         )
         try:
-            ours = {settings.kafka_events_topic, settings.kafka_dlq_topic}
+            events, dlq = settings.kafka_events_topic, settings.kafka_dlq_topic
+            ours = {events, dlq, events + MINIMAL_RELAY_TOPIC_SUFFIX}
             doomed = sorted(ours & set(admin.list_topics()))
             if doomed:
                 admin.delete_topics(doomed)
