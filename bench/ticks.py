@@ -47,7 +47,7 @@ def tick_path(
     arenas = _running_arenas(port, EVENTS_PER_TRANSACTION)
     transactions = max(1, events // EVENTS_PER_TRANSACTION)
     window = meter.begin()
-    answers, writer_seconds, commit_ms = _write(run, arenas, transactions, rate)
+    answers, writer_seconds, commit_ms = _write(run, arenas, transactions, rate, visibility)
     wait_until_applied(visibility, answers, processes, "ticks: applied        ", deadline)
     applied = sum(answer.key in visibility.seen for answer in answers)
     usage = meter.end(window, applied)
@@ -81,9 +81,14 @@ def _running_arenas(port: int, count: int) -> list[tuple[str, str]]:
 
 
 def _write(
-    run: Run, arenas: list[tuple[str, str]], transactions: int, rate: float
+    run: Run,
+    arenas: list[tuple[str, str]],
+    transactions: int,
+    rate: float,
+    visibility: Visibility,
 ) -> tuple[list[Answer], float, float]:
-    """The transactions, paced; the answers, the writer thread's CPU seconds, commit median ms."""
+    """The transactions, paced, each event watched for once committed; the answers, the writer
+    thread's CPU seconds, the median commit in ms."""
     action_type, payload = ACTIONS["nutrients"]
     answers: list[Answer] = []
     commits: list[float] = []
@@ -110,17 +115,20 @@ def _write(
                 uow.commit()
             committed, committed_wall = time.monotonic(), time.time()
             commits.append(1000 * (committed - began))
-            answers += [
+            committed_events = [
                 Answer(
                     f"tick-{number}-{i}",
                     "tick",
                     200,
-                    o.arena.id,
-                    o.arena.version,
+                    outcome.arena.id,
+                    outcome.arena.version,
                     began,
                     committed,
                     committed_wall,
                 )
-                for i, o in enumerate(outcomes)
+                for i, outcome in enumerate(outcomes)
             ]
+            for answer in committed_events:
+                visibility.expect(answer)
+            answers += committed_events
     return answers, time.thread_time() - cpu, sorted(commits)[len(commits) // 2]

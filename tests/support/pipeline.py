@@ -37,6 +37,7 @@ from redis import Redis
 
 from arena.config import Settings
 from arena.domain.events import EventEnvelope
+from tasks.celery_app import relay_queue
 from tests.support.api import ARENAS, arena_path, bearer, set_temperature
 from tests.support.waiting import wait_until
 
@@ -50,7 +51,8 @@ MAX_RESTARTS = 10  # a process dying more often than this is broken, not unlucky
 # --- processes ---------------------------------------------------------------------------------
 
 
-def worker_command(name: str, concurrency: int) -> list[str]:
+def worker_command(name: str, concurrency: int, queue: str | None = None) -> list[str]:
+    """A Celery worker node; without `queue` it serves every queue, as `make worker` does."""
     return [
         str(BIN / "celery"),
         "-A",
@@ -59,6 +61,7 @@ def worker_command(name: str, concurrency: int) -> list[str]:
         "--loglevel=INFO",
         f"--concurrency={concurrency}",
         f"--hostname={name}-{os.getpid()}-{uuid.uuid4().hex[:6]}@%h",
+        *(["-Q", queue] if queue else []),
     ]
 
 
@@ -260,17 +263,25 @@ def running_pipeline(
     *,
     concurrency: int = 2,
     workers: int = 1,
+    relay_workers: int = 0,
+    consumers: int = 1,
     **env_overrides: str,
 ) -> Iterator[Pipeline]:
-    """`workers` Celery worker nodes (`worker`, `worker-2`, …), beat and `flask consume`."""
+    """`workers` Celery worker nodes (`worker`, `worker-2`, …), beat and `consumers` times `flask
+    consume` (`consumer`, `consumer-2`, …). With `relay_workers`, nodes `relay`, `relay-2`, …
+    (one process each) serve the relay queue and the `workers` only the projection queue, as
+    `make run` splits them."""
     pipeline = Pipeline(settings, logs, dict(env_overrides))
     supervisor = threading.Thread(target=pipeline.supervise, name="supervisor", daemon=True)
+    projection_queue = settings.celery_queue if relay_workers else None
     try:
-        for number in range(1, workers + 1):
-            name = "worker" if number == 1 else f"worker-{number}"
-            pipeline.start(name, worker_command(name, concurrency))
+        for name in _numbered("worker", workers):
+            pipeline.start(name, worker_command(name, concurrency, projection_queue))
+        for name in _numbered("relay", relay_workers):
+            pipeline.start(name, worker_command(name, 1, relay_queue(settings)))
         pipeline.start("beat", beat_command(logs))
-        pipeline.start("consumer", CONSUMER_COMMAND)
+        for name in _numbered("consumer", consumers):
+            pipeline.start(name, CONSUMER_COMMAND)
         supervisor.start()
         yield pipeline
     finally:
@@ -279,6 +290,10 @@ def running_pipeline(
             supervisor.join(timeout=10)
         for restart in pipeline.restarts:
             warnings.warn(ProcessRestarted(restart), stacklevel=1)
+
+
+def _numbered(name: str, count: int) -> list[str]:
+    return [name if number == 1 else f"{name}-{number}" for number in range(1, count + 1)]
 
 
 # What kombu's Redis transport keeps besides queues, for any queue of a database.
