@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 FIRST_PAUSE_SECONDS = 0.5
 MAX_PAUSE_SECONDS = 10.0
 PROJECTION_BATCH_MAX = 1000  # events per projection task: one Redis pipeline of this many writes
+COMMIT_INTERVAL_SECONDS = 1.0  # a crash re-delivers at most about this much, which is harmless
 
 
 @click.command("consume")
@@ -67,5 +68,6 @@ def consume_command() -> None:
         stop.is_set,
         still_running=in_flight.running,
         max_per_dispatch=PROJECTION_BATCH_MAX if settings.projection_batching else 1,
+        commit_interval_seconds=COMMIT_INTERVAL_SECONDS,
     )
     log.info("consumer stopped after dispatching %d event(s)", total)

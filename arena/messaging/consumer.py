@@ -54,6 +54,8 @@ def consume(
     busy_poll_timeout_ms: int = 5,
     max_records: int = 1000,
     max_buffered: int = 20_000,
+    commit_interval_seconds: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Poll, dispatch, commit until `should_stop()`; return how many records were dispatched.
 
@@ -63,16 +65,19 @@ def consume(
     task serves many partitions and batches grow with the load (one event each when idle,
     hundreds when busy), which is what makes per-task cost small per event. Since an arena's
     events share a partition, projections of one arena never race. A dispatch returning None has
-    finished already. Offsets are committed up to the last record handed on, per partition; a
+    finished already. Offsets are committed up to the last record handed on, per partition, at
+    most every `commit_interval_seconds` and once more on a clean stop (each commit is a broker
+    write; a crash re-delivers what was not yet committed, which projections ignore); a
     partition with `max_buffered` records waiting is paused.
     """
     lanes = _Lanes(max_per_dispatch, max_buffered)
-    dispatched = 0
+    dispatched = uncommitted = 0
+    last_commit = clock()
     try:
         while not should_stop():
             try:
                 batch = consumer.poll(
-                    timeout_ms=busy_poll_timeout_ms if lanes.busy() else poll_timeout_ms,
+                    timeout_ms=busy_poll_timeout_ms if lanes.blocked() else poll_timeout_ms,
                     max_records=max_records,
                 )
             except KafkaError as error:
@@ -82,13 +87,18 @@ def consume(
             lanes.keep_only(consumer.assignment())
             for partition, records in batch.items():
                 lanes.add(partition, [ReceivedEvent.from_record(r) for r in records])
-            lanes.finished(still_running)
+            if lanes.blocked():
+                lanes.finished(still_running)
             sent = lanes.dispatch(dispatch)
-            if sent:
-                dispatched += sent
-                log.info("dispatched %d event(s), %d in total", sent, dispatched)
+            dispatched, uncommitted = dispatched + sent, uncommitted + sent
+            if uncommitted and clock() - last_commit >= commit_interval_seconds:
+                log.info("dispatched %d event(s), %d in total", uncommitted, dispatched)
                 _commit(consumer, lanes.take_offsets())
+                uncommitted, last_commit = 0, clock()
             lanes.apply_back_pressure(consumer)
+        if uncommitted:
+            log.info("dispatched %d event(s), %d in total", uncommitted, dispatched)
+            _commit(consumer, lanes.take_offsets())
     finally:
         consumer.close(autocommit=False)
     return dispatched
@@ -105,8 +115,10 @@ class _Lanes:
         self._offsets: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
 
-    def busy(self) -> bool:
-        return bool(self._running) or any(self._waiting.values())
+    def blocked(self) -> bool:
+        """Records wait behind a batch in flight. Only then is it worth asking which batches are
+        done, and polling briefly to ask again soon; otherwise new records wake the poll."""
+        return any(waiting and p in self._running for p, waiting in self._waiting.items())
 
     def keep_only(self, assigned: set[TopicPartition]) -> None:
         """After a rebalance, partitions taken away are another member's: their records come to

@@ -226,8 +226,8 @@ def test_a_busy_lane_gathers_its_records_and_sends_them_as_one_batch_once_it_is_
 
     assert batches == [[(0, 1)], [(1, 7)], [(0, 2), (0, 3)]]
     assert consumer.commits == [{0: 2}, {1: 8}, {0: 4}]
-    # While work is in flight, polls come back quickly to see it finish.
-    assert [call["timeout_ms"] for call in consumer.poll_calls] == [500, 5, 5, 5]
+    # Polls come back quickly only while records wait behind a batch in flight (after poll 2).
+    assert [call["timeout_ms"] for call in consumer.poll_calls] == [500, 500, 5, 500]
 
 
 def test_a_lane_with_too_many_records_waiting_is_paused_until_it_drains():
@@ -316,3 +316,35 @@ def test_a_batch_holds_at_most_max_per_dispatch_events_across_partitions():
     # Partition 1 is in flight once the first batch took part of it; its rest waits for that.
     assert groups == [[(0, 1), (0, 2), (1, 1)], [(2, 1)]]
     assert consumer.commits == [{0: 3, 1: 2, 2: 2}]
+
+
+def test_finished_batches_are_looked_up_only_while_records_wait_behind_one():
+    polls = [batch(record(0, 1)), batch(record(1, 1)), batch(record(0, 2)), {}]
+    consumer = StubConsumer(polls)
+    asked = []
+
+    def still_running(handles):
+        asked.append(len(consumer.poll_calls))
+        return set()
+
+    consume(
+        consumer, lambda events: "task", stop_after_polls(consumer, 4), still_running=still_running
+    )
+
+    assert asked == [3]  # record (0, 2) waited behind the batch of (0, 1); nothing else did
+
+
+def test_commits_wait_for_the_interval_and_a_clean_stop_commits_the_rest():
+    consumer = StubConsumer([batch(record(0, 1)), batch(record(1, 1)), batch(record(2, 1))])
+
+    consume(
+        consumer,
+        lambda events: None,
+        stop_after_polls(consumer, 3),
+        commit_interval_seconds=1.0,
+        clock=lambda: 0.6 * len(consumer.poll_calls),  # each poll takes 0.6 s
+    )
+
+    # 0.6 s: too soon; 1.2 s: partitions 0 and 1 together; 1.8 s: too soon, but then the stop.
+    assert consumer.commits == [{0: 2, 1: 2}, {2: 2}]
+    assert consumer.log[-2:] == ["commit", "close"]
