@@ -119,6 +119,7 @@ from bench.relay import (  # noqa: E402
     require_loopback,
     wait_for,
 )
+from bench.soak import soak  # noqa: E402
 from bench.ticks import tick_path  # noqa: E402
 from bench.trees import Tree, baseline_tree, current_tree  # noqa: E402
 from bench.workload import (  # noqa: E402
@@ -193,6 +194,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     add("--tick-rate", type=float, default=500.0, help="events per second of the tick path")
     add(
+        "--soak-seconds",
+        type=float,
+        default=0.0,
+        help="length of the memory soak at --soak-rate (issue 8: 600 at half capacity); 0: skip",
+    )
+    add("--soak-rate", type=float, default=50.0, help="commands per second of the soak")
+    add("--soak-warmup", type=float, default=60.0, help="seconds of the soak before the baseline")
+    add(
         "--baseline",
         metavar="REF",
         default=os.environ.get("BENCH_BASELINE") or None,
@@ -213,8 +222,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(
             "--capacity-seconds, --capacity-refine, --relay-events and --tick-events must be ≥ 0"
         )
-    if args.tick_rate <= 0:
-        parser.error("--tick-rate must be positive")
+    if args.tick_rate <= 0 or args.soak_rate <= 0 or args.soak_seconds < 0:
+        parser.error("--tick-rate and --soak-rate must be positive, --soak-seconds ≥ 0")
     return args
 
 
@@ -709,6 +718,7 @@ class TreeSession:
     rows: list[Row] = dataclasses.field(default_factory=list)
     details: list[str] = dataclasses.field(default_factory=list)
     usage: dict[str, Usage] = dataclasses.field(default_factory=dict)
+    measures: list[Measure] = dataclasses.field(default_factory=list)  # beyond rows and CPU
 
     def window_rows(self, first: int, since: tuple[int, float], usage: Usage, what: str) -> None:
         """Flag the rows since `first` measured while disturbed or busy; note the CPU."""
@@ -846,6 +856,18 @@ def live_phases(session: TreeSession) -> None:
             )
             rows += tick_rows
             session.window_rows(first, since, session.usage["ticks"], "tick path until applied")
+
+        if args.soak_seconds > 0:
+            session.measures += soak(
+                ports.commands,
+                visibility,
+                processes,
+                pool,
+                args.soak_rate,
+                args.soak_seconds,
+                args.soak_warmup,
+                LIVE_ARENAS,
+            )
     if visibility.redis_errors:
         rows[first].notes += f"; read model unreachable {visibility.redis_errors}x (retried)"
 
@@ -881,6 +903,7 @@ class TreeRun:
     load: tuple[float, float]
     layout: str
     error: str | None
+    measures: list[Measure]
 
 
 def later_phases(session: TreeSession, consumers: list[str], consumer_argv: list[str]) -> None:
@@ -1025,6 +1048,7 @@ def measure_tree(args: argparse.Namespace, tree: Tree, workdir: Path) -> TreeRun
         (load_before[0], os.getloadavg()[0]),
         layout,
         error,
+        session.measures if session else [],
     )
 
 
@@ -1043,7 +1067,7 @@ def tree_figures(result: TreeRun) -> TreeFigures:
             "not the pipeline, its services or this client; over 15% flags rows BUSY MACHINE",
         ),
     ]
-    measures = machine + from_rows(result.rows)
+    measures = machine + from_rows(result.rows) + result.measures
     measures += from_cpu(
         {p: per_event(u) for p, u in usage.items()}, {p: u.events for p, u in usage.items()}
     )
@@ -1073,7 +1097,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         trees.append(current_tree())
         for tree in trees:
             results.append(measure_tree(args, tree, workdir))
-    failed = any(r.error for r in results) or any(not row.ok for r in results for row in r.rows)
+    failed = any(r.error for r in results) or any(
+        not check.ok for r in results for check in [*r.rows, *r.measures]
+    )
     if failed or args.keep_logs:
         click.echo(f"logs kept in {workdir}", err=True)
     else:
