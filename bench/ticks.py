@@ -2,12 +2,12 @@
 
 The simulation will write one event per running arena per tick from a Celery task, many arenas
 per transaction. Until it exists, this phase stands in for that task: the bench opens 100 arenas
-through the API and starts them (not measured), then each transaction submits one action to
-each of them with the command handlers and the unit of work, so every commit writes 100 outbox
-rows, at `rate` events/s. The writer is this checkout's code whichever tree is measured (it only
-needs the tables); the relay, Kafka, consumer and projections are the tree's. CPU per event is
-counted from the first commit until every event shows in the read model, with the writer's own
-CPU beside it.
+through the API and starts them (not measured), then each transaction loads them in one round
+trip and submits one action to each with the command handlers and the unit of work, so every
+commit writes 100 outbox rows, at `rate` events/s. The writer is this checkout's code whichever
+tree is measured (it only needs the tables); the relay, Kafka, consumer and projections are the
+tree's. CPU per event is counted from the first commit until every event shows in the read
+model, with the writer's own CPU beside it.
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ def _write(
                 causation_id=causation,
                 idempotency_retention=timedelta(0),
             ) as uow:
+                uow.arenas.get_many([arena_id for arena_id, _ in arenas])  # one round trip
                 outcomes = [
                     submit_action(
                         uow, SubmitAction(arena_id, ActionType(action_type), payload, None, actor)

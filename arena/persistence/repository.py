@@ -10,6 +10,8 @@ and its players load in one round trip, and each statement is planned once per c
 
 from __future__ import annotations
 
+import itertools
+import operator
 import uuid
 from datetime import datetime
 from typing import Any
@@ -24,11 +26,11 @@ from arena.persistence.errors import ConcurrentUpdate
 
 # One row per player (one with NULL player columns for an arena without players).
 _LOAD = """
-SELECT a.name, a.status, a.config, a.created_at, a.started_at, a.finished_at, a.tick, a.version,
-       p.id::text, p.display_name, p.role, p.joined_at, p.token_hash
+SELECT a.id::text, a.name, a.status, a.config, a.created_at, a.started_at, a.finished_at, a.tick,
+       a.version, p.id::text, p.display_name, p.role, p.joined_at, p.token_hash
   FROM arenas a LEFT JOIN players p ON p.arena_id = a.id
- WHERE a.id = %s
- ORDER BY p.joined_at
+ WHERE a.id = ANY(%s::uuid[])
+ ORDER BY a.id, p.joined_at
 """
 _INSERT = """
 INSERT INTO arenas (name, status, config, created_at, started_at, finished_at, tick, version, id)
@@ -51,54 +53,64 @@ class ArenaRepository:
     def __init__(self, connection: psycopg.Connection) -> None:
         self._connection = connection
         self._loaded: dict[str, tuple[int, frozenset[str]]] = {}  # id → (version, player ids)
+        self._held: dict[str, Arena] = {}  # id → the aggregate this unit of work loaded
         self.seen: list[Arena] = []
 
     def add(self, arena: Arena) -> None:
         self.seen.append(arena)
 
     def get(self, arena_id: str) -> Arena:
-        canonical_id = _canonical_id(arena_id)
-        rows = self._connection.execute(_LOAD, (canonical_id,)).fetchall()
-        if not rows:
+        found = self.get_many([arena_id])
+        if not found:
             raise NotFound(f"Arena {arena_id} not found.")
-        name, status, config, created_at, started_at, finished_at, tick, version = rows[0][:8]
-        arena = Arena(
-            id=canonical_id,
-            name=name,
-            status=ArenaStatus(status),
-            config=ArenaConfig.from_dict(config),
-            created_at=created_at,
-            players=[_player(*row[8:]) for row in rows if row[8] is not None],
-            started_at=started_at,
-            finished_at=finished_at,
-            tick=tick,
-            version=version,
-        )
+        return found[0]
+
+    def get_many(self, arena_ids: list[str]) -> list[Arena]:
+        """The arenas that exist among `arena_ids`, in one round trip. An arena this unit of
+        work already holds is handed out again, not reloaded, so its changes are kept."""
+        wanted = [canonical for arena_id in arena_ids if (canonical := _canonical_id(arena_id))]
+        missing = [arena_id for arena_id in wanted if arena_id not in self._held]
+        if missing:
+            rows = self._connection.execute(_LOAD, (missing,)).fetchall()
+            for _, arena_rows in itertools.groupby(rows, key=operator.itemgetter(0)):
+                self._hold(_arena(list(arena_rows)))
+        return [self._held[arena_id] for arena_id in wanted if arena_id in self._held]
+
+    def _hold(self, arena: Arena) -> None:
         self._loaded[arena.id] = (arena.version, frozenset(p.id for p in arena.players))
+        self._held[arena.id] = arena
         self.seen.append(arena)
-        return arena
 
     def save_changes(self) -> None:
-        """Write every new or changed arena (called by the unit of work before it commits)."""
+        """Write every new or changed arena (called by the unit of work before it commits); all
+        the UPDATEs go in one pipelined round trip."""
+        changed = []
         for arena in self.seen:
             if arena.id not in self._loaded:
                 self._connection.execute(_INSERT, (*_arena_values(arena), arena.id))
                 self._insert_players(arena, arena.players)
             elif arena.version != self._loaded[arena.id][0]:
-                self._update(arena)
+                changed.append(arena)
+        if changed:
+            self._update(changed)
 
-    def _update(self, arena: Arena) -> None:
-        loaded_version, loaded_player_ids = self._loaded[arena.id]
-        updated = self._connection.execute(
-            _UPDATE, (*_arena_values(arena), arena.id, loaded_version)
-        )
-        if updated.rowcount != 1:
-            raise ConcurrentUpdate(f"arena {arena.id} changed since version {loaded_version}")
-        current_ids = {player.id for player in arena.players}
-        gone = sorted(loaded_player_ids - current_ids)
-        if gone:
-            self._connection.execute(_DELETE_PLAYERS, (gone,))
-        self._insert_players(arena, [p for p in arena.players if p.id not in loaded_player_ids])
+    def _update(self, arenas: list[Arena]) -> None:
+        with self._connection.cursor() as cursor:
+            cursor.executemany(
+                _UPDATE,
+                [(*_arena_values(arena), arena.id, self._loaded[arena.id][0]) for arena in arenas],
+            )
+            if cursor.rowcount != len(arenas):
+                raise ConcurrentUpdate(
+                    f"{len(arenas) - cursor.rowcount} of arenas {', '.join(a.id for a in arenas)}"
+                    " changed since this unit of work loaded them"
+                )
+        for arena in arenas:
+            loaded_player_ids = self._loaded[arena.id][1]
+            gone = sorted(loaded_player_ids - {player.id for player in arena.players})
+            if gone:
+                self._connection.execute(_DELETE_PLAYERS, (gone,))
+            self._insert_players(arena, [p for p in arena.players if p.id not in loaded_player_ids])
 
     def _insert_players(self, arena: Arena, players: list[Player]) -> None:
         if players:
@@ -112,12 +124,29 @@ class ArenaRepository:
                 )
 
 
-def _canonical_id(arena_id: str) -> str:
+def _canonical_id(arena_id: str) -> str | None:
     """The id in UUID's canonical spelling; anything that is not a UUID names no arena."""
     try:
         return str(uuid.UUID(arena_id))
     except ValueError:
-        raise NotFound(f"Arena {arena_id} not found.") from None
+        return None
+
+
+def _arena(rows: list[tuple[Any, ...]]) -> Arena:
+    """An arena from its `_LOAD` rows (one per player)."""
+    arena_id, name, status, config, created_at, started_at, finished_at, tick, version = rows[0][:9]
+    return Arena(
+        id=arena_id,
+        name=name,
+        status=ArenaStatus(status),
+        config=ArenaConfig.from_dict(config),
+        created_at=created_at,
+        players=[_player(*row[9:]) for row in rows if row[9] is not None],
+        started_at=started_at,
+        finished_at=finished_at,
+        tick=tick,
+        version=version,
+    )
 
 
 def _arena_values(arena: Arena) -> tuple[Any, ...]:
