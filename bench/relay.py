@@ -520,13 +520,13 @@ class TimedPublisher:
 
 @contextlib.contextmanager
 def sql_timings(engine: Engine) -> Iterator[dict[str, list[float]]]:
-    """Time the relay's statements by kind (claim / mark / count); note when each claim began."""
-    timings: dict[str, list[float]] = {"claim": [], "mark": [], "count": [], "other": []}
+    """Time the relay's statements by kind (claim / mark and count); note when each claim
+    began."""
+    timings: dict[str, list[float]] = {"claim": [], "mark": [], "other": []}
     timings["claim_started"] = []
     prefixes = {
         "WITH claimed": "claim",
-        "UPDATE outbox SET published_at": "mark",
-        "UPDATE outbox_counters": "count",
+        "WITH marked": "mark",
     }
 
     def kind(statement: str) -> str:
@@ -634,7 +634,7 @@ def relay_run(
         row.notes = f"{share:.0f}% of relay wall time" + notes
         return row
 
-    marks = [a + b for a, b in zip(sql["mark"], sql["count"], strict=False)]
+    marks = sql["mark"]
     claims = sql["claim"][:-2] or sql["claim"]  # the last two found nothing: the drain is over
     tenth = max(1, len(claims) // 10)
     claim_trend = (

@@ -11,6 +11,7 @@ a crash in between re-publishes them with the same event ids, which consumers ig
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -58,7 +59,8 @@ ranked AS (
 -- rows of the arena equals its distance from the first pending version.
 SELECT o.id, o.aggregate_id, o.envelope::text AS envelope, o.event_type, o.event_id,
        o.envelope->>'schemaVersion' AS schema_version,
-       o.envelope->>'correlationId' AS correlation_id
+       o.envelope->>'correlationId' AS correlation_id,
+       (SELECT count(*) FROM claimed) AS claimed
 FROM ranked r
 JOIN first_pending f ON f.aggregate_id = r.aggregate_id
 JOIN outbox o ON o.id = r.id
@@ -66,12 +68,12 @@ WHERE r.aggregate_version = f.version + r.n - 1
 ORDER BY o.id
 """)
 
+# Marks and counts in one round trip; the counter grows by exactly the rows marked.
 _MARK_PUBLISHED = text("""
-UPDATE outbox SET published_at = now(), last_error = NULL WHERE id = ANY(:ids)
-""")
-
-_COUNT_PUBLISHED = text("""
-UPDATE outbox_counters SET value = value + :count WHERE name = 'published'
+WITH marked AS (
+    UPDATE outbox SET published_at = now(), last_error = NULL WHERE id = ANY(:ids) RETURNING 1
+)
+UPDATE outbox_counters SET value = value + (SELECT count(*) FROM marked) WHERE name = 'published'
 """)
 
 _BACK_OFF = text("""
@@ -121,6 +123,7 @@ class RelayRun:
     failed: int = 0
     dead_lettered: int = 0
     error: str | None = None
+    full: bool = False  # the claim took a whole batch: more may be due right now
 
 
 def relay_batch(
@@ -172,18 +175,23 @@ def relay_batch(
             failures[row.aggregate_id] = (row.id, _describe(error))
             continue
         published.append(row.id)
-    return _settle(session, published, failures, policy)
+    settled = _settle(session, published, failures, policy)
+    return dataclasses.replace(settled, full=rows[0].claimed >= policy.batch_size)
 
 
 def relay_pending(
     session: Session, publisher: Callable[[], Publisher], policy: RelayPolicy
 ) -> RelayRun:
-    """Publish batch after batch until nothing is due or a batch has failures."""
+    """Publish batch after batch while claims come back full, until a batch has failures.
+
+    A claim that took less than a batch took everything due when it ran; what commits later
+    notifies a draining relay (or waits for the next run), so no claim is spent finding nothing.
+    """
     published = 0
     while True:
         run = relay_batch(session, publisher, policy)
         published += run.published
-        if run.published == 0 or run.error is not None:
+        if not run.full or run.published == 0 or run.error is not None:
             return RelayRun(published, run.failed, run.dead_lettered, run.error)
 
 
@@ -221,7 +229,6 @@ def _settle(
     """In one transaction: mark and count the published rows, back off (or bury) the failed."""
     if published:
         session.execute(_MARK_PUBLISHED, {"ids": published})
-        session.execute(_COUNT_PUBLISHED, {"count": len(published)})
     dead = []
     if failures:
         failed_ids = [row_id for row_id, _ in failures.values()]

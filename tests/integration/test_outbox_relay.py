@@ -396,3 +396,43 @@ def test_retention_prunes_only_published_rows_past_the_period_in_batches(
         "SELECT value FROM outbox_counters WHERE name = 'published'"
     ).fetchone()
     assert counter_after == counter_before, "pruning must not change the published total"
+
+
+def test_a_run_claims_again_only_after_a_full_batch_and_counts_what_it_marked(
+    app: Flask,
+    sql: psycopg.Connection,
+    publisher: KafkaPublisher,
+    policy: RelayPolicy,
+) -> None:
+    arena_ids = new_arenas(5)
+    insert_events(sql, [(arena_id, 1) for arena_id in arena_ids])
+    (counter_before,) = sql.execute(
+        "SELECT value FROM outbox_counters WHERE name = 'published'"
+    ).fetchone()
+    claims: list[int] = []
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("WITH claimed"):
+            claims.append(cursor.rowcount)
+
+    with app.app_context():
+        engine = db.engine
+        event.listen(engine, "after_cursor_execute", on_execute)
+        try:
+            first = relay(app, publisher, dataclasses.replace(policy, batch_size=2))
+            first_claims, claims[:] = list(claims), []
+            insert_events(sql, [(arena_ids[0], 2)])
+            second = relay(app, publisher, policy)
+        finally:
+            event.remove(engine, "after_cursor_execute", on_execute)
+
+    # Batches of 2 over (at least) these 5 rows: full ones, then one short one (empty only if
+    # the rows ran out on a batch boundary); a short claim is never followed by another.
+    assert first.published >= 5 and second.published >= 1
+    assert first_claims[:-1] == [2] * (len(first_claims) - 1) and first_claims[-1] < 2
+    assert len(claims) == 1 and claims[0] >= 1
+    assert pending_count(sql, arena_ids) == 0
+    (counter_after,) = sql.execute(
+        "SELECT value FROM outbox_counters WHERE name = 'published'"
+    ).fetchone()
+    assert counter_after - counter_before == first.published + second.published
