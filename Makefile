@@ -71,7 +71,7 @@ test: setup services ## Every test: unit, integration and end-to-end, on the rea
 test-unit: setup ## Only the fast unit tests (no services needed)
 	pytest tests/unit
 
-bench: setup services ## Pipeline benchmark: commands/s, events/s to Redis, command → visible latency
+bench: setup services ## Pipeline benchmark: CPU per event per process, capacity, latency, drains
 	python bench/pipeline.py
 
 bench-relay: setup services ## Outbox relay benchmark: throughput and commit → Kafka latency

@@ -22,7 +22,7 @@ from kafka import KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from arena.messaging.kafka import PRODUCER_BATCH_BYTES, admin_client
+from arena.messaging.kafka import THROUGHPUT_PRODUCER_OPTIONS, admin_client
 from bench.relay import MINIMAL_RELAY_TOPIC_SUFFIX, Row, Run
 
 BATCH_SIZE = 2000
@@ -61,12 +61,7 @@ def minimal_relay_drain(run: Run, count: int) -> Row:
     producer = KafkaProducer(
         bootstrap_servers=run.settings.kafka_bootstrap_servers,
         client_id="arena-bench-minimal-relay",
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        compression_type="lz4",
-        batch_size=PRODUCER_BATCH_BYTES,
-        metrics_enabled=False,
+        **THROUGHPUT_PRODUCER_OPTIONS,
     )
     published = 0
     try:

@@ -20,7 +20,6 @@ from flask.testing import FlaskClient
 
 from arena.config import Settings
 from arena.messaging.kafka import admin_client, topic_partitions, topic_reader
-from tests.support.api import arena_path
 from tests.support.pipeline import CommandLoad, Pipeline, running_pipeline
 from tests.support.waiting import wait_until
 
@@ -126,13 +125,7 @@ def test_every_stage_twice_keeps_order_and_loses_nothing(
     wait_until(all_on_kafka, deadline_seconds=ON_KAFKA_DEADLINE_SECONDS, what="events on Kafka")
     for arena_id, version in last_versions.items():
         assert found[arena_id] == list(range(1, version + 1)), arena_id
-    for arena in load.arenas:
-        view = client.get(arena_path(arena.id)).get_json()
-        assert (view["version"], view["status"], view["stalled"]) == (
-            arena.version,
-            arena.status,
-            False,
-        ), arena.id
+    load.assert_views_show_last_answers(client)
     # Each of the pair took part: published, dispatched, projected.
     for names, line in (
         (("relay", "relay-2"), "published "),

@@ -508,6 +508,17 @@ class CommandLoad:
         with self._lock:
             return {arena.id: arena.version for arena in self.arenas if arena.id}
 
+    def assert_views_show_last_answers(self, client: FlaskClient) -> None:
+        """What the API serves agrees: every arena at its last answered version and status,
+        none stalled."""
+        for arena in self.arenas:
+            view = client.get(arena_path(arena.id)).get_json()
+            assert (view["version"], view["status"], view["stalled"]) == (
+                arena.version,
+                arena.status,
+                False,
+            ), arena.id
+
     def _claim(self) -> ArenaRun | None:
         with self._lock:
             if self._limit is not None and self._opened >= self._limit:
