@@ -73,6 +73,13 @@ def consume(
     lanes = _Lanes(max_per_dispatch, max_buffered)
     dispatched = uncommitted = 0
     last_commit = clock()
+
+    def commit() -> None:
+        nonlocal uncommitted, last_commit
+        log.info("dispatched %d event(s), %d in total", uncommitted, dispatched)
+        _commit(consumer, lanes.take_offsets())
+        uncommitted, last_commit = 0, clock()
+
     try:
         while not should_stop():
             try:
@@ -92,13 +99,10 @@ def consume(
             sent = lanes.dispatch(dispatch)
             dispatched, uncommitted = dispatched + sent, uncommitted + sent
             if uncommitted and clock() - last_commit >= commit_interval_seconds:
-                log.info("dispatched %d event(s), %d in total", uncommitted, dispatched)
-                _commit(consumer, lanes.take_offsets())
-                uncommitted, last_commit = 0, clock()
+                commit()
             lanes.apply_back_pressure(consumer)
         if uncommitted:
-            log.info("dispatched %d event(s), %d in total", uncommitted, dispatched)
-            _commit(consumer, lanes.take_offsets())
+            commit()
     finally:
         consumer.close(autocommit=False)
     return dispatched

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import operator
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,11 +50,19 @@ VALUES (%s, %s, %s, %s, %s, %s)
 _DELETE_PLAYERS = "DELETE FROM players WHERE id = ANY(%s::uuid[])"
 
 
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """An aggregate as loaded: what a save compares against (version, player ids)."""
+
+    arena: Arena
+    version: int
+    player_ids: frozenset[str]
+
+
 class ArenaRepository:
     def __init__(self, connection: psycopg.Connection) -> None:
         self._connection = connection
-        self._loaded: dict[str, tuple[int, frozenset[str]]] = {}  # id → (version, player ids)
-        self._held: dict[str, Arena] = {}  # id → the aggregate this unit of work loaded
+        self._loaded: dict[str, _Loaded] = {}  # id → the aggregate this unit of work loaded
         self.seen: list[Arena] = []
 
     def add(self, arena: Arena) -> None:
@@ -69,17 +78,15 @@ class ArenaRepository:
         """The arenas that exist among `arena_ids`, in one round trip. An arena this unit of
         work already holds is handed out again, not reloaded, so its changes are kept."""
         wanted = [canonical for arena_id in arena_ids if (canonical := _canonical_id(arena_id))]
-        missing = [arena_id for arena_id in wanted if arena_id not in self._held]
+        missing = [arena_id for arena_id in wanted if arena_id not in self._loaded]
         if missing:
             rows = self._connection.execute(_LOAD, (missing,)).fetchall()
             for _, arena_rows in itertools.groupby(rows, key=operator.itemgetter(0)):
-                self._hold(_arena(list(arena_rows)))
-        return [self._held[arena_id] for arena_id in wanted if arena_id in self._held]
-
-    def _hold(self, arena: Arena) -> None:
-        self._loaded[arena.id] = (arena.version, frozenset(p.id for p in arena.players))
-        self._held[arena.id] = arena
-        self.seen.append(arena)
+                arena = _arena(list(arena_rows))
+                players = frozenset(p.id for p in arena.players)
+                self._loaded[arena.id] = _Loaded(arena, arena.version, players)
+                self.seen.append(arena)
+        return [self._loaded[arena_id].arena for arena_id in wanted if arena_id in self._loaded]
 
     def save_changes(self) -> None:
         """Write every new or changed arena (called by the unit of work before it commits); all
@@ -89,7 +96,7 @@ class ArenaRepository:
             if arena.id not in self._loaded:
                 self._connection.execute(_INSERT, (*_arena_values(arena), arena.id))
                 self._insert_players(arena, arena.players)
-            elif arena.version != self._loaded[arena.id][0]:
+            elif arena.version != self._loaded[arena.id].version:
                 changed.append(arena)
         if changed:
             self._update(changed)
@@ -98,7 +105,10 @@ class ArenaRepository:
         with self._connection.cursor() as cursor:
             cursor.executemany(
                 _UPDATE,
-                [(*_arena_values(arena), arena.id, self._loaded[arena.id][0]) for arena in arenas],
+                [
+                    (*_arena_values(arena), arena.id, self._loaded[arena.id].version)
+                    for arena in arenas
+                ],
             )
             if cursor.rowcount != len(arenas):
                 raise ConcurrentUpdate(
@@ -106,7 +116,7 @@ class ArenaRepository:
                     " changed since this unit of work loaded them"
                 )
         for arena in arenas:
-            loaded_player_ids = self._loaded[arena.id][1]
+            loaded_player_ids = self._loaded[arena.id].player_ids
             gone = sorted(loaded_player_ids - {player.id for player in arena.players})
             if gone:
                 self._connection.execute(_DELETE_PLAYERS, (gone,))
