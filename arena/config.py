@@ -28,6 +28,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "outbox_relay_interval_seconds": ("OUTBOX_RELAY_INTERVAL_SECONDS", "1.0"),
     "outbox_relay_drain_seconds": ("OUTBOX_RELAY_DRAIN_SECONDS", "10"),
     "outbox_relay_drainers": ("OUTBOX_RELAY_DRAINERS", "1"),
+    "outbox_relay_claims_per_second": ("OUTBOX_RELAY_CLAIMS_PER_SECOND", "100"),
     "outbox_batch_size": ("OUTBOX_BATCH_SIZE", "2000"),
     "outbox_nudge": ("OUTBOX_NUDGE", "true"),
     "outbox_max_attempts": ("OUTBOX_MAX_ATTEMPTS", "12"),
@@ -40,6 +41,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "read_max_waiters": ("READ_MAX_WAITERS", "4"),
     "projection_batching": ("PROJECTION_BATCHING", "true"),
     "projection_resend_after_seconds": ("PROJECTION_RESEND_AFTER_SECONDS", "300"),
+    "projection_tasks_per_second": ("PROJECTION_TASKS_PER_SECOND", "100"),
     "log_level": ("LOG_LEVEL", "INFO"),
 }
 
@@ -71,6 +73,7 @@ class Settings:
     outbox_relay_interval_seconds: float
     outbox_relay_drain_seconds: float
     outbox_relay_drainers: int
+    outbox_relay_claims_per_second: float
     outbox_batch_size: int
     outbox_nudge: bool
     outbox_max_attempts: int
@@ -83,6 +86,7 @@ class Settings:
     read_max_waiters: int
     projection_batching: bool
     projection_resend_after_seconds: float
+    projection_tasks_per_second: float
     log_level: str
 
     @classmethod

@@ -17,6 +17,7 @@ from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.outbox.operations import prune_published
 from arena.outbox.relay import Publisher, RelayPolicy, relay_pending, relay_until
 from arena.outbox.wakeups import OutboxListener
+from arena.pacing import Pace
 from tasks.celery_app import PRUNE_OUTBOX_TASK, RELAY_TASK
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def publish_outbox() -> int:
                 wait_for_commits=listener.wait,
                 seconds=settings.outbox_relay_drain_seconds,
                 should_stop=stopping.is_set,
+                pace=Pace.per_second(settings.outbox_relay_claims_per_second),
             )
         else:  # enough relays drain already: one pass, then free the worker process
             run = relay_pending(db.session, events_publisher, policy)

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from arena.messaging.consumer import ReceivedEvent, consume
 from arena.messaging.kafka import ensure_topics, events_consumer
+from arena.pacing import Pace
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,16 @@ def consume_command() -> None:
                 stop.wait(pause)
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)
 
+    batching = settings.projection_batching
     log.info("consuming %s as group %s", settings.kafka_events_topic, settings.kafka_consumer_group)
     total = consume(
         events_consumer(settings),
         dispatch,
         stop.is_set,
         still_running=in_flight.running,
-        max_per_dispatch=PROJECTION_BATCH_MAX if settings.projection_batching else 1,
+        max_per_dispatch=PROJECTION_BATCH_MAX if batching else 1,
         commit_interval_seconds=COMMIT_INTERVAL_SECONDS,
+        # One event per task cannot gather: pacing would only cap its throughput.
+        pace=Pace.per_second(settings.projection_tasks_per_second if batching else 0),
     )
     log.info("consumer stopped after dispatching %d event(s)", total)

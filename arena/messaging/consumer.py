@@ -7,6 +7,7 @@ re-delivers (never drops) records; projections are idempotent, so re-delivery is
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
+
+from arena.pacing import Pace
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ def consume(
     max_records: int = 1000,
     max_buffered: int = 20_000,
     commit_interval_seconds: float = 0.0,
+    pace: Pace | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Poll, dispatch, commit until `should_stop()`; return how many records were dispatched.
@@ -63,7 +67,9 @@ def consume(
     which handles are): while one runs, its partition's records gather. A batch takes the
     records of every partition with nothing in flight (up to `max_per_dispatch` in all), so one
     task serves many partitions and batches grow with the load (one event each when idle,
-    hundreds when busy), which is what makes per-task cost small per event. Since an arena's
+    hundreds when busy), which is what makes per-task cost small per event; beyond `pace`,
+    records wait for its next token, so that under load they gather into fewer, larger tasks
+    instead of each paying a task's fixed cost. Since an arena's
     events share a partition, projections of one arena never race. A dispatch returning None has
     finished already. Offsets are committed up to the last record handed on, per partition, at
     most every `commit_interval_seconds` and once more on a clean stop (each commit is a broker
@@ -71,6 +77,7 @@ def consume(
     partition with `max_buffered` records waiting is paused.
     """
     lanes = _Lanes(max_per_dispatch, max_buffered)
+    pace = pace or Pace(0, 1)
     dispatched = uncommitted = 0
     last_commit = clock()
 
@@ -82,11 +89,11 @@ def consume(
 
     try:
         while not should_stop():
+            timeout_ms = busy_poll_timeout_ms if lanes.blocked() else poll_timeout_ms
+            if lanes.ready() and (gather := pace.wait_seconds()) > 0:
+                timeout_ms = min(timeout_ms, math.ceil(gather * 1000))
             try:
-                batch = consumer.poll(
-                    timeout_ms=busy_poll_timeout_ms if lanes.blocked() else poll_timeout_ms,
-                    max_records=max_records,
-                )
+                batch = consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
             except KafkaError as error:
                 log.warning("poll failed (%r); polling again in a second", error)
                 time.sleep(1.0)
@@ -96,7 +103,7 @@ def consume(
                 lanes.add(partition, [ReceivedEvent.from_record(r) for r in records])
             if lanes.blocked():
                 lanes.finished(still_running)
-            sent = lanes.dispatch(dispatch)
+            sent = lanes.dispatch(dispatch, pace)
             dispatched, uncommitted = dispatched + sent, uncommitted + sent
             if uncommitted and clock() - last_commit >= commit_interval_seconds:
                 commit()
@@ -124,6 +131,10 @@ class _Lanes:
         done, and polling briefly to ask again soon; otherwise new records wake the poll."""
         return any(waiting and p in self._running for p, waiting in self._waiting.items())
 
+    def ready(self) -> bool:
+        """Records wait with nothing in flight for their partition: a batch could go now."""
+        return any(waiting and p not in self._running for p, waiting in self._waiting.items())
+
     def keep_only(self, assigned: set[TopicPartition]) -> None:
         """After a rebalance, partitions taken away are another member's: their records come to
         it from the last committed offset."""
@@ -141,11 +152,14 @@ class _Lanes:
         running = still_running(set(self._running.values()))
         self._running = {p: h for p, h in self._running.items() if h in running}
 
-    def dispatch(self, dispatch: Callable[[list[ReceivedEvent]], Handle | None]) -> int:
-        """Hand on batches until every partition with records waiting has one in flight; a
-        partition's records leave only once `dispatch` has accepted them."""
+    def dispatch(
+        self, dispatch: Callable[[list[ReceivedEvent]], Handle | None], pace: Pace
+    ) -> int:
+        """Hand on batches, as `pace` allows, until every partition with records waiting has one
+        in flight; a partition's records leave only once `dispatch` has accepted them."""
         sent = 0
-        while taken := self._next_batch():
+        while pace.wait_seconds() == 0 and (taken := self._next_batch()):
+            pace.take()
             handle = dispatch([event for _, events in taken for event in events])
             for partition, events in taken:
                 del self._waiting[partition][: len(events)]

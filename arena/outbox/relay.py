@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from arena.config import Settings
 from arena.messaging.ports import Delivery, MessageRejected, Publisher
 from arena.outbox.wakeups import IDLE_LOOK_SECONDS
+from arena.pacing import Pace
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +204,17 @@ def relay_until(
     wait_for_commits: Callable[[float], object],
     seconds: float,
     should_stop: Callable[[], bool] = lambda: False,
+    pace: Pace | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RelayRun:
     """Keep publishing for `seconds`: drain what is due, sleep until the next commit (or a short
     while), drain again. One run then carries every event of those seconds, instead of a relay
-    task paying its own cost for one or two rows. Stops early when a batch fails (the failed rows
-    back off; the next run retries them), or when `should_stop()` (the worker is shutting down)."""
+    task paying its own cost for one or two rows. Wake-ups beyond `pace` wait for its next token,
+    so that under load commits gather into fewer claims. Stops early when a batch fails (the
+    failed rows back off; the next run retries them), or when `should_stop()` (the worker is
+    shutting down)."""
+    pace = pace or Pace(0, 1)
     deadline = clock() + seconds
     published = 0
     while True:
@@ -218,6 +224,9 @@ def relay_until(
         if run.error is not None or left <= 0 or should_stop():
             return RelayRun(published, run.failed, run.dead_lettered, run.error)
         wait_for_commits(min(left, IDLE_LOOK_SECONDS))
+        if (gather := pace.wait_seconds()) > 0:
+            sleep(gather)
+        pace.take()
 
 
 def _settle(

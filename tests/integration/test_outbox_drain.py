@@ -15,6 +15,7 @@ from arena.extensions import db
 from arena.messaging.kafka import KafkaPublisher
 from arena.outbox.relay import RelayPolicy, relay_until
 from arena.outbox.wakeups import OUTBOX_CHANNEL, OutboxListener
+from arena.pacing import Pace
 from tests.support.api import arena_path, bearer, create_arena
 from tests.support.outbox import insert_events, libpq_dsn, new_arenas, pending_count
 
@@ -88,6 +89,46 @@ def test_one_run_publishes_rows_committed_while_it_runs(
     assert pending_count(sql, arena_ids) == 0
     assert run.published >= 4
     assert len(waits) == 2 and all(0 < w <= 1.0 for w in waits)
+
+
+def test_wake_ups_beyond_the_pace_wait_for_its_next_token_and_lose_nothing(
+    app: Flask, sql: psycopg.Connection, settings: Settings, kafka_topics: None
+) -> None:
+    arena_ids = new_arenas(6)
+    later = iter([[(arena_id, 1)] for arena_id in arena_ids])
+    now = [0.0]
+    slept: list[float] = []
+
+    def commit_one(timeout: float) -> bool:
+        """A command commits during every wait, far faster than the pace of 10 claims a second."""
+        with psycopg.connect(libpq_dsn(settings), autocommit=True) as other:
+            insert_events(other, next(later, []))
+        return True
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    producer = KafkaPublisher(settings, settings.kafka_events_topic)
+    try:
+        with app.app_context():
+            run = relay_until(
+                db.session,
+                lambda: producer,
+                RelayPolicy.from_settings(settings),
+                wait_for_commits=commit_one,
+                seconds=0.45,
+                pace=Pace(10, 1, clock=lambda: now[0]),
+                clock=lambda: now[0],
+                sleep=sleep,
+            )
+    finally:
+        producer.close()
+
+    assert run.error is None
+    # The first wake-up spends the one token; every later one waits a tenth of a second for it.
+    assert slept == pytest.approx([0.1] * 5)
+    assert run.published == 6 and pending_count(sql, arena_ids) == 0
 
 
 def test_only_the_allowed_number_of_runs_drain_at_once(settings: Settings) -> None:

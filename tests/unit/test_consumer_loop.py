@@ -8,6 +8,7 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from arena.messaging.consumer import ReceivedEvent, consume
+from arena.pacing import Pace
 
 TOPIC = "arena.events"
 
@@ -348,3 +349,27 @@ def test_commits_wait_for_the_interval_and_a_clean_stop_commits_the_rest():
     # 0.6 s: too soon; 1.2 s: partitions 0 and 1 together; 1.8 s: too soon, but then the stop.
     assert consumer.commits == [{0: 2, 1: 2}, {2: 2}]
     assert consumer.log[-2:] == ["commit", "close"]
+
+
+def test_beyond_the_pace_records_gather_into_the_next_batch_and_the_poll_waits_for_the_token():
+    clock = [0.0]
+    # a token bucket of one: a batch may go every 0.1 s
+    pace = Pace(10, 1, clock=lambda: clock[0])
+    polls = [batch(record(0, 1)), batch(record(1, 1)), batch(record(2, 1)), {}]
+    consumer = StubConsumer(polls)
+    batches = []
+
+    def dispatch(events):
+        batches.append([(e.partition, e.offset) for e in events])
+        return None  # finished at once: only the pace holds records back
+
+    def stop():
+        clock[0] = 0.04 * len(consumer.poll_calls)  # each poll takes 40 ms
+        return len(consumer.poll_calls) >= 4
+
+    consume(consumer, dispatch, stop, pace=pace, clock=lambda: clock[0])
+
+    # 0.04 s: (0, 1) goes on the full bucket; 0.08 s: (1, 1) waits; 0.12 s: (1, 1) and (2, 1) go.
+    assert batches == [[(0, 1)], [(1, 1), (2, 1)]]
+    # While a record waited for the token, the poll came back when the token was due (20 ms).
+    assert [call["timeout_ms"] for call in consumer.poll_calls] == [500, 500, 20, 500]
