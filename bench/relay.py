@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,8 +59,7 @@ from flask_migrate import upgrade  # noqa: E402
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
 from kafka.errors import KafkaError  # noqa: E402
 from redis import Redis  # noqa: E402
-from sqlalchemy import event  # noqa: E402
-from sqlalchemy.engine import Engine, make_url  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from arena import create_app  # noqa: E402
 from arena.config import Settings  # noqa: E402
@@ -73,6 +72,7 @@ from arena.messaging.kafka import ensure_topics, kafka_reachable  # noqa: E402
 from arena.messaging.ports import Delivery, Publisher  # noqa: E402
 from arena.messaging.publishers import discard_publisher, publisher_for  # noqa: E402
 from arena.outbox.relay import RelayPolicy, relay_pending  # noqa: E402
+from arena.persistence.connections import pooled_connection  # noqa: E402
 from tasks.celery_app import RELAY_TASK  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -518,38 +518,34 @@ class TimedPublisher:
         self._on_flushed(flushed)
 
 
-@contextlib.contextmanager
-def sql_timings(engine: Engine) -> Iterator[dict[str, list[float]]]:
-    """Time the relay's statements by kind (claim / mark and count); note when each claim
-    began."""
-    timings: dict[str, list[float]] = {"claim": [], "mark": [], "other": []}
-    timings["claim_started"] = []
-    prefixes = {
-        "WITH claimed": "claim",
-        "WITH marked": "mark",
-    }
+class TimedStatements:
+    """The relay's psycopg connection, timing its statements by kind (claim / mark and count)
+    and noting when each claim began."""
 
-    def kind(statement: str) -> str:
+    _PREFIXES: ClassVar[dict[str, str]] = {"WITH claimed": "claim", "WITH marked": "mark"}
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self._connection = connection
+        self.timings: dict[str, list[float]] = {
+            "claim": [],
+            "mark": [],
+            "other": [],
+            "claim_started": [],
+        }
+
+    def execute(self, statement: str, params: Any = None) -> psycopg.Cursor[Any]:
         text = " ".join(statement.split())
-        return next((k for prefix, k in prefixes.items() if text.startswith(prefix)), "other")
+        kind = next((k for prefix, k in self._PREFIXES.items() if text.startswith(prefix)), "other")
+        started = time.perf_counter()
+        if kind == "claim":
+            self.timings["claim_started"].append(started)
+        try:
+            return self._connection.execute(statement, params)
+        finally:
+            self.timings[kind].append(time.perf_counter() - started)
 
-    def before(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
-        connection.info["bench_started"] = time.perf_counter()
-        if kind(statement) == "claim":
-            timings["claim_started"].append(connection.info["bench_started"])
-
-    def after(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
-        started = connection.info.pop("bench_started", None)
-        if started is not None:
-            timings[kind(statement)].append(time.perf_counter() - started)
-
-    event.listen(engine, "before_cursor_execute", before)
-    event.listen(engine, "after_cursor_execute", after)
-    try:
-        yield timings
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
-        event.remove(engine, "after_cursor_execute", after)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
 
 
 def kafka_record_count(settings: Settings) -> int:
@@ -599,15 +595,17 @@ def relay_run(
     with (
         app.app_context(),
         click.progressbar(length=count, label=f"{name}: relay") as bar,
-        sql_timings(db.engine) as sql,
+        pooled_connection(db.engine) as connection,
     ):
+        timed_sql = TimedStatements(connection)
+        sql = timed_sql.timings
         # Long-lived, as in a worker process: producer start-up is not part of the relay's cost.
         producer = publisher_for(settings, settings.kafka_events_topic)
         timed = TimedPublisher(producer, bar.update)
         started = time.perf_counter()
         deadline = started + args.phase_deadline
         while time.perf_counter() < deadline:
-            result = relay_pending(db.session, lambda: timed, policy)
+            result = relay_pending(timed_sql, lambda: timed, policy)  # type: ignore[arg-type]
             published += result.published
             if result.error is not None:  # Kafka went away: this attempt's figures are spoilt
                 failed_batches += 1
@@ -619,7 +617,6 @@ def relay_run(
                     break
                 time.sleep(0.05)  # only backed-off rows are left; they are due soon
         seconds = time.perf_counter() - started
-        db.session.remove()
     records = kafka_record_count(settings) - records_before
     pending = pending_rows(run)
     check = f"Kafka +{records:,} records, {pending} pending"

@@ -18,6 +18,7 @@ from arena.outbox.operations import prune_published
 from arena.outbox.relay import Publisher, RelayPolicy, relay_pending, relay_until
 from arena.outbox.wakeups import OutboxListener
 from arena.pacing import Pace
+from arena.persistence.connections import pooled_connection
 from tasks.celery_app import PRUNE_OUTBOX_TASK, RELAY_TASK
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,14 @@ def publish_outbox() -> int:
         return publisher_for(settings, settings.kafka_events_topic)
 
     policy = RelayPolicy.from_settings(settings)
-    with OutboxListener(settings.database_url) as listener, _stop_on_sigterm() as stopping:
+    with (
+        OutboxListener(settings.database_url) as listener,
+        _stop_on_sigterm() as stopping,
+        pooled_connection(db.engine) as connection,
+    ):
         if listener.take_drain_slot(settings.outbox_relay_drainers):
             run = relay_until(
-                db.session,
+                connection,
                 events_publisher,
                 policy,
                 wait_for_commits=listener.wait,
@@ -48,7 +53,7 @@ def publish_outbox() -> int:
                 pace=Pace.per_second(settings.outbox_relay_claims_per_second),
             )
         else:  # enough relays drain already: one pass, then free the worker process
-            run = relay_pending(db.session, events_publisher, policy)
+            run = relay_pending(connection, events_publisher, policy)
     if run.error is not None:
         discard_publisher(settings, settings.kafka_events_topic)
     return run.published

@@ -152,9 +152,7 @@ class _Lanes:
         running = still_running(set(self._running.values()))
         self._running = {p: h for p, h in self._running.items() if h in running}
 
-    def dispatch(
-        self, dispatch: Callable[[list[ReceivedEvent]], Handle | None], pace: Pace
-    ) -> int:
+    def dispatch(self, dispatch: Callable[[list[ReceivedEvent]], Handle | None], pace: Pace) -> int:
         """Hand on batches, as `pace` allows, until every partition with records waiting has one
         in flight; a partition's records leave only once `dispatch` has accepted them."""
         sent = 0

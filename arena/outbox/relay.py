@@ -16,10 +16,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+from uuid import UUID
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+import psycopg
 
 from arena.config import Settings
 from arena.messaging.ports import Delivery, MessageRejected, Publisher
@@ -28,7 +28,7 @@ from arena.pacing import Pace
 
 log = logging.getLogger(__name__)
 
-_CLAIM = text("""
+_CLAIM = """
 WITH claimed AS (
     SELECT o.id, o.aggregate_id, o.aggregate_version
     FROM outbox o
@@ -40,7 +40,7 @@ WITH claimed AS (
           WHERE w.aggregate_id = o.aggregate_id AND w.published_at IS NULL
             AND w.aggregate_version < o.aggregate_version AND w.next_attempt_at > now())
     ORDER BY o.id
-    LIMIT :batch_size
+    LIMIT %(batch_size)s
     FOR UPDATE OF o SKIP LOCKED
 ),
 first_pending AS (
@@ -67,29 +67,30 @@ JOIN first_pending f ON f.aggregate_id = r.aggregate_id
 JOIN outbox o ON o.id = r.id
 WHERE r.aggregate_version = f.version + r.n - 1
 ORDER BY o.id
-""")
+"""
 
 # Marks and counts in one round trip; the counter grows by exactly the rows marked.
-_MARK_PUBLISHED = text("""
+_MARK_PUBLISHED = """
 WITH marked AS (
-    UPDATE outbox SET published_at = now(), last_error = NULL WHERE id = ANY(:ids) RETURNING 1
+    UPDATE outbox SET published_at = now(), last_error = NULL WHERE id = ANY(%(ids)s) RETURNING 1
 )
 UPDATE outbox_counters SET value = value + (SELECT count(*) FROM marked) WHERE name = 'published'
-""")
+"""
 
-_BACK_OFF = text("""
+_BACK_OFF = """
 UPDATE outbox o
 SET attempts = o.attempts + 1,
     last_error = failed.error,
     next_attempt_at = now() + make_interval(
-        secs => LEAST(:max_seconds, :base_seconds * power(2, o.attempts)) * (0.5 + random() / 2))
-FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id, unnest(CAST(:errors AS text[])) AS error) failed
+        secs => LEAST(%(max_seconds)s, %(base_seconds)s * power(2, o.attempts))
+                * (0.5 + random() / 2))
+FROM (SELECT unnest(%(ids)s::bigint[]) AS id, unnest(%(errors)s::text[]) AS error) failed
 WHERE o.id = failed.id
-""")
+"""
 
-_DEAD_LETTER = text("""
+_DEAD_LETTER = """
 WITH dead AS (
-    DELETE FROM outbox WHERE id = ANY(:ids) AND attempts >= :max_attempts
+    DELETE FROM outbox WHERE id = ANY(%(ids)s) AND attempts >= %(max_attempts)s
     RETURNING id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at,
               attempts, last_error
 )
@@ -98,7 +99,20 @@ INSERT INTO outbox_dead_letters
      last_error)
 SELECT * FROM dead
 RETURNING id
-""")
+"""
+
+
+class _Claimed(NamedTuple):
+    """A row of `_CLAIM`, in its column order."""
+
+    id: int
+    aggregate_id: UUID
+    envelope: str
+    event_type: str
+    event_id: UUID
+    schema_version: str
+    correlation_id: str | None
+    claimed: int  # how many rows the claim took, those held back by an earlier version too
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,25 +142,27 @@ class RelayRun:
 
 
 def relay_batch(
-    session: Session, publisher: Callable[[], Publisher], policy: RelayPolicy
+    connection: psycopg.Connection[Any], publisher: Callable[[], Publisher], policy: RelayPolicy
 ) -> RelayRun:
     """Claim one batch, publish it, mark what Kafka acknowledged; back off what it did not.
 
     A failure is charged to the row that failed only. Its arena's later rows in the batch stay
-    pending without a charge (never published past it); other arenas' rows go through.
+    pending without a charge (never published past it); other arenas' rows go through. The SQL
+    is text run on the driver's connection: SQLAlchemy cost more CPU per claim than the claim.
     """
-    rows = session.execute(_CLAIM, {"batch_size": policy.batch_size}).all()
+    claimed = connection.execute(_CLAIM, {"batch_size": policy.batch_size}).fetchall()
+    rows = [_Claimed(*row) for row in claimed]
     if not rows:
-        session.rollback()
+        connection.rollback()
         return RelayRun()
-    failures: dict[Any, tuple[int, str]] = {}  # arena id → (its first failed row, the error)
+    failures: dict[UUID, tuple[int, str]] = {}  # arena id → (its first failed row, the error)
     try:
         sink = publisher()
     except Exception as error:  # noqa: BLE001 - Kafka unreachable: charge each arena's head row
         for row in rows:
             failures.setdefault(row.aggregate_id, (row.id, _describe(error)))
-        return _settle(session, [], failures, policy)
-    sent: list[tuple[Any, Delivery]] = []
+        return _settle(connection, [], failures, policy)
+    sent: list[tuple[_Claimed, Delivery]] = []
     for position, row in enumerate(rows):
         if row.aggregate_id in failures:
             continue
@@ -176,12 +192,12 @@ def relay_batch(
             failures[row.aggregate_id] = (row.id, _describe(error))
             continue
         published.append(row.id)
-    settled = _settle(session, published, failures, policy)
+    settled = _settle(connection, published, failures, policy)
     return dataclasses.replace(settled, full=rows[0].claimed >= policy.batch_size)
 
 
 def relay_pending(
-    session: Session, publisher: Callable[[], Publisher], policy: RelayPolicy
+    connection: psycopg.Connection[Any], publisher: Callable[[], Publisher], policy: RelayPolicy
 ) -> RelayRun:
     """Publish batch after batch while claims come back full, until a batch has failures.
 
@@ -190,14 +206,14 @@ def relay_pending(
     """
     published = 0
     while True:
-        run = relay_batch(session, publisher, policy)
+        run = relay_batch(connection, publisher, policy)
         published += run.published
         if not run.full or run.published == 0 or run.error is not None:
             return RelayRun(published, run.failed, run.dead_lettered, run.error)
 
 
 def relay_until(
-    session: Session,
+    connection: psycopg.Connection[Any],
     publisher: Callable[[], Publisher],
     policy: RelayPolicy,
     *,
@@ -218,7 +234,7 @@ def relay_until(
     deadline = clock() + seconds
     published = 0
     while True:
-        run = relay_pending(session, publisher, policy)
+        run = relay_pending(connection, publisher, policy)
         published += run.published
         left = deadline - clock()
         if run.error is not None or left <= 0 or should_stop():
@@ -230,18 +246,18 @@ def relay_until(
 
 
 def _settle(
-    session: Session,
+    connection: psycopg.Connection[Any],
     published: list[int],
-    failures: dict[Any, tuple[int, str]],
+    failures: dict[UUID, tuple[int, str]],
     policy: RelayPolicy,
 ) -> RelayRun:
     """In one transaction: mark and count the published rows, back off (or bury) the failed."""
     if published:
-        session.execute(_MARK_PUBLISHED, {"ids": published})
+        connection.execute(_MARK_PUBLISHED, {"ids": published})
     dead = []
     if failures:
         failed_ids = [row_id for row_id, _ in failures.values()]
-        session.execute(
+        connection.execute(
             _BACK_OFF,
             {
                 "ids": failed_ids,
@@ -250,10 +266,10 @@ def _settle(
                 "max_seconds": policy.backoff_max_seconds,
             },
         )
-        dead = session.execute(
+        dead = connection.execute(
             _DEAD_LETTER, {"ids": failed_ids, "max_attempts": policy.max_attempts}
-        ).all()
-    session.commit()
+        ).fetchall()
+    connection.commit()
     if published:
         log.info("published %d outbox event(s), last outbox id %d", len(published), published[-1])
     if failures:
@@ -269,7 +285,7 @@ def _settle(
             "until `flask outbox requeue`",
             len(dead),
             policy.max_attempts,
-            ", ".join(str(row.id) for row in dead),
+            ", ".join(str(row_id) for (row_id,) in dead),
         )
     error = next(iter(failures.values()))[1] if failures else None
     return RelayRun(len(published), len(failures), len(dead), error)
@@ -279,7 +295,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _headers(row: Any) -> dict[str, str]:
+def _headers(row: _Claimed) -> dict[str, str]:
     """Kafka headers let consumers route and trace without parsing the value."""
     return {
         "eventType": row.event_type,

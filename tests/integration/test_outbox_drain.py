@@ -16,6 +16,7 @@ from arena.messaging.kafka import KafkaPublisher
 from arena.outbox.relay import RelayPolicy, relay_until
 from arena.outbox.wakeups import OUTBOX_CHANNEL, OutboxListener
 from arena.pacing import Pace
+from arena.persistence.connections import pooled_connection
 from tests.support.api import arena_path, bearer, create_arena
 from tests.support.outbox import insert_events, libpq_dsn, new_arenas, pending_count
 
@@ -73,9 +74,9 @@ def test_one_run_publishes_rows_committed_while_it_runs(
     policy = RelayPolicy.from_settings(settings)
     ticks = iter(range(100))
     try:
-        with app.app_context():
+        with app.app_context(), pooled_connection(db.engine) as connection:
             run = relay_until(
-                db.session,
+                connection,
                 lambda: producer,
                 policy,
                 wait_for_commits=commit_more,
@@ -111,9 +112,9 @@ def test_wake_ups_beyond_the_pace_wait_for_its_next_token_and_lose_nothing(
 
     producer = KafkaPublisher(settings, settings.kafka_events_topic)
     try:
-        with app.app_context():
+        with app.app_context(), pooled_connection(db.engine) as connection:
             run = relay_until(
-                db.session,
+                connection,
                 lambda: producer,
                 RelayPolicy.from_settings(settings),
                 wait_for_commits=commit_one,

@@ -21,7 +21,8 @@ from arena.extensions import db
 from arena.messaging.kafka import KafkaPublisher
 from arena.messaging.ports import Delivery
 from arena.outbox.operations import prune_published
-from arena.outbox.relay import RelayPolicy, relay_pending
+from arena.outbox.relay import RelayPolicy, RelayRun, relay_pending
+from arena.persistence.connections import pooled_connection
 from tests.support.outbox import (
     TopicReader,
     by_arena,
@@ -140,11 +141,12 @@ def test_concurrent_relays_publish_every_event_once_and_each_arena_in_version_or
         with (
             psycopg.connect(libpq_dsn(settings), autocommit=True) as own_sql,
             app.app_context(),
+            pooled_connection(db.engine) as connection,
         ):
 
             def all_published() -> bool:
                 nonlocal published
-                run = relay_pending(db.session, lambda: publisher, policy)
+                run = relay_pending(connection, lambda: publisher, policy)
                 assert run.error is None, run.error
                 published += run.published
                 return pending_count(own_sql, arena_ids) == 0
@@ -411,20 +413,29 @@ def test_a_run_claims_again_only_after_a_full_batch_and_counts_what_it_marked(
     ).fetchone()
     claims: list[int] = []
 
-    def on_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().startswith("WITH claimed"):
-            claims.append(cursor.rowcount)
+    class CountingClaims:
+        """The relay's connection, noting how many rows each claim returned."""
 
-    with app.app_context():
-        engine = db.engine
-        event.listen(engine, "after_cursor_execute", on_execute)
-        try:
-            first = relay(app, publisher, dataclasses.replace(policy, batch_size=2))
-            first_claims, claims[:] = list(claims), []
-            insert_events(sql, [(arena_ids[0], 2)])
-            second = relay(app, publisher, policy)
-        finally:
-            event.remove(engine, "after_cursor_execute", on_execute)
+        def __init__(self, connection: psycopg.Connection) -> None:
+            self._connection = connection
+
+        def execute(self, statement: str, params: Any = None) -> psycopg.Cursor:
+            cursor = self._connection.execute(statement, params)
+            if statement.lstrip().startswith("WITH claimed"):
+                claims.append(cursor.rowcount)
+            return cursor
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._connection, name)
+
+    def relay_counting(policy: RelayPolicy) -> RelayRun:
+        with app.app_context(), pooled_connection(db.engine) as connection:
+            return relay_pending(CountingClaims(connection), lambda: publisher, policy)  # type: ignore[arg-type]
+
+    first = relay_counting(dataclasses.replace(policy, batch_size=2))
+    first_claims, claims[:] = list(claims), []
+    insert_events(sql, [(arena_ids[0], 2)])
+    second = relay_counting(policy)
 
     # Batches of 2 over (at least) these 5 rows: full ones, then one short one (empty only if
     # the rows ran out on a batch boundary); a short claim is never followed by another.

@@ -29,6 +29,7 @@ from arena.config import Settings
 from arena.domain.events import DomainEvent, EventEnvelope
 from arena.extensions import db
 from arena.outbox.relay import Publisher, RelayPolicy, RelayRun, relay_batch, relay_pending
+from arena.persistence.connections import pooled_connection
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,13 +198,13 @@ def publishable_backlog(sql: psycopg.Connection) -> int:
 
 def relay(app: Flask, publisher: Publisher, policy: RelayPolicy) -> RelayRun:
     """One `relay_pending` run, as the Celery task does it, in an application context."""
-    with app.app_context():
-        return relay_pending(db.session, lambda: publisher, policy)
+    with app.app_context(), pooled_connection(db.engine) as connection:
+        return relay_pending(connection, lambda: publisher, policy)
 
 
 def relay_one_batch(app: Flask, publisher: Publisher, policy: RelayPolicy) -> RelayRun:
-    with app.app_context():
-        return relay_batch(db.session, lambda: publisher, policy)
+    with app.app_context(), pooled_connection(db.engine) as connection:
+        return relay_batch(connection, lambda: publisher, policy)
 
 
 def drain(
