@@ -24,8 +24,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         # No pre-ping: a round trip per checkout, on every command. A connection the server
-        # dropped is discarded when it fails (see arena/persistence/connections.py).
-        SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"connect_timeout": 3}},
+        # dropped is discarded when it fails (see arena/persistence/connections.py). The pool
+        # keeps as many connections as a process has threads using them (gunicorn: 8): with
+        # fewer, every burst opened connections past the pool and closed them again, each one a
+        # new PostgreSQL backend.
+        SQLALCHEMY_ENGINE_OPTIONS={
+            "connect_args": {"connect_timeout": 3},
+            "pool_size": settings.database_pool_size,
+        },
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
     app.extensions["settings"] = settings

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 # field name → (environment variable, local default)
 _VARIABLES: dict[str, tuple[str, str]] = {
     "database_url": ("DATABASE_URL", "postgresql+psycopg://arena:arena@127.0.0.1:5432/arena"),
+    "database_pool_size": ("DATABASE_POOL_SIZE", "10"),
     "redis_url": ("REDIS_URL", "redis://127.0.0.1:6380/0"),
     "read_model_prefix": ("READ_MODEL_PREFIX", "arena"),
     "celery_broker_url": ("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
@@ -59,6 +60,7 @@ _PARSERS = {"str": str, "int": int, "float": float, "bool": _flag}
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str
+    database_pool_size: int
     redis_url: str
     read_model_prefix: str
     celery_broker_url: str

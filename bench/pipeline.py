@@ -785,6 +785,9 @@ def live_phases(session: TreeSession) -> None:
         )
         wait_until_applied(visibility, answers, processes, "steady: applied       ", deadline)
         session.usage["steady"] = meter.end(window, sum(a.key in visibility.seen for a in answers))
+        # Only the steady rows split latency at Kafka: later phases would count this second
+        # consumer's fetches as the pipeline's Kafka CPU, and its decoding as the client's.
+        arrivals.stop()
         readers.wait()
         readers.close()
         first = len(rows)

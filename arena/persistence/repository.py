@@ -103,7 +103,8 @@ class ArenaRepository:
 
     def _update(self, arenas: list[Arena]) -> None:
         with self._connection.cursor() as cursor:
-            cursor.executemany(
+            _execute_each(
+                cursor,
                 _UPDATE,
                 [
                     (*_arena_values(arena), arena.id, self._loaded[arena.id].version)
@@ -125,13 +126,24 @@ class ArenaRepository:
     def _insert_players(self, arena: Arena, players: list[Player]) -> None:
         if players:
             with self._connection.cursor() as cursor:
-                cursor.executemany(
+                _execute_each(
+                    cursor,
                     _INSERT_PLAYER,
                     [
                         (p.id, arena.id, p.display_name, p.role.value, p.token_hash, p.joined_at)
                         for p in players
                     ],
                 )
+
+
+def _execute_each(cursor: psycopg.Cursor[Any], statement: str, rows: list[tuple[Any, ...]]) -> None:
+    """Run `statement` once per row, its rowcount the total: many rows in one pipelined round
+    trip; a single row (a command's arena or new player) without the pipeline, which costs more
+    CPU to set up than the one statement it would carry."""
+    if len(rows) == 1:
+        cursor.execute(statement, rows[0])
+    else:
+        cursor.executemany(statement, rows)
 
 
 def _canonical_id(arena_id: str) -> str | None:
