@@ -12,6 +12,7 @@ from redis import Redis
 
 from arena.config import Settings
 from arena.messaging.publishers import close_publishers
+from tasks.broker import TRANSPORT
 from tasks.in_flight import ProjectionsInFlight
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
@@ -38,8 +39,11 @@ def relay_queue(settings: Settings) -> str:
 
 def celery_config(settings: Settings) -> dict[str, object]:
     interval = settings.outbox_relay_interval_seconds
+    redis_broker = settings.celery_broker_url.startswith("redis://")
     return {
         "broker_url": settings.celery_broker_url,
+        # The same Redis transport, with one client per channel instead of one per operation.
+        **({"broker_transport": TRANSPORT} if redis_broker else {}),
         "broker_connection_retry_on_startup": True,
         # Projections and the relay on queues of their own, so neither waits behind the other;
         # a worker started without -Q serves both (`make run` gives each its own worker).
