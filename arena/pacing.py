@@ -28,6 +28,10 @@ class Pace:
         self._refilled_at = clock()
 
     @classmethod
+    def unlimited(cls) -> Pace:
+        return cls(0, 1)
+
+    @classmethod
     def per_second(cls, rate: float, *, clock: Callable[[], float] = time.monotonic) -> Pace:
         return cls(rate, rate * BURST_SECONDS, clock=clock)
 

@@ -77,7 +77,7 @@ def consume(
     partition with `max_buffered` records waiting is paused.
     """
     lanes = _Lanes(max_per_dispatch, max_buffered)
-    pace = pace or Pace(0, 1)
+    pace = pace or Pace.unlimited()
     dispatched = uncommitted = 0
     last_commit = clock()
 

@@ -230,7 +230,7 @@ def relay_until(
     so that under load commits gather into fewer claims. Stops early when a batch fails (the
     failed rows back off; the next run retries them), or when `should_stop()` (the worker is
     shutting down)."""
-    pace = pace or Pace(0, 1)
+    pace = pace or Pace.unlimited()
     deadline = clock() + seconds
     published = 0
     while True:
