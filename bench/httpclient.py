@@ -51,31 +51,41 @@ def call(
     if correlation_id:
         headers["X-Correlation-ID"] = correlation_id
     pool: dict[int, http.client.HTTPConnection] = _connections.__dict__.setdefault("by_port", {})
-    for attempt in (1, 2):
-        reused = port in pool
-        connection = pool.pop(port, None) or http.client.HTTPConnection(
-            "127.0.0.1", port, timeout=timeout
-        )
-        connection.timeout = timeout
-        if connection.sock is not None:
-            connection.sock.settimeout(timeout)
+    kept = pool.pop(port, None)
+    if kept is not None:
+        kept.sock.settimeout(timeout)
         try:
-            connection.request(method, path, body=payload, headers=headers)
-            response = connection.getresponse()
-            raw = response.read()
-        except _CLOSED_WHILE_IDLE as error:
-            connection.close()
-            if reused and attempt == 1:
-                continue
-            return Reply(0, None, repr(error))
+            return _exchange(kept, pool, port, method, path, payload, headers)
+        except _CLOSED_WHILE_IDLE:
+            kept.close()  # closed while idle: send the request again on a new connection
         except (OSError, http.client.HTTPException) as error:
-            connection.close()
+            kept.close()
             return Reply(0, None, repr(error))
-        if response.will_close:
-            connection.close()
-        else:
-            pool[port] = connection
-        break
+    fresh = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        return _exchange(fresh, pool, port, method, path, payload, headers)
+    except (OSError, http.client.HTTPException) as error:
+        fresh.close()
+        return Reply(0, None, repr(error))
+
+
+def _exchange(
+    connection: http.client.HTTPConnection,
+    pool: dict[int, http.client.HTTPConnection],
+    port: int,
+    method: str,
+    path: str,
+    payload: bytes | None,
+    headers: dict[str, str],
+) -> Reply:
+    """Send, read the answer, and keep the connection for the next call unless it closes."""
+    connection.request(method, path, body=payload, headers=headers)
+    response = connection.getresponse()
+    raw = response.read()
+    if response.will_close:
+        connection.close()
+    else:
+        pool[port] = connection
     try:
         parsed = json.loads(raw) if raw else None
     except ValueError:

@@ -72,6 +72,8 @@ def consume_command() -> None:
         max_per_dispatch=PROJECTION_BATCH_MAX if batching else 1,
         commit_interval_seconds=COMMIT_INTERVAL_SECONDS,
         # One event per task cannot gather: pacing would only cap its throughput.
-        pace=Pace.per_second(settings.projection_tasks_per_second if batching else 0),
+        pace=Pace.per_second(settings.projection_tasks_per_second)
+        if batching
+        else Pace.unlimited(),
     )
     log.info("consumer stopped after dispatching %d event(s)", total)
