@@ -65,7 +65,7 @@ from arena import create_app  # noqa: E402
 from arena.config import Settings  # noqa: E402
 from arena.domain.actions import ActionType  # noqa: E402
 from arena.domain.config import ArenaConfig  # noqa: E402
-from arena.domain.events import EventEnvelope  # noqa: E402
+from arena.domain.envelope import EventEnvelope  # noqa: E402
 from arena.domain.model import Arena, Player  # noqa: E402
 from arena.extensions import db  # noqa: E402
 from arena.messaging.kafka import ensure_topics, kafka_reachable  # noqa: E402

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from arena.domain.envelope import EventEnvelope
+from arena.domain.events import PoisonEvent
 from arena.readmodel.replay import replay
 from arena.readmodel.store import ArenaViews
 
@@ -21,10 +22,10 @@ def _views() -> ArenaViews:
 
 def _describe(raw_event: str) -> str:
     try:
-        envelope = json.loads(raw_event)
-        return f"{envelope['eventType']} (event {envelope['eventId']})"
-    except (ValueError, KeyError, TypeError):
+        envelope = EventEnvelope.from_json(raw_event)
+    except PoisonEvent:
         return f"unparseable: {raw_event[:60]!r}"
+    return f"{envelope.event_type} (event {envelope.event_id})"
 
 
 @dlq_group.command("list")

@@ -1,110 +1,268 @@
-"""Domain events and the envelope every event travels in (outbox → Kafka → projections)."""
+"""The event catalog: one frozen class per fact the `Arena` aggregate records.
+
+Each class names its wire type (the class name) and its payload schema version; its fields are
+the payload, written as camelCase keys (a field may name another key). `payload` and
+`decode_event` are exact inverses for every event the domain records, so projections read
+the same typed events the aggregate wrote. docs/events.md documents every class here, and a
+test holds the two, and the projector's handlers, together.
+"""
 
 from __future__ import annotations
 
-import uuid
+import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Union
 
-AGGREGATE_TYPE = "Arena"
-SCHEMA_VERSION = 1
+JsonObject = dict[str, Any]
+
+
+class PoisonEvent(ValueError):
+    """A received event no retry can apply: it is dead-lettered, and its arena stalls behind it."""
+
+
+class UnknownEvent(PoisonEvent):
+    """An event type or schema version this code does not know."""
+
+
+class RejectedPayload(PoisonEvent):
+    """A payload that lacks a field or holds a value of the wrong type."""
 
 
 @dataclass(frozen=True, slots=True)
-class DomainEvent:
-    """A fact an aggregate recorded; `version` is the aggregate's version after the change."""
+class PlayerSnapshot:
+    """A player as events show it: never its token."""
 
-    type: str
+    player_id: str
+    display_name: str
+    role: str
+    joined_at: datetime
+
+    def to_json(self) -> JsonObject:
+        return _encode(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DomainEvent:
+    """A fact an aggregate recorded; `version` is the aggregate's version after the change.
+
+    Subclasses add the payload's fields. Changing a subclass's fields changes its wire schema:
+    bump its `schema_version` (docs/events.md, "Compatibility").
+    """
+
+    schema_version: ClassVar[int] = 1
+
     aggregate_id: str
     version: int
     occurred_at: datetime
-    payload: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    @property
+    def payload(self) -> JsonObject:
+        return _encode(self)
 
 
-@dataclass(frozen=True, slots=True)
-class EventEnvelope:
-    """The wire form of an event: what the outbox stores, Kafka carries and projections read."""
-
-    event_type: str
-    aggregate_id: str
-    aggregate_version: int
-    occurred_at: str
-    payload: dict[str, Any]
-    correlation_id: str
-    causation_id: str
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    aggregate_type: str = AGGREGATE_TYPE
-    schema_version: int = SCHEMA_VERSION
-
-    @classmethod
-    def wrap(cls, event: DomainEvent, *, correlation_id: str, causation_id: str) -> EventEnvelope:
-        return cls(
-            event_type=event.type,
-            aggregate_id=event.aggregate_id,
-            aggregate_version=event.version,
-            occurred_at=event.occurred_at.isoformat(),
-            payload=event.payload,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "eventId": self.event_id,
-            "eventType": self.event_type,
-            "schemaVersion": self.schema_version,
-            "aggregateType": self.aggregate_type,
-            "aggregateId": self.aggregate_id,
-            "aggregateVersion": self.aggregate_version,
-            "occurredAt": self.occurred_at,
-            "correlationId": self.correlation_id,
-            "causationId": self.causation_id,
-            "payload": self.payload,
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> EventEnvelope:
-        """Parse a received envelope strictly; `MalformedEnvelope` names every bad field."""
-        if not isinstance(data, dict):
-            raise MalformedEnvelope("an event envelope must be a JSON object")
-        bad = [name for name, kind in _ENVELOPE_FIELDS.items() if not _is_a(data.get(name), kind)]
-        if bad:
-            raise MalformedEnvelope(f"malformed event envelope, bad or missing: {', '.join(bad)}")
-        if data["aggregateVersion"] < 1:
-            raise MalformedEnvelope("aggregateVersion must be at least 1")
-        return cls(
-            event_id=data["eventId"],
-            event_type=data["eventType"],
-            schema_version=data["schemaVersion"],
-            aggregate_type=data["aggregateType"],
-            aggregate_id=data["aggregateId"],
-            aggregate_version=data["aggregateVersion"],
-            occurred_at=data["occurredAt"],
-            correlation_id=data["correlationId"],
-            causation_id=data["causationId"],
-            payload=data["payload"],
-        )
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArenaCreated(DomainEvent):
+    arena_id: str
+    name: str
+    status: str
+    config: JsonObject  # as validated when recorded; projections do not re-validate it
+    created_at: datetime
+    creator: PlayerSnapshot
 
 
-_ENVELOPE_FIELDS: dict[str, type] = {
-    "eventId": str,
-    "eventType": str,
-    "schemaVersion": int,
-    "aggregateType": str,
-    "aggregateId": str,
-    "aggregateVersion": int,
-    "occurredAt": str,
-    "correlationId": str,
-    "causationId": str,
-    "payload": dict,
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayerJoined(DomainEvent):
+    player_id: str
+    display_name: str
+    role: str
+    joined_at: datetime
+
+    @property
+    def player(self) -> PlayerSnapshot:
+        return PlayerSnapshot(self.player_id, self.display_name, self.role, self.joined_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayerLeft(DomainEvent):
+    player_id: str
+    display_name: str
+    role: str
+    removed_by: str | None  # the admin who removed the player; None when it left itself
+    left_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArenaStarted(DomainEvent):
+    status: str
+    tick: int
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArenaPaused(DomainEvent):
+    status: str
+    tick: int
+    paused_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArenaResumed(DomainEvent):
+    status: str
+    tick: int
+    resumed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArenaStopped(DomainEvent):
+    status: str
+    tick: int
+    finished_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArenaConfigUpdated(DomainEvent):
+    changes: list[str]  # the camelCase names of the settings that changed, sorted
+    config: JsonObject  # the whole config after the change
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionSubmitted(DomainEvent):
+    action_id: str
+    player_id: str
+    action_type: str = field(metadata={"key": "type"})
+    apply_at_tick: int
+    action_payload: JsonObject = field(metadata={"key": "payload"})  # canonical for its type
+    submitted_at: datetime
+
+
+EVENT_TYPES: Mapping[str, type[DomainEvent]] = {
+    cls.__name__: cls
+    for cls in (
+        ArenaCreated,
+        PlayerJoined,
+        PlayerLeft,
+        ArenaStarted,
+        ArenaPaused,
+        ArenaResumed,
+        ArenaStopped,
+        ArenaConfigUpdated,
+        ActionSubmitted,
+    )
 }
 
 
-def _is_a(value: object, kind: type) -> bool:
-    """JSON-strict type check: a bool is not an int here, and nothing is coerced."""
-    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+def decode_event(
+    event_type: str,
+    schema_version: int,
+    *,
+    aggregate_id: str,
+    version: int,
+    occurred_at: str,
+    payload: JsonObject,
+) -> DomainEvent:
+    """The typed event a received envelope holds; keys the schema does not name are ignored."""
+    cls = EVENT_TYPES.get(event_type)
+    if cls is None:
+        raise UnknownEvent(f"unknown event type {event_type!r}")
+    if schema_version != cls.schema_version:
+        raise UnknownEvent(f"{event_type} schema version {schema_version} is not supported")
+    when = _read_datetime("occurredAt", occurred_at)
+    try:
+        fields = _decode_fields(cls, payload)
+    except RejectedPayload as error:
+        raise RejectedPayload(f"{event_type} payload rejected: {error}") from None
+    return cls(aggregate_id=aggregate_id, version=version, occurred_at=when, **fields)
 
 
-class MalformedEnvelope(ValueError):
-    """A received message is not an event envelope; retrying cannot help."""
+# --- the payload codec -------------------------------------------------------------------------
+
+_ENVELOPE_FIELDS = frozenset(f.name for f in dataclasses.fields(DomainEvent))
+_Reader = Callable[[str, object], object]
+
+
+def _encode(value: object) -> JsonObject:
+    return {key: _to_json(getattr(value, name)) for name, key, _ in _schema(type(value))}
+
+
+def _to_json(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, PlayerSnapshot):
+        return value.to_json()
+    return value
+
+
+def _decode_fields(cls: type, payload: JsonObject) -> dict[str, object]:
+    if not isinstance(payload, dict):
+        raise RejectedPayload("the payload is not an object")
+    fields = {}
+    for name, key, read in _schema(cls):
+        if key not in payload:
+            raise RejectedPayload(f"{key} is missing")
+        fields[name] = read(key, payload[key])
+    return fields
+
+
+@functools.cache
+def _schema(cls: type) -> tuple[tuple[str, str, _Reader], ...]:
+    """(field name, payload key, reader) for each payload field of `cls`, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        (f.name, f.metadata.get("key", _camel(f.name)), _reader(hints[f.name]))
+        for f in dataclasses.fields(cls)
+        if f.name not in _ENVELOPE_FIELDS
+    )
+
+
+def _reader(hint: object) -> _Reader:
+    """How to check (and, for times and players, convert) one JSON value of this type."""
+    if hint is datetime:
+        return _read_datetime
+    if hint is PlayerSnapshot:
+        return lambda key, value: PlayerSnapshot(**_decode_fields(PlayerSnapshot, value))
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType) and args == (str, type(None)):
+        return lambda key, value: value if value is None else _checked(key, value, str)
+    if origin is list and args == (str,):
+        return _read_strings
+    if origin is dict:
+        return lambda key, value: _checked(key, value, dict)
+    if hint in (str, int):
+        return lambda key, value: _checked(key, value, typing.cast(type, hint))
+    raise TypeError(f"no payload reader for {hint!r}")  # a new field type needs one here
+
+
+def _checked(key: str, value: object, kind: type) -> object:
+    """JSON-strict: a bool is not an int here, and nothing is coerced."""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise RejectedPayload(f"{key} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _read_strings(key: str, value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise RejectedPayload(f"{key} must be a list of strings")
+    return value
+
+
+def _read_datetime(key: str, value: object) -> datetime:
+    text = _checked(key, value, str)
+    try:
+        return datetime.fromisoformat(typing.cast(str, text))
+    except ValueError:
+        raise RejectedPayload(f"{key} is not an ISO 8601 time: {text!r}") from None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

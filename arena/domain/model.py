@@ -12,7 +12,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypedDict
 
 from arena.domain.actions import ActionType, validated_payload
 from arena.domain.config import ArenaConfig
@@ -23,7 +23,19 @@ from arena.domain.errors import (
     PermissionDenied,
     ValidationFailed,
 )
-from arena.domain.events import DomainEvent
+from arena.domain.events import (
+    ActionSubmitted,
+    ArenaConfigUpdated,
+    ArenaCreated,
+    ArenaPaused,
+    ArenaResumed,
+    ArenaStarted,
+    ArenaStopped,
+    DomainEvent,
+    PlayerJoined,
+    PlayerLeft,
+    PlayerSnapshot,
+)
 
 NAME_LENGTH = (3, 80)
 DISPLAY_NAME_LENGTH = (1, 40)
@@ -41,29 +53,55 @@ class PlayerRole(enum.StrEnum):
     PLAYER = "PLAYER"
 
 
+class _EventHeader(TypedDict):
+    """What every event of this arena's next version starts with."""
+
+    aggregate_id: str
+    version: int
+    occurred_at: datetime
+
+
+class _TransitionEvent(Protocol):
+    def __call__(
+        self, header: _EventHeader, status: str, tick: int, at: datetime
+    ) -> DomainEvent: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Transition:
     allowed_from: frozenset[ArenaStatus]
     target: ArenaStatus
-    event_type: str
-    time_field: str
+    event: _TransitionEvent
 
 
 _TRANSITIONS: dict[str, _Transition] = {
     "start": _Transition(
-        frozenset({ArenaStatus.PENDING}), ArenaStatus.RUNNING, "ArenaStarted", "startedAt"
+        frozenset({ArenaStatus.PENDING}),
+        ArenaStatus.RUNNING,
+        lambda header, status, tick, at: ArenaStarted(
+            **header, status=status, tick=tick, started_at=at
+        ),
     ),
     "pause": _Transition(
-        frozenset({ArenaStatus.RUNNING}), ArenaStatus.PAUSED, "ArenaPaused", "pausedAt"
+        frozenset({ArenaStatus.RUNNING}),
+        ArenaStatus.PAUSED,
+        lambda header, status, tick, at: ArenaPaused(
+            **header, status=status, tick=tick, paused_at=at
+        ),
     ),
     "resume": _Transition(
-        frozenset({ArenaStatus.PAUSED}), ArenaStatus.RUNNING, "ArenaResumed", "resumedAt"
+        frozenset({ArenaStatus.PAUSED}),
+        ArenaStatus.RUNNING,
+        lambda header, status, tick, at: ArenaResumed(
+            **header, status=status, tick=tick, resumed_at=at
+        ),
     ),
     "stop": _Transition(
         frozenset({ArenaStatus.PENDING, ArenaStatus.RUNNING, ArenaStatus.PAUSED}),
         ArenaStatus.FINISHED,
-        "ArenaStopped",
-        "finishedAt",
+        lambda header, status, tick, at: ArenaStopped(
+            **header, status=status, tick=tick, finished_at=at
+        ),
     ),
 }
 TRANSITION_COMMANDS = tuple(_TRANSITIONS)
@@ -84,13 +122,8 @@ class Player:
     joined_at: datetime
     token_hash: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "playerId": self.id,
-            "displayName": self.display_name,
-            "role": self.role.value,
-            "joinedAt": self.joined_at.isoformat(),
-        }
+    def snapshot(self) -> PlayerSnapshot:
+        return PlayerSnapshot(self.id, self.display_name, self.role.value, self.joined_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,16 +170,15 @@ class Arena:
             players=[creator.player],
         )
         arena._record(
-            "ArenaCreated",
-            now,
-            {
-                "arenaId": arena.id,
-                "name": arena.name,
-                "status": arena.status.value,
-                "config": config.to_dict(),
-                "createdAt": now.isoformat(),
-                "creator": creator.player.to_dict(),
-            },
+            ArenaCreated(
+                **arena._next_event(now),
+                arena_id=arena.id,
+                name=arena.name,
+                status=arena.status.value,
+                config=config.to_dict(),
+                created_at=now,
+                creator=creator.player.snapshot(),
+            )
         )
         return arena, creator
 
@@ -176,7 +208,16 @@ class Arena:
         if any(p.display_name.casefold() == wanted for p in self.players):
             raise Conflict(f"The display name {newcomer.player.display_name!r} is taken here.")
         self.players.append(newcomer.player)
-        self._record("PlayerJoined", now, newcomer.player.to_dict())
+        joined = newcomer.player.snapshot()
+        self._record(
+            PlayerJoined(
+                **self._next_event(now),
+                player_id=joined.player_id,
+                display_name=joined.display_name,
+                role=joined.role,
+                joined_at=joined.joined_at,
+            )
+        )
         return newcomer
 
     def remove_player(self, actor: Player, player_id: str, now: datetime) -> None:
@@ -189,15 +230,14 @@ class Arena:
             raise Conflict("The last admin cannot leave while other players remain.")
         self.players.remove(leaving)
         self._record(
-            "PlayerLeft",
-            now,
-            {
-                "playerId": leaving.id,
-                "displayName": leaving.display_name,
-                "role": leaving.role.value,
-                "removedBy": None if actor.id == leaving.id else actor.id,
-                "leftAt": now.isoformat(),
-            },
+            PlayerLeft(
+                **self._next_event(now),
+                player_id=leaving.id,
+                display_name=leaving.display_name,
+                role=leaving.role.value,
+                removed_by=None if actor.id == leaving.id else actor.id,
+                left_at=now,
+            )
         )
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -213,15 +253,7 @@ class Arena:
             self.started_at = now
         if self.status is ArenaStatus.FINISHED:
             self.finished_at = now
-        self._record(
-            transition.event_type,
-            now,
-            {
-                "status": self.status.value,
-                "tick": self.tick,
-                transition.time_field: now.isoformat(),
-            },
-        )
+        self._record(transition.event(self._next_event(now), self.status.value, self.tick, now))
 
     def update_config(self, actor: Player, changes: dict[str, Any], now: datetime) -> None:
         """Change some settings (camelCase keys; temperature may be partial) while not running."""
@@ -247,9 +279,9 @@ class Arena:
             return  # nothing differs: no change, no event, same version
         self.config = config
         self._record(
-            "ArenaConfigUpdated",
-            now,
-            {"changes": changed, "config": config.to_dict(), "updatedAt": now.isoformat()},
+            ArenaConfigUpdated(
+                **self._next_event(now), changes=changed, config=config.to_dict(), updated_at=now
+            )
         )
 
     # --- actions --------------------------------------------------------------------------------
@@ -277,16 +309,15 @@ class Arena:
         canonical = validated_payload(action_type, payload, self.config)
         action = SubmittedAction(str(uuid.uuid4()), tick)
         self._record(
-            "ActionSubmitted",
-            now,
-            {
-                "actionId": action.action_id,
-                "playerId": actor.id,
-                "type": action_type.value,
-                "applyAtTick": tick,
-                "payload": canonical,
-                "submittedAt": now.isoformat(),
-            },
+            ActionSubmitted(
+                **self._next_event(now),
+                action_id=action.action_id,
+                player_id=actor.id,
+                action_type=action_type.value,
+                apply_at_tick=tick,
+                action_payload=canonical,
+                submitted_at=now,
+            )
         )
         return action
 
@@ -304,9 +335,14 @@ class Arena:
         if self.status is ArenaStatus.FINISHED:
             raise IllegalTransition(f"Cannot {what} a FINISHED arena.")
 
-    def _record(self, event_type: str, now: datetime, payload: dict[str, Any]) -> None:
-        self.version += 1
-        self.events.append(DomainEvent(event_type, self.id, self.version, now, payload))
+    def _next_event(self, now: datetime) -> _EventHeader:
+        return {"aggregate_id": self.id, "version": self.version + 1, "occurred_at": now}
+
+    def _record(self, event: DomainEvent) -> None:
+        """The one place the version moves: each event is exactly the next version."""
+        assert event.version == self.version + 1, (event, self.version)
+        self.version = event.version
+        self.events.append(event)
 
 
 def _require_admin(actor: Player, what: str) -> None:

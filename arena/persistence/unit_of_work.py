@@ -8,7 +8,8 @@ from types import TracebackType
 
 import psycopg
 
-from arena.domain.events import DomainEvent, EventEnvelope
+from arena.domain.envelope import EventEnvelope
+from arena.domain.events import DomainEvent
 from arena.outbox.wakeups import OUTBOX_CHANNEL
 from arena.persistence.errors import ConcurrentUpdate
 from arena.persistence.idempotency import IdempotencyStore

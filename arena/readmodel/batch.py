@@ -19,7 +19,8 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from arena.domain.events import EventEnvelope
+from arena.domain.envelope import EventEnvelope
+from arena.domain.events import PoisonEvent
 from arena.readmodel.keys import Keys
 from arena.readmodel.projector import View, feed_entry, project
 from arena.readmodel.store import (
@@ -56,10 +57,10 @@ _SCRIPT_SHA = hashlib.sha1(_COMPARE_AND_SET.encode()).hexdigest()
 _CHANGED, _WRITTEN, _STALLED = 0, 1, 2
 
 # One entry per input event: its outcome; `EventOutOfOrder` when it must wait for an earlier
-# version (so must every later event of its arena); a `ValueError` when the projection rejects it
-# (poison); None for the later events of an arena whose earlier event was rejected, which the
+# version (so must every later event of its arena); a `PoisonEvent` when the projection rejects
+# it; None for the later events of an arena whose earlier event was rejected, which the
 # caller handles one by one after dead-lettering.
-Result = Outcome | EventOutOfOrder | ValueError | None
+Result = Outcome | EventOutOfOrder | PoisonEvent | None
 
 
 @dataclass(slots=True)
@@ -143,7 +144,7 @@ def _plan(before: View | None, indexes: list[int], envelopes: Sequence[EventEnve
             break
         try:
             view = project(view, envelope)
-        except ValueError as rejected:
+        except PoisonEvent as rejected:
             plan.results[index] = rejected
             for later in indexes[position + 1 :]:
                 plan.results[later] = None
@@ -205,5 +206,5 @@ def _queue_write(pipe: Pipeline, keys: Keys, arena_id: str, plan: _Plan) -> None
 def _apply_one(views: ArenaViews, keys: Keys, envelope: EventEnvelope) -> Result:
     try:
         return views.apply(envelope, generation=keys.generation)
-    except (EventOutOfOrder, ValueError) as error:
+    except (EventOutOfOrder, PoisonEvent) as error:
         return error

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
-from arena.domain.events import EventEnvelope
+from arena.domain.envelope import EventEnvelope
+from arena.domain.events import PoisonEvent
 from arena.messaging.consumer import ReceivedEvent
 from arena.messaging.dead_letter import dead_letter_record
 from arena.messaging.ports import Publisher
@@ -26,12 +27,12 @@ log = logging.getLogger(__name__)
 # Worth retrying: the store is away, or the event's predecessor has not landed yet.
 RETRYABLE: tuple[type[Exception], ...] = (RedisError, EventOutOfOrder)
 # Never worth retrying: not JSON, not an envelope, an unknown type or schema version, or a
-# payload the projection rejects (all ValueErrors).
-POISON: tuple[type[Exception], ...] = (ValueError,)
+# payload the projection rejects.
+POISON: tuple[type[Exception], ...] = (PoisonEvent,)
 
 
 def parse(received: ReceivedEvent) -> EventEnvelope:
-    return EventEnvelope.from_dict(json.loads(received.value))
+    return EventEnvelope.from_json(received.value)
 
 
 def apply_received(
@@ -125,5 +126,5 @@ def dead_letter(
 def _version_of(received: ReceivedEvent) -> int | None:
     try:
         return parse(received).aggregate_version
-    except ValueError:
+    except PoisonEvent:
         return None

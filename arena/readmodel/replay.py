@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from arena.domain.events import EventEnvelope
+from arena.domain.envelope import EventEnvelope
+from arena.domain.events import PoisonEvent
 from arena.readmodel.store import ArenaViews, EventOutOfOrder
 
 
@@ -33,8 +33,8 @@ def replay(views: ArenaViews, arena_id: str) -> ReplayResult:
             continue
         for raw_event, version in parked:
             try:
-                views.apply(EventEnvelope.from_dict(json.loads(raw_event)), replaying=True)
-            except (ValueError, EventOutOfOrder) as error:
+                views.apply(EventEnvelope.from_json(raw_event), replaying=True)
+            except (PoisonEvent, EventOutOfOrder) as error:
                 reason = f"{type(error).__name__}: {error}"
                 views.stall(arena_id, version=version, raw_event=raw_event, reason=reason)
                 return ReplayResult(arena_id, applied, False, version, reason)

@@ -21,7 +21,7 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from arena.domain.events import EventEnvelope
+from arena.domain.envelope import EventEnvelope
 from arena.readmodel.keys import (
     INITIAL_GENERATION,
     Keys,

@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 
 from arena.config import Settings
 from arena.domain.config import ArenaConfig
-from arena.domain.events import EventEnvelope
+from arena.domain.envelope import EventEnvelope
 from arena.domain.model import Arena
 from arena.readmodel import projector
 from arena.readmodel.rebuild import rebuild

@@ -31,7 +31,7 @@ from redis import Redis
 
 from arena.config import Settings
 from arena.domain.config import ArenaConfig
-from arena.domain.events import EventEnvelope
+from arena.domain.envelope import EventEnvelope
 from arena.domain.model import Arena
 from arena.messaging.consumer import ReceivedEvent
 from arena.readmodel.store import ArenaViews

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from arena.domain.config import ArenaConfig
-from arena.domain.events import EventEnvelope
+from arena.domain.envelope import EventEnvelope
 from arena.domain.model import Arena
 from arena.readmodel.store import ArenaViews, Outcome
 

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from redis import Redis
 
-from arena.domain.events import EventEnvelope
+from arena.domain.envelope import EventEnvelope
 from arena.readmodel.batch import apply_many
 from arena.readmodel.store import ArenaViews, EventOutOfOrder, Outcome
 

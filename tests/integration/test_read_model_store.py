@@ -7,7 +7,7 @@ import uuid
 import pytest
 from flask import Flask
 
-from arena.domain.events import EventEnvelope
+from arena.domain.envelope import EventEnvelope
 from arena.readmodel.store import ArenaViews, EventOutOfOrder, Outcome
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.engine import make_url
 
 from arena.config import Settings
-from arena.domain.events import DomainEvent, EventEnvelope
+from arena.domain.envelope import EventEnvelope
 from arena.extensions import db
 from arena.outbox.relay import Publisher, RelayPolicy, RelayRun, relay_batch, relay_pending
 from arena.persistence.connections import pooled_connection
@@ -71,11 +71,16 @@ def consecutive(arena_ids: Iterable[str], versions: int) -> list[tuple[str, int]
 
 
 def envelope(arena_id: str, version: int, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-    event = DomainEvent(
-        PROBE_EVENT, arena_id, version, datetime.now(UTC), payload or {"probe": version}
-    )
     correlation = str(uuid.uuid4())
-    return EventEnvelope.wrap(event, correlation_id=correlation, causation_id=correlation).to_dict()
+    return EventEnvelope(
+        event_type=PROBE_EVENT,
+        aggregate_id=arena_id,
+        aggregate_version=version,
+        occurred_at=datetime.now(UTC).isoformat(),
+        payload=payload or {"probe": version},
+        correlation_id=correlation,
+        causation_id=correlation,
+    ).to_dict()
 
 
 def insert_events(

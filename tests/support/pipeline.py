@@ -36,7 +36,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from redis import Redis
 
 from arena.config import Settings
-from arena.domain.events import EventEnvelope
+from arena.domain.envelope import EventEnvelope
 from tasks.celery_app import relay_queue
 from tests.support.api import ARENAS, arena_path, bearer, set_temperature
 from tests.support.waiting import wait_until

@@ -93,7 +93,7 @@ def test_token_is_returned_once_and_only_its_sha256_hash_is_stored():
     assert creator.token not in payload_text
     assert creator.player.token_hash not in payload_text
     assert creator.token not in repr(arena)
-    assert "token" not in json.dumps(creator.player.to_dict()).lower()
+    assert "token" not in json.dumps(creator.player.snapshot().to_json()).lower()
 
 
 def test_hash_token_is_hex_sha256():

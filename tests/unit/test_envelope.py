@@ -1,18 +1,14 @@
 """EventEnvelope: wrapping a domain event, its wire dict, and rejecting malformed envelopes."""
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 
-from arena.domain.events import (
-    AGGREGATE_TYPE,
-    SCHEMA_VERSION,
-    DomainEvent,
-    EventEnvelope,
-    MalformedEnvelope,
-)
+from arena.domain.envelope import AGGREGATE_TYPE, EventEnvelope, MalformedEnvelope
+from arena.domain.events import ArenaStarted, PoisonEvent
 
 NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 ENVELOPE_FIELDS = {
@@ -30,8 +26,16 @@ ENVELOPE_FIELDS = {
 
 
 def wrapped(version=3, payload=None):
-    event = DomainEvent("ArenaCreated", "arena-1", version, NOW, payload or {"name": "Petri"})
-    return EventEnvelope.wrap(event, correlation_id="corr-1", causation_id="cause-1")
+    event = ArenaStarted(
+        aggregate_id="arena-1",
+        version=version,
+        occurred_at=NOW,
+        status="RUNNING",
+        tick=0,
+        started_at=NOW,
+    )
+    envelope = EventEnvelope.wrap(event, correlation_id="corr-1", causation_id="cause-1")
+    return envelope if payload is None else dataclasses.replace(envelope, payload=payload)
 
 
 def test_wrap_to_dict_has_every_envelope_field_with_the_event_values():
@@ -39,15 +43,19 @@ def test_wrap_to_dict_has_every_envelope_field_with_the_event_values():
 
     assert set(data) == ENVELOPE_FIELDS
     assert uuid.UUID(data["eventId"])
-    assert data["eventType"] == "ArenaCreated"
-    assert data["schemaVersion"] == SCHEMA_VERSION == 1
+    assert data["eventType"] == "ArenaStarted"
+    assert data["schemaVersion"] == ArenaStarted.schema_version == 1
     assert data["aggregateType"] == AGGREGATE_TYPE == "Arena"
     assert data["aggregateId"] == "arena-1"
     assert data["aggregateVersion"] == 3
     assert data["occurredAt"] == "2025-03-04T05:06:07+00:00"
     assert data["correlationId"] == "corr-1"
     assert data["causationId"] == "cause-1"
-    assert data["payload"] == {"name": "Petri"}
+    assert data["payload"] == {
+        "status": "RUNNING",
+        "tick": 0,
+        "startedAt": "2025-03-04T05:06:07+00:00",
+    }
 
 
 def test_each_wrap_gets_a_fresh_event_id():
@@ -117,8 +125,20 @@ def test_from_dict_accepts_aggregate_version_1():
     assert EventEnvelope.from_dict(data).aggregate_version == 1
 
 
-def test_malformed_envelope_is_a_value_error():
-    assert issubclass(MalformedEnvelope, ValueError)
+def test_a_malformed_envelope_is_poison():
+    assert issubclass(MalformedEnvelope, PoisonEvent)
+
+
+@pytest.mark.parametrize("text", ["", "{", "not json", "[1,"])
+def test_from_json_calls_text_that_is_not_json_a_malformed_envelope(text):
+    with pytest.raises(MalformedEnvelope, match="not JSON"):
+        EventEnvelope.from_json(text)
+
+
+def test_from_json_reads_what_to_dict_wrote():
+    envelope = wrapped()
+
+    assert EventEnvelope.from_json(json.dumps(envelope.to_dict())) == envelope
 
 
 # Values of the wrong JSON type that from_dict currently *coerces* instead of rejecting:
