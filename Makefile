@@ -72,10 +72,10 @@ test-unit: setup ## Only the fast unit tests (no services needed)
 	pytest tests/unit
 
 bench: setup services ## Pipeline benchmark: CPU per event per process, capacity, latency, drains
-	python bench/pipeline.py
+	python -m bench pipeline
 
 bench-relay: setup services ## Outbox relay benchmark: throughput and commit → Kafka latency
-	python bench/relay.py
+	python -m bench relay
 
 up: ## The whole stack in Docker (needs a Docker engine with Compose v2)
 	docker compose up --build --detach
@@ -84,9 +84,10 @@ up: ## The whole stack in Docker (needs a Docker engine with Compose v2)
 down: ## Stop the Docker stack
 	docker compose down
 
-lint: setup ## ruff: lint and format check
+lint: setup ## ruff (lint and format) and mypy (strict on arena/ and tasks/)
 	ruff check .
 	ruff format --check .
+	mypy
 
 clean: services-down ## Stop services and delete .venv and var/ (all local data)
 	rm -rf $(VENV) var

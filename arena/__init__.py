@@ -1,22 +1,21 @@
-"""Petri Board Arena: the application factory, the composition root of every process."""
+"""Petri Board Arena: the application factory every process starts from (see `bootstrap`)."""
 
 from __future__ import annotations
 
 import logging
 
 from flask import Flask
-from redis import Redis
 
 from arena.config import Settings
 from arena.extensions import db, migrate
-from arena.readmodel.store import ArenaViews
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the Flask app (and, bound to it, the Celery app) from `settings` or the environment."""
+    """Build the Flask app and its components (`arena.bootstrap`) from `settings` or the
+    environment."""
+    from arena.bootstrap import bootstrap
     from arena.cli import register_commands
     from arena.http import init_http
-    from tasks.celery_app import celery_init_app
 
     settings = settings or Settings.from_env()
     _configure_logging(settings.log_level)
@@ -34,18 +33,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         },
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
-    app.extensions["settings"] = settings
     db.init_app(app)
     migrate.init_app(app, db)
-
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    app.extensions["redis"] = redis
-    app.extensions["arena_views"] = ArenaViews(
-        redis, settings.read_model_prefix, max_waiters=settings.read_max_waiters
-    )
-
+    bootstrap(app, settings)
     init_http(app)
-    celery_init_app(app)
     register_commands(app)
     return app
 

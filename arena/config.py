@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # field name → (environment variable, local default)
 _VARIABLES: dict[str, tuple[str, str]] = {
@@ -54,7 +55,12 @@ def _flag(text: str) -> bool:
     return value in {"1", "true", "yes", "on"}
 
 
-_PARSERS = {"str": str, "int": int, "float": float, "bool": _flag}
+_PARSERS: dict[str, Callable[[str], object]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": _flag,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +100,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, Any] = {}  # each parsed by its field's own type
         for field in dataclasses.fields(cls):
             variable, default = _VARIABLES[field.name]
             values[field.name] = _PARSERS[str(field.type)](env.get(variable, default))

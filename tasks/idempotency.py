@@ -6,12 +6,12 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
-from flask import current_app
 
+from arena.bootstrap import components
 from arena.extensions import db
+from arena.messaging.celery import PURGE_IDEMPOTENCY_TASK
 from arena.persistence.connections import pooled_connection
 from arena.persistence.idempotency import IdempotencyStore
-from tasks.celery_app import PURGE_IDEMPOTENCY_TASK
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ BATCH_SIZE = 1000
 @shared_task(name=PURGE_IDEMPOTENCY_TASK)
 def purge_expired_keys() -> int:
     """Delete expired records in small batches until none are left."""
-    retention = current_app.extensions["settings"].idempotency_retention_seconds
+    retention = components().settings.idempotency_retention_seconds
     purged = 0
     with pooled_connection(db.engine) as connection:
         store = IdempotencyStore(connection, timedelta(seconds=retention))

@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task, shared_task
-from flask import current_app
 
+from arena.bootstrap import components
+from arena.messaging.celery import PROJECT_TASK, RESEND_PROJECTIONS_TASK
 from arena.messaging.consumer import ReceivedEvent
 from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.readmodel.projection import (
@@ -28,7 +29,6 @@ from arena.readmodel.projection import (
     project_batch,
 )
 from arena.readmodel.store import EventOutOfOrder
-from tasks.celery_app import PROJECT_TASK, RESEND_PROJECTIONS_TASK
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def longest_retry_wait(visibility_timeout_seconds: float) -> float:
 
 def _backoff(retries: int, longest: float) -> float:
     """Exponential, capped, with jitter: 0.2 s, 0.4 s, 0.8 s … `longest`, each times [0.5, 1)."""
-    return min(longest, FIRST_RETRY_SECONDS * 2**retries) * random.uniform(0.5, 1.0)
+    return min(longest, FIRST_RETRY_SECONDS * 2.0**retries) * random.uniform(0.5, 1.0)
 
 
 def _arenas_of(events: list[dict[str, Any]], shown: int = 3) -> str:
@@ -75,7 +75,7 @@ def project_events(
     its arena's later events parked behind it, one at a time. Events that must wait for an
     earlier version are retried, alone, with backoff.
     """
-    views = current_app.extensions["arena_views"]
+    views = components().views
     outcomes: Counter[str] = Counter()
     try:
         progress = project_batch(views, [ReceivedEvent(**event) for event in events])
@@ -96,7 +96,7 @@ def project_events(
             _retry_or_give_up(self, waiting, reason, first_failure_at, outcomes)
     finally:
         _log_outcomes(events, outcomes)
-    current_app.extensions["projections_in_flight"].done(self.request.id)
+    components().projections_in_flight.done(self.request.id)
     return dict(outcomes)
 
 
@@ -109,7 +109,7 @@ def _retry_or_give_up(
 ) -> None:
     """Retry the waiting events with backoff; once they have waited too long, dead-letter them
     (the first of each arena stalls it, so the rest park behind it)."""
-    settings = current_app.extensions["settings"]
+    settings = components().settings
     first_failure_at = first_failure_at or datetime.now(UTC).isoformat()
     if _failing_for(first_failure_at) < RETRY_FOR_SECONDS:
         countdown = _backoff(
@@ -133,7 +133,7 @@ def _retry_or_give_up(
                 "first_failure_at": first_failure_at,
             },
         ) from reason
-    views = current_app.extensions["arena_views"]
+    views = components().views
     for received in waiting:
         try:
             outcomes[apply_received(views, received)] += 1
@@ -166,16 +166,16 @@ def resend_lost_projections() -> int:
         )
         project_events.apply_async(args=[events], task_id=task_id)
 
-    return current_app.extensions["projections_in_flight"].resend_overdue(send)
+    return components().projections_in_flight.resend_overdue(send)
 
 
 def _dead_letter(
     task: Task, received: ReceivedEvent, error: Exception, first_failure_at: str | None
 ) -> None:
-    settings = current_app.extensions["settings"]
+    settings = components().settings
     try:
         dead_letter(
-            current_app.extensions["arena_views"],
+            components().views,
             publisher_for(settings, settings.kafka_dlq_topic),
             received,
             error,
@@ -192,5 +192,6 @@ def _dead_letter(
 def _retry_later(task: Task, error: Exception, countdown: float, **options: Any) -> Exception:
     """A retry is a new message and a new wait: tell the in-flight ledger the task is alive, so
     it is sent again only if that message is lost too."""
-    current_app.extensions["projections_in_flight"].alive(task.request.id)
-    return task.retry(exc=error, countdown=countdown, **options)
+    components().projections_in_flight.alive(task.request.id)
+    retry: Exception = task.retry(exc=error, countdown=countdown, **options)
+    return retry

@@ -10,16 +10,17 @@ import threading
 from collections.abc import Iterator
 
 from celery import shared_task
-from flask import current_app
 
+from arena.bootstrap import components
 from arena.extensions import db
+from arena.messaging.celery import PRUNE_OUTBOX_TASK, RELAY_TASK
+from arena.messaging.ports import Publisher
 from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.outbox.operations import prune_published
-from arena.outbox.relay import Publisher, RelayPolicy, relay_pending, relay_until
+from arena.outbox.relay import RelayPolicy, relay_pending, relay_until
 from arena.outbox.wakeups import OutboxListener
 from arena.pacing import Pace
 from arena.persistence.connections import pooled_connection
-from tasks.celery_app import PRUNE_OUTBOX_TASK, RELAY_TASK
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def publish_outbox() -> int:
     """Publish what is due, and what commits, for OUTBOX_RELAY_DRAIN_SECONDS (if fewer than
     OUTBOX_RELAY_DRAINERS runs drain already); a failed batch stays pending, backed off, for a
     later run."""
-    settings = current_app.extensions["settings"]
+    settings = components().settings
 
     def events_publisher() -> Publisher:
         return publisher_for(settings, settings.kafka_events_topic)
@@ -77,7 +78,7 @@ def _stop_on_sigterm() -> Iterator[threading.Event]:
 @shared_task(name=PRUNE_OUTBOX_TASK)
 def prune_outbox() -> int:
     """Keep the outbox small: published rows past the retention period go, a batch at a time."""
-    settings = current_app.extensions["settings"]
+    settings = components().settings
     pruned = prune_published(
         db.session,
         older_than_seconds=settings.outbox_retention_seconds,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
+from arena.bootstrap import components
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import PoisonEvent
 from arena.readmodel.replay import replay
@@ -17,7 +17,7 @@ dlq_group = AppGroup("dlq", help="Arenas stalled behind dead-lettered events, an
 
 
 def _views() -> ArenaViews:
-    return current_app.extensions["arena_views"]
+    return components().views
 
 
 def _describe(raw_event: str) -> str:

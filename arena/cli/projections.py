@@ -6,9 +6,9 @@ import contextlib
 from typing import Any
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
+from arena.bootstrap import components
 from arena.readmodel.rebuild import rebuild
 
 projections_group = AppGroup("projections", help="Maintain the Redis read model.")
@@ -17,8 +17,8 @@ projections_group = AppGroup("projections", help="Maintain the Redis read model.
 @projections_group.command("rebuild")
 def rebuild_command() -> None:
     """Replay every event into a new key space; readers switch over once it has caught up."""
-    views = current_app.extensions["arena_views"]
-    settings = current_app.extensions["settings"]
+    views = components().views
+    settings = components().settings
     with contextlib.ExitStack() as stack:
         bars: list[Any] = []  # the progress bar, once the total is known
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import click
-from flask import current_app
 
+from arena.bootstrap import components
 from arena.extensions import db
 from arena.outbox.operations import whereabouts
 from arena.readmodel.store import ArenaViews
@@ -27,7 +27,7 @@ SHOWN = 50
 )
 def verify_command(wait_seconds: float) -> None:
     """Compare every arena in PostgreSQL with its Redis view; exit 1 on any divergence."""
-    views = current_app.extensions["arena_views"]
+    views = components().views
     deadline = time.monotonic() + wait_seconds
     found: list[Divergence] = divergences(db.session, views)
     while found and time.monotonic() < deadline:

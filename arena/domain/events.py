@@ -10,7 +10,6 @@ test holds the two, and the projector's handlers, together.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -191,7 +190,7 @@ _Reader = Callable[[str, object], object]
 
 
 def _encode(value: object) -> JsonObject:
-    return {key: _to_json(getattr(value, name)) for name, key, _ in _schema(type(value))}
+    return {key: _to_json(getattr(value, name)) for name, key, _ in _SCHEMAS[type(value)]}
 
 
 def _to_json(value: object) -> object:
@@ -202,18 +201,17 @@ def _to_json(value: object) -> object:
     return value
 
 
-def _decode_fields(cls: type, payload: JsonObject) -> dict[str, object]:
+def _decode_fields(cls: type, payload: object) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise RejectedPayload("the payload is not an object")
-    fields = {}
-    for name, key, read in _schema(cls):
+    fields: dict[str, Any] = {}
+    for name, key, read in _SCHEMAS[cls]:
         if key not in payload:
             raise RejectedPayload(f"{key} is missing")
         fields[name] = read(key, payload[key])
     return fields
 
 
-@functools.cache
 def _schema(cls: type) -> tuple[tuple[str, str, _Reader], ...]:
     """(field name, payload key, reader) for each payload field of `cls`, in declaration order."""
     hints = typing.get_type_hints(cls)
@@ -266,3 +264,7 @@ def _read_datetime(key: str, value: object) -> datetime:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+# Built at import, so a field type without a reader fails at once, not on the first event.
+_SCHEMAS = {cls: _schema(cls) for cls in (*EVENT_TYPES.values(), PlayerSnapshot)}

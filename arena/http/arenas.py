@@ -11,16 +11,17 @@ from flask_smorest import Blueprint
 from arena.http.docs import command_doc
 from arena.http.execution import credentials, run
 from arena.http.schemas import ArenaOpenedSchema, CreateArenaSchema
-from arena.persistence.idempotency import Reply
 from arena.services.commands import CreateArena
-from arena.services.handlers import Outcome
+from arena.services.idempotency import Reply
+from arena.services.results import ArenaOpened
 
 blp = Blueprint("arenas", __name__, url_prefix="/api/v1/arenas", description="Arenas")
 
 
-def _opened(outcome: Outcome) -> Reply:
-    body = {"id": outcome.arena.id, "version": outcome.arena.version}
-    return Reply(201, body | credentials(outcome))
+def _opened(opened: ArenaOpened) -> Reply:
+    return Reply(
+        201, {"id": opened.arena_id, "version": opened.version} | credentials(opened.creator)
+    )
 
 
 @blp.route("")

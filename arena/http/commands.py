@@ -22,7 +22,6 @@ from arena.http.schemas import (
     SubmitActionSchema,
     VersionSchema,
 )
-from arena.persistence.idempotency import Reply
 from arena.services.commands import (
     ChangeStatus,
     JoinArena,
@@ -30,30 +29,31 @@ from arena.services.commands import (
     SubmitAction,
     UpdateConfig,
 )
-from arena.services.handlers import Outcome
+from arena.services.idempotency import Reply
+from arena.services.results import ActionAccepted, ArenaChanged, PlayerAdmitted
 
 blp = Blueprint(
     "arena_commands", __name__, url_prefix="/api/v1/arenas", description="Arena commands"
 )
 
 
-def _version(outcome: Outcome) -> Reply:
-    return Reply(200, {"version": outcome.arena.version})
+def _version(changed: ArenaChanged) -> Reply:
+    return Reply(200, {"version": changed.version})
 
 
-def _joined(outcome: Outcome) -> Reply:
-    return Reply(201, {"version": outcome.arena.version} | credentials(outcome))
+def _joined(admitted: PlayerAdmitted) -> Reply:
+    return Reply(201, {"version": admitted.version} | credentials(admitted.player))
 
 
-def _status(outcome: Outcome) -> Reply:
-    return Reply(200, {"status": outcome.arena.status.value, "version": outcome.arena.version})
+def _status(changed: ArenaChanged) -> Reply:
+    return Reply(200, {"status": changed.status, "version": changed.version})
 
 
-def _accepted(outcome: Outcome) -> Reply:
+def _accepted(accepted: ActionAccepted) -> Reply:
     body = {
-        "actionId": outcome.action_id,
-        "applyAtTick": outcome.apply_at_tick,
-        "version": outcome.arena.version,
+        "actionId": accepted.action_id,
+        "applyAtTick": accepted.apply_at_tick,
+        "version": accepted.version,
     }
     return Reply(202, body)
 

@@ -60,6 +60,7 @@ def command_doc(blp: Blueprint, *, authenticated: bool = True) -> Callable[[View
         extra: dict[str, Any] = {"parameters": [_IDEMPOTENCY_KEY_PARAMETER]}
         if authenticated:
             extra["security"] = [{BEARER_SCHEME: []}]
-        return blp.doc(**extra)(view)
+        documented: View = blp.doc(**extra)(view)
+        return documented
 
     return decorate

@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from typing import TypeVar
 
-import psycopg
-from flask import Response, current_app, jsonify, request
+from flask import Response, jsonify, request
 
+from arena.bootstrap import components
 from arena.domain.errors import Unauthenticated, ValidationFailed
-from arena.domain.model import hash_token
-from arena.extensions import db
-from arena.persistence.connections import pooled_connection
-from arena.persistence.idempotency import MAX_KEY_LENGTH, IdempotencyKey, Reply
-from arena.persistence.unit_of_work import UnitOfWork
-from arena.services.bus import CommandBus
+from arena.domain.model import NewPlayer, hash_token
 from arena.services.commands import Command
-from arena.services.handlers import Outcome
+from arena.services.idempotency import MAX_KEY_LENGTH, IdempotencyKey, Reply
+from arena.services.results import Result
+from arena.services.unit_of_work import Provenance
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
+CORRELATION_HEADER = "X-Correlation-ID"
+R = TypeVar("R", bound=Result)
 
 
 def bearer_token_hash() -> str:
@@ -33,42 +31,28 @@ def bearer_token_hash() -> str:
     return hash_token(authorization.token)
 
 
-def credentials(outcome: Outcome) -> dict[str, object]:
+def credentials(newcomer: NewPlayer) -> dict[str, object]:
     """The new player's credentials: the one time its token is ever shown."""
-    if outcome.new_player is None:
-        raise ValueError("this command admitted no player")
-    player = outcome.new_player.player
-    return {
-        "player": {"id": player.id, "token": outcome.new_player.token, "role": player.role.value}
-    }
+    player = newcomer.player
+    return {"player": {"id": player.id, "token": newcomer.token, "role": player.role.value}}
 
 
-def run(command: Command, render: Callable[[Outcome], Reply]) -> Response:
-    """Execute `command` in one transaction and answer with `render`'s reply (or its replay)."""
-    idempotency_key = _idempotency_key()
-    with pooled_connection(db.engine) as connection:
-        bus = CommandBus(_unit_of_work_factory(connection))
-        reply = bus.execute(command, render, idempotency_key)
+def run(command: Command, render: Callable[[R], Reply]) -> Response:
+    """Execute `command` in one transaction and answer with `render`'s reply (or its replay).
+
+    All events of one request share its causation id; clients may pass a correlation id.
+    """
+    reply = components().bus.execute(
+        command,
+        render,
+        provenance=Provenance.new(request.headers.get(CORRELATION_HEADER, "")[:64] or None),
+        idempotency_key=_idempotency_key(),
+    )
     response = jsonify(reply.body)
     response.status_code = reply.status
     if reply.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return response
-
-
-def _unit_of_work_factory(connection: psycopg.Connection) -> Callable[[], UnitOfWork]:
-    """All events of one request share its causation id; clients may pass a correlation id."""
-    request_id = str(uuid.uuid4())
-    correlation_id = request.headers.get("X-Correlation-ID", "")[:64] or request_id
-    settings = current_app.extensions["settings"]
-    retention = timedelta(seconds=settings.idempotency_retention_seconds)
-    return lambda: UnitOfWork(
-        connection,
-        correlation_id=correlation_id,
-        causation_id=request_id,
-        idempotency_retention=retention,
-        nudge_relay=settings.outbox_nudge,
-    )
 
 
 def _idempotency_key() -> IdempotencyKey | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import text
 
+from arena.bootstrap import components
 from arena.extensions import db
 from arena.messaging.kafka import kafka_reachable
 
@@ -32,7 +32,7 @@ class Readiness(MethodView):
         checks = {
             "postgres": _postgres_ok(),
             "redis": _redis_ok(),
-            "kafka": kafka_reachable(current_app.extensions["settings"]),
+            "kafka": kafka_reachable(components().settings),
         }
         ready = all(checks.values())
         body = {"status": "ready" if ready else "unavailable", "checks": checks}
@@ -51,6 +51,6 @@ def _postgres_ok() -> bool:
 
 def _redis_ok() -> bool:
     try:
-        return bool(current_app.extensions["redis"].ping())
+        return bool(components().read_model.ping())
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         return False

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from kafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from arena.bootstrap import components
 from arena.config import Settings
 from arena.extensions import db
 from arena.messaging.lag import consumer_lag
@@ -24,8 +24,8 @@ class Pipeline(MethodView):
     @blp.response(200)
     def get(self) -> dict[str, Any]:
         """Outbox backlog and dead letters, consumer lag per partition, projection lag, stalls."""
-        settings = current_app.extensions["settings"]
-        views = current_app.extensions["arena_views"]
+        settings = components().settings
+        views = components().views
         return {
             "outbox": outbox_metrics(db.session).to_dict(),
             "consumer": _consumer(settings),
@@ -36,7 +36,7 @@ class Pipeline(MethodView):
 def _in_flight() -> dict[str, Any]:
     """Projection tasks sent and not yet done (tasks/in_flight.py), from the broker's Redis."""
     try:
-        return {"tasksInFlight": current_app.extensions["projections_in_flight"].count()}
+        return {"tasksInFlight": components().projections_in_flight.count()}
     except RedisError as error:
         return {"tasksInFlight": None, "tasksInFlightError": repr(error)}
 

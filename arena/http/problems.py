@@ -20,7 +20,7 @@ from arena.domain.errors import (
     Unauthenticated,
     ValidationFailed,
 )
-from arena.persistence.idempotency import IdempotencyKeyReused
+from arena.services.idempotency import IdempotencyKeyReused
 
 log = logging.getLogger(__name__)
 

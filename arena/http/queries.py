@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response, current_app, jsonify
+from flask import Response, jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema
 
+from arena.bootstrap import components
 from arena.http.problems import problem
 from arena.http.schemas import (
     ArenaFeedSchema,
@@ -40,7 +41,7 @@ RETRY_AFTER_SECONDS = "1"
 
 
 def _views() -> ArenaViews:
-    return current_app.extensions["arena_views"]
+    return components().views
 
 
 def _view_or_refusal(arena_id: uuid.UUID, min_version: int | None) -> View | Response:
@@ -48,7 +49,7 @@ def _view_or_refusal(arena_id: uuid.UUID, min_version: int | None) -> View | Res
     if min_version is None:
         view = _views().get(str(arena_id))
     else:
-        wait = current_app.extensions["settings"].read_wait_seconds
+        wait = components().settings.read_wait_seconds
         view = _views().wait_for(str(arena_id), min_version, wait)
     if view is None and min_version is None:
         abort(404, message=f"Arena {arena_id} not found.")
@@ -119,7 +120,10 @@ def _single_arena_query(
             documented
         )
         documented = blp.response(200, response_schema, headers=_VERSION_HEADER_DOC)(documented)
-        return blp.arguments(query_schema(), location="query")(documented)
+        checked: Callable[..., Response] = blp.arguments(query_schema(), location="query")(
+            documented
+        )
+        return checked
 
     return decorate
 

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.orm import Session
+
+from arena.extensions import AnySession
 
 _METRICS = text("""
 SELECT
@@ -80,7 +81,7 @@ class OutboxMetrics:
         return asdict(self)
 
 
-def outbox_metrics(session: Session) -> OutboxMetrics:
+def outbox_metrics(session: AnySession) -> OutboxMetrics:
     row = session.execute(_METRICS).one()
     session.rollback()
     return OutboxMetrics(
@@ -93,13 +94,13 @@ def outbox_metrics(session: Session) -> OutboxMetrics:
     )
 
 
-def dead_letters(session: Session, arena_id: uuid.UUID | None = None) -> list[Any]:
-    rows = session.execute(_DEAD_LETTERS, {"arena_id": arena_id}).all()
+def dead_letters(session: AnySession, arena_id: uuid.UUID | None = None) -> list[Any]:
+    rows = list(session.execute(_DEAD_LETTERS, {"arena_id": arena_id}).all())
     session.rollback()
     return rows
 
 
-def whereabouts(session: Session, wanted: dict[str, int]) -> dict[str, str]:
+def whereabouts(session: AnySession, wanted: dict[str, int]) -> dict[str, str]:
     """Where each arena's event of the given version is on the write side, in words.
 
     `flask verify` asks this for the first event a lagging view lacks, so an operator sees at
@@ -133,20 +134,21 @@ def _describe_whereabouts(row: Any) -> str:
     return f"{event} ({row.event_type}) is pending in the outbox, due in {wait:.1f} s{failed}"
 
 
-def requeue(session: Session, arena_id: uuid.UUID | None = None) -> int:
+def requeue(session: AnySession, arena_id: uuid.UUID | None = None) -> int:
     """Put dead letters (of one arena, or all) back in the outbox, at their original place."""
     revived = session.execute(_REQUEUE, {"arena_id": arena_id}).all()
     session.commit()
     return len(revived)
 
 
-def prune_published(session: Session, *, older_than_seconds: float, batch_size: int) -> int:
+def prune_published(session: AnySession, *, older_than_seconds: float, batch_size: int) -> int:
     """Delete published rows older than the retention period, in short transactions."""
     pruned = 0
     while True:
-        deleted = session.execute(
+        result = session.execute(
             _PRUNE, {"older_than_seconds": older_than_seconds, "batch_size": batch_size}
-        ).rowcount
+        )
+        deleted: int = result.rowcount  # type: ignore[attr-defined]  # a DELETE's CursorResult
         session.commit()
         pruned += deleted
         if deleted < batch_size:

@@ -301,5 +301,5 @@ def _headers(row: _Claimed) -> dict[str, str]:
         "eventType": row.event_type,
         "eventId": str(row.event_id),
         "schemaVersion": row.schema_version,
-        "correlationId": row.correlation_id,
+        "correlationId": row.correlation_id or "",
     }

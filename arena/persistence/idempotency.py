@@ -12,15 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 
-from arena.persistence.errors import ConcurrentUpdate
+from arena.services.idempotency import IdempotencyKey, IdempotencyKeyReused, Reply
+from arena.services.unit_of_work import ConcurrentUpdate
 
-MAX_KEY_LENGTH = 255
 _FIND = """
 SELECT fingerprint, status_code, salt, sealed_body FROM idempotency_keys
  WHERE key_hash = %s AND expires_at > %s
@@ -45,30 +43,9 @@ DELETE FROM idempotency_keys WHERE key_hash IN (
 """
 
 
-class IdempotencyKeyReused(Exception):
-    """The key was used before for a different request."""
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyKey:
-    """The client's key and the fingerprint of the request it was sent with."""
-
-    key: str
-    fingerprint: str
-
-    @property
-    def key_hash(self) -> str:
-        return hashlib.sha256(self.key.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    status: int
-    body: dict[str, Any]
-    replayed: bool = False
-
-
 class IdempotencyStore:
+    """Replies remembered in PostgreSQL, in the command's own transaction."""
+
     def __init__(self, connection: psycopg.Connection, retention: timedelta) -> None:
         self._connection = connection
         self._retention = retention

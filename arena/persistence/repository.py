@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from arena.domain.config import ArenaConfig
 from arena.domain.errors import NotFound
 from arena.domain.model import Arena, ArenaStatus, Player, PlayerRole
-from arena.persistence.errors import ConcurrentUpdate
+from arena.services.unit_of_work import ConcurrentUpdate
 
 # One row per player (one with NULL player columns for an arena without players).
 _LOAD = """

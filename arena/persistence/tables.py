@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -23,12 +23,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from arena.extensions import db
+from arena.extensions import Base, db
+
+# Flask-SQLAlchemy builds `db.Model` at run time from `Base`; type checkers see `Base`.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 
 STATUSES = "('PENDING', 'RUNNING', 'PAUSED', 'FINISHED')"
 
 
-class ArenaRow(db.Model):
+class ArenaRow(Model):
     __tablename__ = "arenas"
     __table_args__ = (
         CheckConstraint(f"status IN {STATUSES}", name="status_known"),
@@ -47,7 +53,7 @@ class ArenaRow(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class PlayerRow(db.Model):
+class PlayerRow(Model):
     __tablename__ = "players"
     __table_args__ = (
         CheckConstraint("role IN ('ADMIN', 'PLAYER')", name="role_known"),
@@ -69,7 +75,7 @@ class PlayerRow(db.Model):
     joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class OutboxRow(db.Model):
+class OutboxRow(Model):
     """One event waiting for (or done with) publication to Kafka, written with its state change."""
 
     __tablename__ = "outbox"
@@ -109,7 +115,7 @@ class OutboxRow(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-class OutboxDeadLetterRow(db.Model):
+class OutboxDeadLetterRow(Model):
     """An outbox row that failed too often; its arena's later rows wait until it is requeued."""
 
     __tablename__ = "outbox_dead_letters"
@@ -126,7 +132,7 @@ class OutboxDeadLetterRow(db.Model):
     dead_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class OutboxCounterRow(db.Model):
+class OutboxCounterRow(Model):
     """Running totals that survive the retention purge of published rows."""
 
     __tablename__ = "outbox_counters"
@@ -135,7 +141,7 @@ class OutboxCounterRow(db.Model):
     value: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
-class IdempotencyKeyRow(db.Model):
+class IdempotencyKeyRow(Model):
     """A command's reply, kept so a retried request with the same Idempotency-Key replays it.
 
     The key is stored only as a hash and the reply only sealed with the key (see

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from types import TracebackType
 
 import psycopg
+from sqlalchemy.engine import Engine
 
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import DomainEvent
 from arena.outbox.wakeups import OUTBOX_CHANNEL
-from arena.persistence.errors import ConcurrentUpdate
+from arena.persistence.connections import pooled_connection
 from arena.persistence.idempotency import IdempotencyStore
 from arena.persistence.repository import ArenaRepository
+from arena.services.unit_of_work import ConcurrentUpdate, Provenance
 
 # Any number of events in one statement; the envelope is stored as the JSON text built here.
 _INSERT_EVENTS = """
@@ -30,8 +34,32 @@ SELECT pg_notify('{OUTBOX_CHANNEL}', '') WHERE EXISTS (SELECT FROM written)
 """
 
 
-class UnitOfWork:
-    """Use as `with UnitOfWork(...) as uow: ...; uow.commit()`.
+class SqlUnitsOfWork:
+    """Opens a `SqlUnitOfWork` on a pooled connection, handed back when the unit ends."""
+
+    def __init__(
+        self, engine: Callable[[], Engine], *, idempotency_retention: timedelta, nudge_relay: bool
+    ) -> None:
+        self._engine = engine  # looked up late: Flask-SQLAlchemy builds it in an app context
+        self._idempotency_retention = idempotency_retention
+        self._nudge_relay = nudge_relay
+
+    @contextmanager
+    def begin(self, provenance: Provenance) -> Iterator[SqlUnitOfWork]:
+        with (
+            pooled_connection(self._engine()) as connection,
+            SqlUnitOfWork(
+                connection,
+                provenance,
+                idempotency_retention=self._idempotency_retention,
+                nudge_relay=self._nudge_relay,
+            ) as unit,
+        ):
+            yield unit
+
+
+class SqlUnitOfWork:
+    """One PostgreSQL transaction: `with SqlUnitOfWork(...) as uow: ...; uow.commit()`.
 
     Leaving the block without `commit()` rolls everything back, so a failed command writes nothing.
     """
@@ -39,20 +67,18 @@ class UnitOfWork:
     def __init__(
         self,
         connection: psycopg.Connection,
+        provenance: Provenance,
         *,
-        correlation_id: str,
-        causation_id: str,
         idempotency_retention: timedelta,
         nudge_relay: bool = True,
     ) -> None:
         self._connection = connection
         self._insert_events = _INSERT_EVENTS_AND_NOTIFY if nudge_relay else _INSERT_EVENTS
-        self._correlation_id = correlation_id
-        self._causation_id = causation_id
+        self._provenance = provenance
         self.arenas = ArenaRepository(connection)
         self.idempotency = IdempotencyStore(connection, idempotency_retention)
 
-    def __enter__(self) -> UnitOfWork:
+    def __enter__(self) -> SqlUnitOfWork:
         return self
 
     def __exit__(
@@ -82,7 +108,9 @@ class UnitOfWork:
 
     def _envelope(self, event: DomainEvent) -> EventEnvelope:
         return EventEnvelope.wrap(
-            event, correlation_id=self._correlation_id, causation_id=self._causation_id
+            event,
+            correlation_id=self._provenance.correlation_id,
+            causation_id=self._provenance.causation_id,
         )
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from arena.extensions import AnySession
 from arena.persistence.tables import ArenaRow
 from arena.readmodel.store import ArenaViews
 
@@ -34,7 +34,7 @@ class ProjectionMetrics:
         }
 
 
-def projection_metrics(session: Session, views: ArenaViews) -> ProjectionMetrics:
+def projection_metrics(session: AnySession, views: ArenaViews) -> ProjectionMetrics:
     """Arenas whose view version is below their write version, stalls and parked events."""
     rows = session.execute(select(ARENAS.c.id, ARENAS.c.version)).all()
     session.rollback()

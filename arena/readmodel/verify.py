@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from arena.extensions import AnySession
 from arena.persistence.tables import ArenaRow, PlayerRow
 from arena.readmodel.store import ArenaViews
 
@@ -29,7 +29,7 @@ class Divergence:
         return f"arena {self.arena_id}: {self.field} is {self.actual!r}, expected {self.expected!r}"
 
 
-def divergences(session: Session, views: ArenaViews) -> list[Divergence]:
+def divergences(session: AnySession, views: ArenaViews) -> list[Divergence]:
     """Every difference in status, tick, version, players and config; empty when in sync."""
     found: list[Divergence] = []
     for expected in _chunks(_write_model(session), CHUNK):
@@ -68,7 +68,7 @@ def _compare(expected: dict[str, Any], view: dict[str, Any] | None) -> list[Dive
     ]
 
 
-def _write_model(session: Session) -> Iterator[dict[str, Any]]:
+def _write_model(session: AnySession) -> Iterator[dict[str, Any]]:
     players: dict[uuid.UUID, list[tuple[str, str, str]]] = {}
     for row in session.execute(
         select(PLAYERS.c.arena_id, PLAYERS.c.id, PLAYERS.c.display_name, PLAYERS.c.role)

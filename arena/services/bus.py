@@ -1,8 +1,9 @@
-"""The command bus: runs one command in one transaction, retrying when it loses a race.
+"""The command bus: runs one command in one unit of work, retrying when it loses a race.
 
 Optimistic concurrency means two commands on one arena may both load version N; only one can
 write N+1, the other gets `ConcurrentUpdate` and is re-run from a fresh load — here, a few times,
-with jittered backoff — before the client sees a 409.
+with jittered backoff — before the client sees a 409. The units it opens write the relay's
+nudge with their events, so whoever runs commands through the bus wakes the relay.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from arena.domain.errors import Conflict
-from arena.persistence.errors import ConcurrentUpdate
-from arena.persistence.idempotency import IdempotencyKey, Reply
-from arena.persistence.unit_of_work import UnitOfWork
 from arena.services.commands import Command
-from arena.services.handlers import Outcome, handler_for
+from arena.services.handlers import handler_for
+from arena.services.idempotency import IdempotencyKey, Reply
+from arena.services.results import Result
+from arena.services.unit_of_work import ConcurrentUpdate, Provenance, UnitsOfWork
 
 log = logging.getLogger(__name__)
 
@@ -25,27 +27,34 @@ MAX_ATTEMPTS = 8
 BACKOFF_SECONDS = 0.01
 MAX_BACKOFF_SECONDS = 0.25
 
+R = TypeVar("R", bound=Result)
+
 
 class CommandBus:
-    def __init__(self, unit_of_work: Callable[[], UnitOfWork]) -> None:
-        self._unit_of_work = unit_of_work
+    def __init__(self, units: UnitsOfWork, *, pause: Callable[[float], None] = time.sleep) -> None:
+        self._units = units
+        self._pause = pause
 
     def execute(
         self,
         command: Command,
-        render: Callable[[Outcome], Reply],
+        render: Callable[[R], Reply],
+        *,
+        provenance: Provenance | None = None,
         idempotency_key: IdempotencyKey | None = None,
     ) -> Reply:
-        """Handle `command`, commit, and return `render(outcome)`; with a key, at most once."""
+        """Handle `command`, commit, and return `render(result)`; with a key, at most once:
+        a key seen before answers with the reply remembered then, and runs nothing."""
         handler = handler_for(command)
+        provenance = provenance or Provenance.new()
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            with self._unit_of_work() as uow:
+            with self._units.begin(provenance) as uow:
                 if idempotency_key is not None:
                     remembered = uow.idempotency.find(idempotency_key)
                     if remembered is not None:
                         return remembered
                 try:
-                    reply = render(handler(uow, command))
+                    reply = render(handler(uow, command))  # type: ignore[arg-type]
                     if idempotency_key is not None:
                         uow.idempotency.remember(idempotency_key, reply)
                     uow.commit()
@@ -54,5 +63,5 @@ class CommandBus:
                     log.info(
                         "%s lost a race (attempt %d): %s", type(command).__name__, attempt, race
                     )
-            time.sleep(random.uniform(0, min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2**attempt)))
+            self._pause(random.uniform(0, min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2**attempt)))
         raise Conflict("The arena kept changing concurrently; retry the request.")

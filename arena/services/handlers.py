@@ -7,14 +7,12 @@ idempotency record of its reply share one transaction, and a lost race re-runs t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from arena.domain.config import ArenaConfig
 from arena.domain.errors import Unauthenticated
-from arena.domain.model import Arena, NewPlayer, Player
-from arena.persistence.unit_of_work import UnitOfWork
+from arena.domain.model import Arena, Player
 from arena.services.commands import (
     ChangeStatus,
     Command,
@@ -24,16 +22,14 @@ from arena.services.commands import (
     SubmitAction,
     UpdateConfig,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a handler hands back: the arena after the change, plus command-specific facts."""
-
-    arena: Arena
-    new_player: NewPlayer | None = None
-    action_id: str | None = None
-    apply_at_tick: int | None = None
+from arena.services.results import (
+    ActionAccepted,
+    ArenaChanged,
+    ArenaOpened,
+    PlayerAdmitted,
+    Result,
+)
+from arena.services.unit_of_work import UnitOfWork
 
 
 def _now() -> datetime:
@@ -47,7 +43,11 @@ def _actor(arena: Arena, token_hash: str) -> Player:
     return player
 
 
-def create_arena(uow: UnitOfWork, command: CreateArena) -> Outcome:
+def _changed(arena: Arena) -> ArenaChanged:
+    return ArenaChanged(arena.id, arena.version, arena.status.value)
+
+
+def create_arena(uow: UnitOfWork, command: CreateArena) -> ArenaOpened:
     arena, creator = Arena.create(
         name=command.name,
         creator_display_name=command.display_name,
@@ -55,33 +55,34 @@ def create_arena(uow: UnitOfWork, command: CreateArena) -> Outcome:
         now=_now(),
     )
     uow.arenas.add(arena)
-    return Outcome(arena, new_player=creator)
+    return ArenaOpened(arena.id, arena.version, creator)
 
 
-def join_arena(uow: UnitOfWork, command: JoinArena) -> Outcome:
+def join_arena(uow: UnitOfWork, command: JoinArena) -> PlayerAdmitted:
     arena = uow.arenas.get(command.arena_id)
-    return Outcome(arena, new_player=arena.join(command.display_name, _now()))
+    newcomer = arena.join(command.display_name, _now())
+    return PlayerAdmitted(arena.id, arena.version, newcomer)
 
 
-def remove_player(uow: UnitOfWork, command: RemovePlayer) -> Outcome:
+def remove_player(uow: UnitOfWork, command: RemovePlayer) -> ArenaChanged:
     arena = uow.arenas.get(command.arena_id)
     arena.remove_player(_actor(arena, command.actor_token_hash), command.player_id, _now())
-    return Outcome(arena)
+    return _changed(arena)
 
 
-def change_status(uow: UnitOfWork, command: ChangeStatus) -> Outcome:
+def change_status(uow: UnitOfWork, command: ChangeStatus) -> ArenaChanged:
     arena = uow.arenas.get(command.arena_id)
     arena.transition(command.transition, _actor(arena, command.actor_token_hash), _now())
-    return Outcome(arena)
+    return _changed(arena)
 
 
-def update_config(uow: UnitOfWork, command: UpdateConfig) -> Outcome:
+def update_config(uow: UnitOfWork, command: UpdateConfig) -> ArenaChanged:
     arena = uow.arenas.get(command.arena_id)
     arena.update_config(_actor(arena, command.actor_token_hash), command.changes, _now())
-    return Outcome(arena)
+    return _changed(arena)
 
 
-def submit_action(uow: UnitOfWork, command: SubmitAction) -> Outcome:
+def submit_action(uow: UnitOfWork, command: SubmitAction) -> ActionAccepted:
     arena = uow.arenas.get(command.arena_id)
     action = arena.submit_action(
         _actor(arena, command.actor_token_hash),
@@ -90,10 +91,10 @@ def submit_action(uow: UnitOfWork, command: SubmitAction) -> Outcome:
         command.apply_at_tick,
         _now(),
     )
-    return Outcome(arena, action_id=action.action_id, apply_at_tick=action.apply_at_tick)
+    return ActionAccepted(arena.id, arena.version, action.action_id, action.apply_at_tick)
 
 
-HANDLERS: dict[type[Any], Callable[[UnitOfWork, Any], Outcome]] = {
+HANDLERS: dict[type[Any], Callable[[UnitOfWork, Any], Result]] = {
     CreateArena: create_arena,
     JoinArena: join_arena,
     RemovePlayer: remove_player,
@@ -103,5 +104,5 @@ HANDLERS: dict[type[Any], Callable[[UnitOfWork, Any], Outcome]] = {
 }
 
 
-def handler_for(command: Command) -> Callable[[UnitOfWork, Any], Outcome]:
+def handler_for(command: Command) -> Callable[[UnitOfWork, Any], Result]:
     return HANDLERS[type(command)]

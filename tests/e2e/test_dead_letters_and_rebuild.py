@@ -20,6 +20,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from arena.bootstrap import components
 from arena.config import Settings
 from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
@@ -57,7 +58,7 @@ def pipeline(
 
 @pytest.fixture
 def views(app: Flask) -> ArenaViews:
-    return app.extensions["arena_views"]
+    return components(app).views
 
 
 def _envelope(event: Any) -> EventEnvelope:

@@ -29,18 +29,19 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
+from arena.bootstrap import components
 from arena.config import Settings
 from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
 from arena.domain.model import Arena
-from arena.messaging.consumer import ReceivedEvent
-from arena.readmodel.store import ArenaViews
-from tasks.celery_app import (
+from arena.messaging.celery import (
     PROJECT_TASK,
     RESEND_PROJECTIONS_EVERY_SECONDS,
     UNACKED_SWEEP_SECONDS,
 )
-from tasks.in_flight import ProjectionsInFlight
+from arena.messaging.consumer import ReceivedEvent
+from arena.messaging.in_flight import ProjectionsInFlight
+from arena.readmodel.store import ArenaViews
 from tasks.projections import longest_retry_wait
 from tests.support.pipeline import (
     ROOT,
@@ -91,7 +92,7 @@ def pipeline(
 
 @pytest.fixture
 def views(app: Flask) -> ArenaViews:
-    return app.extensions["arena_views"]
+    return components(app).views
 
 
 def _services(command: str) -> None:

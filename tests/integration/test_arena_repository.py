@@ -15,10 +15,10 @@ from arena.config import Settings
 from arena.domain.actions import ActionType
 from arena.domain.errors import NotFound
 from arena.domain.model import hash_token
-from arena.persistence.errors import ConcurrentUpdate
-from arena.persistence.unit_of_work import UnitOfWork
+from arena.persistence.unit_of_work import SqlUnitOfWork
 from arena.services.commands import SubmitAction
 from arena.services.handlers import submit_action
+from arena.services.unit_of_work import ConcurrentUpdate, Provenance
 from tests.support.api import arena_path, bearer, create_arena
 from tests.support.outbox import libpq_dsn
 
@@ -33,11 +33,8 @@ def connection(settings: Settings, database: str) -> Iterator[psycopg.Connection
         yield opened
 
 
-def unit_of_work(connection: psycopg.Connection) -> UnitOfWork:
-    cause = str(uuid.uuid4())
-    return UnitOfWork(
-        connection, correlation_id=cause, causation_id=cause, idempotency_retention=timedelta(0)
-    )
+def unit_of_work(connection: psycopg.Connection) -> SqlUnitOfWork:
+    return SqlUnitOfWork(connection, Provenance.new(), idempotency_retention=timedelta(0))
 
 
 def running_arenas(client: FlaskClient, count: int) -> list[tuple[str, str]]:

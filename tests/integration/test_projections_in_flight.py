@@ -10,8 +10,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
+from arena.bootstrap import components
 from arena.config import Settings
-from tasks.in_flight import Events, ProjectionsInFlight
+from arena.messaging.in_flight import Events, ProjectionsInFlight
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +112,7 @@ def test_alive_does_not_bring_back_a_finished_task(
 
 
 def test_the_pipeline_endpoint_counts_the_tasks_in_flight(app: Flask, client: FlaskClient) -> None:
-    ledger: ProjectionsInFlight = app.extensions["projections_in_flight"]
+    ledger: ProjectionsInFlight = components(app).projections_in_flight
     before = client.get("/api/v1/pipeline").get_json()["projections"]["tasksInFlight"]
     task_id = f"pipeline-test-{uuid.uuid4().hex[:8]}"
     ledger.record(task_id, EVENTS)

@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from arena.bootstrap import components
 from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
 from arena.domain.model import Arena
@@ -24,7 +25,7 @@ def _project_created_arena(app: Flask, name: str, created_at: datetime) -> str:
     )
     (event,) = arena.collect_events()
     envelope = EventEnvelope.wrap(event, correlation_id="test", causation_id="test")
-    views: ArenaViews = app.extensions["arena_views"]
+    views: ArenaViews = components(app).views
     assert views.apply(envelope) is Outcome.APPLIED
     return arena.id
 

@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 from redis import Redis
 
+from arena.bootstrap import components
 from arena.domain.envelope import EventEnvelope
 from arena.readmodel.batch import apply_many
 from arena.readmodel.store import ArenaViews, EventOutOfOrder, Outcome
@@ -48,7 +49,7 @@ def _event(arena_id: str, version: int) -> EventEnvelope:
 
 @pytest.fixture
 def views(app: Flask) -> ArenaViews:
-    return app.extensions["arena_views"]
+    return components(app).views
 
 
 def _new_arena() -> str:

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from flask import Flask
 
+from arena.bootstrap import components
 from arena.domain.envelope import EventEnvelope
 from arena.readmodel.store import ArenaViews, EventOutOfOrder, Outcome
 
@@ -38,7 +39,7 @@ def _created(arena_id: str, version: int = 1) -> EventEnvelope:
 
 
 def test_a_redelivered_event_is_a_no_op(app: Flask) -> None:
-    views: ArenaViews = app.extensions["arena_views"]
+    views: ArenaViews = components(app).views
     arena_id = str(uuid.uuid4())
     event = _created(arena_id)
 
@@ -49,7 +50,7 @@ def test_a_redelivered_event_is_a_no_op(app: Flask) -> None:
 
 
 def test_an_event_ahead_of_its_predecessor_waits(app: Flask) -> None:
-    views: ArenaViews = app.extensions["arena_views"]
+    views: ArenaViews = components(app).views
     arena_id = str(uuid.uuid4())
 
     with pytest.raises(EventOutOfOrder):

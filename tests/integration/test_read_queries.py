@@ -24,6 +24,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from arena import create_app
+from arena.bootstrap import components
 from arena.config import Settings
 from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
@@ -87,7 +88,7 @@ def _project(views: ArenaViews, name: str, status: str = "PENDING", **kwargs: An
 
 @pytest.fixture
 def views(app: Flask) -> ArenaViews:
-    return app.extensions["arena_views"]
+    return components(app).views
 
 
 @pytest.fixture
@@ -489,7 +490,7 @@ def test_a_stream_applied_twice_gives_the_view_of_applying_it_once(
 
     assert each_twice == [Outcome.APPLIED, Outcome.DUPLICATE] * len(events)
     assert all_again == [Outcome.DUPLICATE] * len(events)
-    _assert_same_as_reference(client, app.extensions["redis"], views, reference, arena_id)
+    _assert_same_as_reference(client, components(app).read_model, views, reference, arena_id)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
@@ -505,7 +506,7 @@ def test_shuffled_delivery_with_duplicates_gives_the_view_of_applying_it_in_orde
 
     assert outcomes.count(Outcome.APPLIED) == len(events)
     assert outcomes.count(Outcome.DUPLICATE) == len(events)
-    _assert_same_as_reference(client, app.extensions["redis"], views, reference, arena_id)
+    _assert_same_as_reference(client, components(app).read_model, views, reference, arena_id)
 
 
 def test_concurrent_shuffled_deliveries_apply_each_event_exactly_once(
@@ -526,4 +527,4 @@ def test_concurrent_shuffled_deliveries_apply_each_event_exactly_once(
     outcomes = [outcome for result in results for outcome in result]
     assert outcomes.count(Outcome.APPLIED) == len(events)
     assert outcomes.count(Outcome.DUPLICATE) == 3 * len(events)
-    _assert_same_as_reference(client, app.extensions["redis"], views, reference, arena_id)
+    _assert_same_as_reference(client, components(app).read_model, views, reference, arena_id)

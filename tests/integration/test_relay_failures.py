@@ -197,10 +197,9 @@ BACKLOG_VERSIONS = 10
 
 # What a Celery worker runs for the relay task, minus the broker.
 RELAY_PROCESS = """
-import tasks
+import tasks.celery  # builds the Flask and Celery apps from the environment, as `celery -A` does
 from tasks.relay import publish_outbox
 
-tasks.app  # builds the Flask and Celery apps from the environment, as `celery -A tasks` does
 print(publish_outbox(), flush=True)
 """
 

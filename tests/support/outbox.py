@@ -88,7 +88,7 @@ def insert_events(
     plan: Iterable[tuple[str, int]],
     payload: dict[str, Any] | None = None,
 ) -> list[OutboxEvent]:
-    """Insert outbox rows shaped as `UnitOfWork.commit` writes them, in the plan's order
+    """Insert outbox rows shaped as `SqlUnitOfWork.commit` writes them, in the plan's order
     (so their ids follow it). On a connection in a transaction, the rows wait for its commit."""
     envelopes = [envelope(arena_id, version, payload) for arena_id, version in plan]
     columns = "event_id, event_type, aggregate_id, aggregate_version, envelope"

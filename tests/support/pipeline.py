@@ -37,7 +37,7 @@ from redis import Redis
 
 from arena.config import Settings
 from arena.domain.envelope import EventEnvelope
-from tasks.celery_app import relay_queue
+from arena.messaging.celery import relay_queue
 from tests.support.api import ARENAS, arena_path, bearer, set_temperature
 from tests.support.waiting import wait_until
 

@@ -1,4 +1,9 @@
-"""Celery configuration and the Flask-bound task class."""
+"""Celery for every process: its configuration, the task names, and `celery_init_app`.
+
+The names are the contract between the senders in `arena` (beat's schedule, `flask consume`)
+and the task bodies in `tasks/`: `arena` sends by name and never imports `tasks`. Workers import
+the task modules themselves (`include`), as `celery -A tasks worker` starts.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,11 @@ import logging
 from celery import Celery, Task
 from celery.signals import after_setup_logger, worker_process_shutdown
 from flask import Flask
-from kombu import Queue
-from redis import Redis
+from kombu.entity import Queue
 
 from arena.config import Settings
+from arena.messaging.broker_transport import TRANSPORT
 from arena.messaging.publishers import close_publishers
-from tasks.broker import TRANSPORT
-from tasks.in_flight import ProjectionsInFlight
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
 UNACKED_SWEEP_SECONDS = 5
@@ -102,8 +105,8 @@ class FlaskTask(Task):
             return self.run(*args, **kwargs)
 
 
-def celery_init_app(flask_app: Flask) -> Celery:
-    settings: Settings = flask_app.extensions["settings"]
+def celery_init_app(flask_app: Flask, settings: Settings) -> Celery:
+    """Flask's pattern: build only Celery, bound to the app so tasks run in its context."""
     celery_app = Celery(
         flask_app.name,
         task_cls=FlaskTask,
@@ -112,13 +115,6 @@ def celery_init_app(flask_app: Flask) -> Celery:
     celery_app.conf.update(celery_config(settings))
     celery_app.flask_app = flask_app
     celery_app.set_default()
-    flask_app.extensions["celery"] = celery_app
-    broker = Redis.from_url(settings.celery_broker_url, socket_timeout=2, socket_connect_timeout=2)
-    flask_app.extensions["projections_in_flight"] = ProjectionsInFlight(
-        broker,
-        settings.celery_queue,
-        resend_after_seconds=settings.projection_resend_after_seconds,
-    )
     return celery_app
 
 

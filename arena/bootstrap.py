@@ -1,0 +1,78 @@
+"""The composition root: every long-lived collaborator of every process is built here, once.
+
+The API, `flask consume`, the other CLI commands and the Celery workers all start from
+`create_app`, which calls `bootstrap`; code then reaches the collaborators through
+`components()`, never by building its own. Kafka producers are the exception that proves the
+rule: they must be built after a worker forks, so `arena.messaging.publishers` makes them on
+first use, one per process and topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery import Celery
+from flask import Flask, current_app
+from redis import Redis
+
+from arena.config import Settings
+from arena.extensions import db
+from arena.messaging.celery import celery_init_app
+from arena.messaging.in_flight import ProjectionsInFlight
+from arena.persistence.unit_of_work import SqlUnitsOfWork
+from arena.readmodel.store import ArenaViews
+from arena.services.bus import CommandBus
+
+EXTENSION = "arena"
+REDIS_TIMEOUT_SECONDS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    settings: Settings
+    read_model: Redis  # the read model's Redis (queries, projections)
+    views: ArenaViews  # the read model: arena views, feeds, indexes, stalls
+    projections_in_flight: ProjectionsInFlight  # kept in the Celery broker's Redis
+    celery: Celery
+    bus: CommandBus  # runs commands: one transaction each, outbox rows and the relay's nudge
+
+
+def bootstrap(app: Flask, settings: Settings) -> Components:
+    """Build the collaborators for `app` (its database is already bound) and keep them on it."""
+    read_model = _redis(settings.redis_url)
+    parts = Components(
+        settings=settings,
+        read_model=read_model,
+        views=ArenaViews(
+            read_model, settings.read_model_prefix, max_waiters=settings.read_max_waiters
+        ),
+        projections_in_flight=ProjectionsInFlight(
+            _redis(settings.celery_broker_url),
+            settings.celery_queue,
+            resend_after_seconds=settings.projection_resend_after_seconds,
+        ),
+        celery=celery_init_app(app, settings),
+        bus=CommandBus(
+            SqlUnitsOfWork(
+                lambda: db.engine,
+                idempotency_retention=timedelta(seconds=settings.idempotency_retention_seconds),
+                nudge_relay=settings.outbox_nudge,
+            )
+        ),
+    )
+    app.extensions[EXTENSION] = parts
+    return parts
+
+
+def components(app: Flask | None = None) -> Components:
+    """The collaborators of `app`, or of the app whose context is active."""
+    found = (app or current_app).extensions[EXTENSION]
+    assert isinstance(found, Components)
+    return found
+
+
+def _redis(url: str) -> Redis:
+    return Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+    )

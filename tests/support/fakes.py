@@ -1,0 +1,103 @@
+"""An in-memory unit of work for the service layer's unit tests (Cosmic Python's fake UoW).
+
+It keeps the port's promises the way PostgreSQL does for the real one: a unit sees a fresh copy
+of what was committed, `commit()` keeps everything or nothing, and a unit whose arena another
+unit committed first raises `ConcurrentUpdate`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from arena.domain.errors import NotFound
+from arena.domain.events import DomainEvent
+from arena.domain.model import Arena
+from arena.services.idempotency import IdempotencyKey, IdempotencyKeyReused, Reply
+from arena.services.unit_of_work import ConcurrentUpdate, Provenance
+
+
+@dataclass
+class Committed:
+    """What every committed unit left behind."""
+
+    arenas: dict[str, Arena] = field(default_factory=dict)
+    events: list[tuple[Provenance, DomainEvent]] = field(default_factory=list)
+    replies: dict[str, tuple[str, Reply]] = field(default_factory=dict)  # key hash → (print, reply)
+
+
+class FakeArenas:
+    def __init__(self, committed: Committed) -> None:
+        self._committed = committed
+        self.seen: list[tuple[Arena, int]] = []  # each arena and its version when loaded
+
+    def add(self, arena: Arena) -> None:
+        self.seen.append((arena, 0))
+
+    def get(self, arena_id: str) -> Arena:
+        stored = self._committed.arenas.get(arena_id)
+        if stored is None:
+            raise NotFound(f"Arena {arena_id} does not exist.")
+        loaded = copy.deepcopy(stored)
+        self.seen.append((loaded, loaded.version))
+        return loaded
+
+
+class FakeReplies:
+    def __init__(self, committed: Committed) -> None:
+        self._committed = committed
+        self.remembered: dict[str, tuple[str, Reply]] = {}
+
+    def find(self, key: IdempotencyKey) -> Reply | None:
+        found = self._committed.replies.get(key.key_hash)
+        if found is None:
+            return None
+        fingerprint, reply = found
+        if fingerprint != key.fingerprint:
+            raise IdempotencyKeyReused("This Idempotency-Key was used for a different request.")
+        return Reply(reply.status, reply.body, replayed=True)
+
+    def remember(self, key: IdempotencyKey, reply: Reply) -> None:
+        self.remembered[key.key_hash] = (key.fingerprint, reply)
+
+
+class FakeUnitOfWork:
+    def __init__(
+        self, committed: Committed, provenance: Provenance, before_commit: Callable[[], None]
+    ) -> None:
+        self._committed = committed
+        self._provenance = provenance
+        self._before_commit = before_commit
+        self.arenas = FakeArenas(committed)
+        self.idempotency = FakeReplies(committed)
+
+    def commit(self) -> None:
+        self._before_commit()
+        for arena, loaded_version in self.arenas.seen:
+            current = self._committed.arenas.get(arena.id)
+            if (current.version if current else 0) != loaded_version:
+                raise ConcurrentUpdate(f"arena {arena.id} changed since it was loaded")
+        for key_hash in self.idempotency.remembered:
+            if key_hash in self._committed.replies:
+                raise ConcurrentUpdate("another request with this Idempotency-Key committed first")
+        for arena, _ in self.arenas.seen:
+            self._committed.events += [(self._provenance, e) for e in arena.collect_events()]
+            self._committed.arenas[arena.id] = copy.deepcopy(arena)
+        self._committed.replies |= self.idempotency.remembered
+
+
+class FakeUnitsOfWork:
+    """`before_commit` runs as each unit commits, which lets a test commit a rival change after
+    the command loaded its arena, as a concurrent request would."""
+
+    def __init__(self) -> None:
+        self.committed = Committed()
+        self.opened: list[Provenance] = []
+        self.before_commit: Callable[[], None] = lambda: None
+
+    @contextmanager
+    def begin(self, provenance: Provenance) -> Iterator[FakeUnitOfWork]:
+        self.opened.append(provenance)
+        yield FakeUnitOfWork(self.committed, provenance, lambda: self.before_commit())

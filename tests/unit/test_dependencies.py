@@ -1,0 +1,61 @@
+"""Dependencies point inward: read from every module's imports, so the rule cannot drift.
+
+The domain imports no framework and nothing outside itself; the service layer knows neither HTTP
+nor PostgreSQL; `arena` never imports `tasks` (it sends tasks by name).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imports_of(package: str) -> dict[str, set[str]]:
+    """Module path → the top two levels of every module it imports (`arena.http`, `flask`…)."""
+    found = {}
+    for path in sorted((ROOT / package.replace(".", "/")).rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        found[str(path.relative_to(ROOT))] = {".".join(n.split(".")[:2]) for n in names}
+    return found
+
+
+FRAMEWORKS = {"flask", "flask_smorest", "sqlalchemy", "psycopg", "kafka", "redis", "celery"}
+
+
+@pytest.mark.parametrize(
+    ("package", "inward"),
+    [
+        ("arena.domain", {"arena.domain"}),
+        ("arena.services", {"arena.domain", "arena.services"}),
+    ],
+)
+def test_inner_layers_import_no_framework_and_only_inward(package, inward):
+    wrong = {
+        module: sorted(
+            name
+            for name in names
+            if name.split(".")[0] in FRAMEWORKS or (name.startswith("arena") and name not in inward)
+        )
+        for module, names in imports_of(package).items()
+    }
+
+    assert {module: names for module, names in wrong.items() if names} == {}
+
+
+def test_arena_never_imports_tasks():
+    importing = [
+        module
+        for module, names in imports_of("arena").items()
+        if any(name.split(".")[0] == "tasks" for name in names)
+    ]
+
+    assert importing == []
