@@ -6,8 +6,8 @@ import logging
 
 from flask import Flask
 
-from arena.config import Settings
 from arena.extensions import db, migrate
+from arena.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -16,13 +16,13 @@ from celery import Celery
 from flask import Flask, current_app
 from redis import Redis
 
-from arena.config import Settings
 from arena.extensions import db
 from arena.messaging.celery import celery_init_app
 from arena.messaging.in_flight import ProjectionsInFlight
 from arena.persistence.unit_of_work import SqlUnitsOfWork
 from arena.readmodel.store import ArenaViews
 from arena.services.bus import CommandBus
+from arena.settings import Settings
 
 EXTENSION = "arena"
 REDIS_TIMEOUT_SECONDS = 2

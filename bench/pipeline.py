@@ -82,7 +82,7 @@ from redis import Redis  # noqa: E402
 from redis.exceptions import RedisError  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from arena.config import Settings  # noqa: E402
+from arena.settings import Settings  # noqa: E402
 from arena.readmodel.store import ArenaViews  # noqa: E402
 from bench.capacity import TARGET_P99_MS, capacity_rows  # noqa: E402
 from bench.compare import Measure, TreeFigures, from_cpu, from_rows, render  # noqa: E402

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from arena.config import Settings
+from arena.settings import Settings
 from bench.httpclient import call
 from bench.procfile import API, CONSUMER, Pipeline
 from bench.relay import BIN, Run, wait_or_kill

@@ -62,7 +62,7 @@ from redis import Redis  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from arena import create_app  # noqa: E402
-from arena.config import Settings  # noqa: E402
+from arena.settings import Settings  # noqa: E402
 from arena.domain.actions import ActionType  # noqa: E402
 from arena.domain.config import ArenaConfig  # noqa: E402
 from arena.domain.envelope import EventEnvelope  # noqa: E402

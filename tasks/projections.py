@@ -19,9 +19,9 @@ from celery import Task, shared_task
 
 from arena.bootstrap import components
 from arena.messaging.celery import PROJECT_TASK, RESEND_PROJECTIONS_TASK
-from arena.messaging.consumer import ReceivedEvent
 from arena.messaging.publishers import discard_publisher, publisher_for
-from arena.readmodel.projection import (
+from arena.messaging.records import ReceivedRecord
+from arena.readmodel.intake import (
     POISON,
     RETRYABLE,
     apply_received,
@@ -78,7 +78,7 @@ def project_events(
     views = components().views
     outcomes: Counter[str] = Counter()
     try:
-        progress = project_batch(views, [ReceivedEvent(**event) for event in events])
+        progress = project_batch(views, [ReceivedRecord(**event) for event in events])
         outcomes.update(progress.outcomes)
         for received in progress.one_by_one:
             try:
@@ -88,7 +88,7 @@ def project_events(
                 outcomes["dead-lettered"] += 1
         waiting = progress.waiting
     except RETRYABLE as error:  # the store is away: everything again (applied ones are no-ops)
-        waiting, reason = [ReceivedEvent(**event) for event in events], error
+        waiting, reason = [ReceivedRecord(**event) for event in events], error
     else:
         reason = EventOutOfOrder(f"{len(waiting)} event(s) wait for earlier versions")
     try:
@@ -102,7 +102,7 @@ def project_events(
 
 def _retry_or_give_up(
     task: Task,
-    waiting: list[ReceivedEvent],
+    waiting: list[ReceivedRecord],
     reason: Exception,
     first_failure_at: str | None,
     outcomes: Counter[str],
@@ -170,7 +170,7 @@ def resend_lost_projections() -> int:
 
 
 def _dead_letter(
-    task: Task, received: ReceivedEvent, error: Exception, first_failure_at: str | None
+    task: Task, received: ReceivedRecord, error: Exception, first_failure_at: str | None
 ) -> None:
     settings = components().settings
     try:

@@ -22,9 +22,9 @@ from redis import Redis
 from sqlalchemy.engine import make_url
 
 from arena import create_app
-from arena.config import Settings
 from arena.messaging.kafka import ensure_topics
 from arena.messaging.publishers import close_publishers
+from arena.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:10]

@@ -6,7 +6,7 @@ from flask import Flask, Response, send_from_directory
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from arena.http import arenas, commands, health, pipeline, problems, queries
+from arena.http import commands, create_arena, health, pipeline, problems, queries
 from arena.http.docs import register_components
 from arena.http.schemas import ProblemSchema
 
@@ -32,7 +32,7 @@ def init_http(app: Flask) -> None:
     app.add_url_rule("/docs/assets/<path:filename>", "swagger_ui_assets", _swagger_ui_asset)
     api = ArenaApi(app)
     register_components(api)
-    api.register_blueprint(arenas.blp)
+    api.register_blueprint(create_arena.blp)
     api.register_blueprint(queries.blp)
     api.register_blueprint(commands.blp)
     api.register_blueprint(health.blp)

@@ -10,11 +10,11 @@ from kafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from arena.bootstrap import components
-from arena.config import Settings
 from arena.extensions import db
 from arena.messaging.lag import consumer_lag
 from arena.outbox.operations import outbox_metrics
 from arena.readmodel.metrics import projection_metrics
+from arena.settings import Settings
 
 blp = Blueprint("pipeline", __name__, url_prefix="/api/v1", description="Pipeline metrics")
 

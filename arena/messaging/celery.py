@@ -14,9 +14,9 @@ from celery.signals import after_setup_logger, worker_process_shutdown
 from flask import Flask
 from kombu.entity import Queue
 
-from arena.config import Settings
 from arena.messaging.broker_transport import TRANSPORT
 from arena.messaging.publishers import close_publishers
+from arena.settings import Settings
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
 UNACKED_SWEEP_SECONDS = 5

@@ -10,37 +10,15 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from arena.messaging.records import ReceivedRecord
 from arena.pacing import Pace
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedEvent:
-    """A record as the projection task gets it: the raw value plus where it came from."""
-
-    value: str
-    key: str | None
-    topic: str
-    partition: int
-    offset: int
-
-    @classmethod
-    def from_record(cls, record: ConsumerRecord) -> ReceivedEvent:
-        return cls(
-            value=record.value.decode("utf-8", errors="replace"),
-            key=record.key.decode("utf-8", errors="replace") if record.key else None,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-        )
 
 
 Handle = str  # names a dispatched batch (its Celery task id) until it has finished
@@ -48,7 +26,7 @@ Handle = str  # names a dispatched batch (its Celery task id) until it has finis
 
 def consume(
     consumer: KafkaConsumer,
-    dispatch: Callable[[list[ReceivedEvent]], Handle | None],
+    dispatch: Callable[[list[ReceivedRecord]], Handle | None],
     should_stop: Callable[[], bool],
     *,
     still_running: Callable[[set[Handle]], set[Handle]] = lambda handles: set(),
@@ -100,7 +78,7 @@ def consume(
                 continue
             lanes.keep_only(consumer.assignment())
             for partition, records in batch.items():
-                lanes.add(partition, [ReceivedEvent.from_record(r) for r in records])
+                lanes.add(partition, [ReceivedRecord.from_record(r) for r in records])
             if lanes.blocked():
                 lanes.finished(still_running)
             sent = lanes.dispatch(dispatch, pace)
@@ -121,7 +99,7 @@ class _Lanes:
     def __init__(self, max_per_dispatch: int, max_buffered: int) -> None:
         self._max_per_dispatch = max_per_dispatch
         self._max_buffered = max_buffered
-        self._waiting: dict[TopicPartition, list[ReceivedEvent]] = {}
+        self._waiting: dict[TopicPartition, list[ReceivedRecord]] = {}
         self._running: dict[TopicPartition, Handle] = {}
         self._offsets: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
@@ -143,7 +121,7 @@ class _Lanes:
                 del lane[partition]
         self._paused &= assigned
 
-    def add(self, partition: TopicPartition, events: list[ReceivedEvent]) -> None:
+    def add(self, partition: TopicPartition, events: list[ReceivedRecord]) -> None:
         self._waiting.setdefault(partition, []).extend(events)
 
     def finished(self, still_running: Callable[[set[Handle]], set[Handle]]) -> None:
@@ -152,7 +130,9 @@ class _Lanes:
         running = still_running(set(self._running.values()))
         self._running = {p: h for p, h in self._running.items() if h in running}
 
-    def dispatch(self, dispatch: Callable[[list[ReceivedEvent]], Handle | None], pace: Pace) -> int:
+    def dispatch(
+        self, dispatch: Callable[[list[ReceivedRecord]], Handle | None], pace: Pace
+    ) -> int:
         """Hand on batches, as `pace` allows, until every partition with records waiting has one
         in flight; a partition's records leave only once `dispatch` has accepted them."""
         sent = 0
@@ -167,7 +147,7 @@ class _Lanes:
                     self._running[partition] = handle
         return sent
 
-    def _next_batch(self) -> list[tuple[TopicPartition, list[ReceivedEvent]]]:
+    def _next_batch(self) -> list[tuple[TopicPartition, list[ReceivedRecord]]]:
         """The waiting records of partitions with nothing in flight, in order per partition."""
         taken, room = [], self._max_per_dispatch
         for partition, waiting in self._waiting.items():

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from arena.messaging.consumer import ReceivedEvent
+from arena.messaging.records import ReceivedRecord
 
 
 def dead_letter_record(
-    event: ReceivedEvent,
+    event: ReceivedRecord,
     error: BaseException,
     traceback: str,
     *,

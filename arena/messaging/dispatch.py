@@ -18,7 +18,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
 from arena.messaging.celery import PROJECT_TASK
-from arena.messaging.consumer import ReceivedEvent
+from arena.messaging.records import ReceivedRecord
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class ProjectionDispatcher:
         self._stopping = stopping
         self._new_task_id = new_task_id
 
-    def __call__(self, events: list[ReceivedEvent]) -> str:
+    def __call__(self, events: list[ReceivedRecord]) -> str:
         """The id of the task now carrying `events`; raises only once a stop was asked for."""
         payload = [dataclasses.asdict(event) for event in events]
         task_id = self._new_task_id()

@@ -16,8 +16,8 @@ from kafka.errors import (
 from kafka.producer.future import FutureRecordMetadata
 from kafka.serializer import Serializer
 
-from arena.config import Settings
 from arena.messaging.ports import MessageRejected
+from arena.settings import Settings
 
 log = logging.getLogger(__name__)
 

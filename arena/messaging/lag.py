@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from arena.config import Settings
 from arena.messaging.kafka import admin_client, topic_partitions, topic_reader
+from arena.settings import Settings
 
 
 def consumer_lag(settings: Settings) -> dict[str, dict[str, int | None]]:

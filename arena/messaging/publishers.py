@@ -10,8 +10,8 @@ import contextlib
 import logging
 import threading
 
-from arena.config import Settings
 from arena.messaging.kafka import KafkaPublisher, ensure_topics
+from arena.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from uuid import UUID
 
 import psycopg
 
-from arena.config import Settings
 from arena.messaging.ports import Delivery, MessageRejected, Publisher
 from arena.outbox.wakeups import IDLE_LOOK_SECONDS
 from arena.pacing import Pace
+from arena.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
 
-from arena.config import Settings
-from arena.messaging.consumer import ReceivedEvent
 from arena.messaging.kafka import topic_partitions, topic_reader
-from arena.readmodel.projection import POISON, apply_received
+from arena.messaging.records import ReceivedRecord
+from arena.readmodel.intake import POISON, apply_received
 from arena.readmodel.store import ArenaViews, Outcome
+from arena.settings import Settings
 
 DRAIN_DEADLINE_SECONDS = 1800
 OLD_GENERATION_GRACE_SECONDS = 2.0
@@ -88,13 +88,13 @@ def _drain(
         batch = consumer.poll(timeout_ms=500, max_records=1000)
         records = [record for partition_records in batch.values() for record in partition_records]
         for record in records:
-            received = ReceivedEvent.from_record(record)
+            received = ReceivedRecord.from_record(record)
             summary.outcomes[_apply(views, received, summary)] += 1
         summary.events += len(records)
         on_progress(len(records))
 
 
-def _apply(views: ArenaViews, received: ReceivedEvent, summary: RebuildSummary) -> str:
+def _apply(views: ArenaViews, received: ReceivedRecord, summary: RebuildSummary) -> str:
     """Apply to the new generation; a poison event stalls its arena there, as it did live."""
     try:
         return apply_received(views, received, generation=summary.generation)

@@ -21,7 +21,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from arena.bootstrap import components
-from arena.config import Settings
 from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
 from arena.domain.model import Arena
@@ -29,6 +28,7 @@ from arena.readmodel import projector
 from arena.readmodel.rebuild import rebuild
 from arena.readmodel.replay import replay
 from arena.readmodel.store import ArenaViews
+from arena.settings import Settings
 from tests.support.api import arena_path, create_arena, drive, join
 from tests.support.pipeline import (
     CommandLoad,

@@ -30,7 +30,6 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from arena.bootstrap import components
-from arena.config import Settings
 from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
 from arena.domain.model import Arena
@@ -39,9 +38,10 @@ from arena.messaging.celery import (
     RESEND_PROJECTIONS_EVERY_SECONDS,
     UNACKED_SWEEP_SECONDS,
 )
-from arena.messaging.consumer import ReceivedEvent
 from arena.messaging.in_flight import ProjectionsInFlight
+from arena.messaging.records import ReceivedRecord
 from arena.readmodel.store import ArenaViews
+from arena.settings import Settings
 from tasks.projections import longest_retry_wait
 from tests.support.pipeline import (
     ROOT,
@@ -299,7 +299,7 @@ def test_a_projection_task_the_broker_lost_is_sent_again(
         EventEnvelope.wrap(event, correlation_id="lost-task", causation_id="lost-task")
         for event in arena.collect_events()
     ]
-    received = ReceivedEvent(
+    received = ReceivedRecord(
         value=json.dumps(created.to_dict()),
         key=created.aggregate_id,
         topic=pipeline.settings.kafka_events_topic,

@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from kafka import KafkaConsumer, KafkaProducer
 
-from arena.config import Settings
+from arena.settings import Settings
 from tests.e2e.conftest import Pipeline
 from tests.support.waiting import wait_until
 

@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from arena.config import Settings
+from arena.settings import Settings
 from tests.support.api import arena_path, create_arena, join, set_temperature
 from tests.support.pipeline import CommandLoad, Pipeline, running_pipeline
 

@@ -18,8 +18,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from arena.config import Settings
 from arena.messaging.kafka import admin_client, topic_partitions, topic_reader
+from arena.settings import Settings
 from tests.support.pipeline import CommandLoad, Pipeline, running_pipeline
 from tests.support.waiting import wait_until
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from arena.config import Settings
 from arena.messaging.kafka import KafkaPublisher
 from arena.messaging.publishers import publisher_for
 from arena.outbox.relay import RelayPolicy
+from arena.settings import Settings
 
 
 @pytest.fixture

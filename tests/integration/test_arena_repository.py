@@ -11,7 +11,6 @@ import psycopg
 import pytest
 from flask.testing import FlaskClient
 
-from arena.config import Settings
 from arena.domain.actions import ActionType
 from arena.domain.errors import NotFound
 from arena.domain.model import hash_token
@@ -19,6 +18,7 @@ from arena.persistence.unit_of_work import SqlUnitOfWork
 from arena.services.commands import SubmitAction
 from arena.services.handlers import submit_action
 from arena.services.unit_of_work import ConcurrentUpdate, Provenance
+from arena.settings import Settings
 from tests.support.api import arena_path, bearer, create_arena
 from tests.support.outbox import libpq_dsn
 

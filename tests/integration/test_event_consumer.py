@@ -8,9 +8,10 @@ import uuid
 import pytest
 from kafka import KafkaProducer
 
-from arena.config import Settings
-from arena.messaging.consumer import ReceivedEvent, consume
+from arena.messaging.consumer import consume
 from arena.messaging.kafka import events_consumer
+from arena.messaging.records import ReceivedRecord
+from arena.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +26,11 @@ def _produce(settings: Settings, key: str, count: int) -> None:
     producer.close()
 
 
-def _consume_until(settings: Settings, key: str, count: int) -> list[ReceivedEvent]:
+def _consume_until(settings: Settings, key: str, count: int) -> list[ReceivedRecord]:
     """Run the real loop in a group of our own until `count` records with `key` were dispatched."""
-    ours: list[ReceivedEvent] = []
+    ours: list[ReceivedRecord] = []
 
-    def dispatch(events: list[ReceivedEvent]) -> None:
+    def dispatch(events: list[ReceivedRecord]) -> None:
         ours.extend(event for event in events if event.key == key)
 
     consume(events_consumer(settings), dispatch, lambda: len(ours) >= count)

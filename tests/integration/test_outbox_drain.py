@@ -10,13 +10,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from arena.config import Settings
 from arena.extensions import db
 from arena.messaging.kafka import KafkaPublisher
 from arena.outbox.relay import RelayPolicy, relay_until
 from arena.outbox.wakeups import OUTBOX_CHANNEL, OutboxListener
 from arena.pacing import Pace
 from arena.persistence.connections import pooled_connection
+from arena.settings import Settings
 from tests.support.api import arena_path, bearer, create_arena
 from tests.support.outbox import insert_events, libpq_dsn, new_arenas, pending_count
 

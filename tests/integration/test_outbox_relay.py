@@ -15,13 +15,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
-from arena.config import Settings
 from arena.extensions import db
 from arena.messaging.kafka import KafkaPublisher
 from arena.messaging.ports import Delivery
 from arena.outbox.operations import prune_published
 from arena.outbox.relay import RelayPolicy, RelayRun, relay_pending
 from arena.persistence.connections import pooled_connection
+from arena.settings import Settings
 from tests.support.outbox import (
     TopicReader,
     by_arena,

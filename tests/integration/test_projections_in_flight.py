@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from arena.bootstrap import components
-from arena.config import Settings
 from arena.messaging.in_flight import Events, ProjectionsInFlight
+from arena.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -25,12 +25,12 @@ from redis import Redis
 
 from arena import create_app
 from arena.bootstrap import components
-from arena.config import Settings
 from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
 from arena.domain.model import Arena
 from arena.readmodel.replay import replay
 from arena.readmodel.store import FEED_LENGTH, ArenaViews, EventOutOfOrder, Outcome
+from arena.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from arena.config import Settings
+from arena.settings import Settings
 from arena.messaging.kafka import KafkaPublisher, kafka_reachable
 from arena.outbox.relay import RelayPolicy
 from tests.support.outbox import (

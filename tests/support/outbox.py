@@ -25,7 +25,7 @@ from kafka import KafkaConsumer, TopicPartition
 from psycopg.types.json import Jsonb
 from sqlalchemy.engine import make_url
 
-from arena.config import Settings
+from arena.settings import Settings
 from arena.domain.envelope import EventEnvelope
 from arena.extensions import db
 from arena.outbox.relay import Publisher, RelayPolicy, RelayRun, relay_batch, relay_pending

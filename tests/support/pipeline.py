@@ -35,7 +35,7 @@ from flask.testing import FlaskClient
 from kafka import KafkaConsumer, KafkaProducer
 from redis import Redis
 
-from arena.config import Settings
+from arena.settings import Settings
 from arena.domain.envelope import EventEnvelope
 from arena.messaging.celery import relay_queue
 from tests.support.api import ARENAS, arena_path, bearer, set_temperature

@@ -7,7 +7,8 @@ import pytest
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from arena.messaging.consumer import ReceivedEvent, consume
+from arena.messaging.consumer import consume
+from arena.messaging.records import ReceivedRecord
 from arena.pacing import Pace
 
 TOPIC = "arena.events"
@@ -103,7 +104,7 @@ def test_records_are_dispatched_in_poll_order_and_converted_to_received_events()
         (1, 5),
         (2, 0),
     ]
-    assert received[0] == ReceivedEvent(
+    assert received[0] == ReceivedRecord(
         value='{"n": 1}', key="arena-1", topic=TOPIC, partition=0, offset=10
     )
     assert received[-1].value == "last"
@@ -254,17 +255,17 @@ def test_a_lane_with_too_many_records_waiting_is_paused_until_it_drains():
 
 
 def test_received_event_replaces_undecodable_bytes_instead_of_failing():
-    event = ReceivedEvent.from_record(record(0, 1, value=b"\xff{}", key=b"\xfe"))
+    event = ReceivedRecord.from_record(record(0, 1, value=b"\xff{}", key=b"\xfe"))
 
     assert event.value == "\ufffd{}"
     assert event.key == "\ufffd"
 
 
 def test_received_event_survives_a_round_trip_through_its_dict_form():
-    # The Celery task receives ReceivedEvent(**received): the dataclass fields are that contract.
-    event = ReceivedEvent.from_record(record(3, 42))
+    # The Celery task receives ReceivedRecord(**received): the dataclass fields are that contract.
+    event = ReceivedRecord.from_record(record(3, 42))
 
-    assert ReceivedEvent(**dataclasses.asdict(event)) == event
+    assert ReceivedRecord(**dataclasses.asdict(event)) == event
 
 
 def test_the_events_of_every_free_partition_go_out_together_in_order_per_partition():

@@ -10,10 +10,10 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from arena.messaging.celery import PROJECT_TASK
-from arena.messaging.consumer import ReceivedEvent
 from arena.messaging.dispatch import FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, ProjectionDispatcher
+from arena.messaging.records import ReceivedRecord
 
-EVENTS = [ReceivedEvent('{"e": 1}', "arena-1", "arena.events", 0, 7)]
+EVENTS = [ReceivedRecord('{"e": 1}', "arena-1", "arena.events", 0, 7)]
 RECORD = {
     "value": '{"e": 1}',
     "key": "arena-1",

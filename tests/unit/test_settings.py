@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from arena.config import Settings
+from arena.settings import Settings
 
 LOCAL_DEFAULTS = {
     "database_url": "postgresql+psycopg://arena:arena@127.0.0.1:5432/arena",

@@ -16,9 +16,9 @@ from redis.exceptions import RedisError
 
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import PoisonEvent
-from arena.messaging.consumer import ReceivedEvent
 from arena.messaging.dead_letter import dead_letter_record
 from arena.messaging.ports import Publisher
+from arena.messaging.records import ReceivedRecord
 from arena.readmodel.batch import apply_many
 from arena.readmodel.store import ArenaViews, EventOutOfOrder, Outcome
 
@@ -31,12 +31,12 @@ RETRYABLE: tuple[type[Exception], ...] = (RedisError, EventOutOfOrder)
 POISON: tuple[type[Exception], ...] = (PoisonEvent,)
 
 
-def parse(received: ReceivedEvent) -> EventEnvelope:
+def parse(received: ReceivedRecord) -> EventEnvelope:
     return EventEnvelope.from_json(received.value)
 
 
 def apply_received(
-    views: ArenaViews, received: ReceivedEvent, *, generation: str | None = None
+    views: ArenaViews, received: ReceivedRecord, *, generation: str | None = None
 ) -> Outcome:
     """Apply to `generation`, or to the live one and any generation a rebuild is filling."""
     envelope = parse(received)
@@ -52,15 +52,15 @@ class BatchProgress:
     its arena's later ones, in order) and events that must wait for an earlier version."""
 
     outcomes: Counter[str] = field(default_factory=Counter)
-    one_by_one: list[ReceivedEvent] = field(default_factory=list)
-    waiting: list[ReceivedEvent] = field(default_factory=list)
+    one_by_one: list[ReceivedRecord] = field(default_factory=list)
+    waiting: list[ReceivedRecord] = field(default_factory=list)
 
 
-def project_batch(views: ArenaViews, events: list[ReceivedEvent]) -> BatchProgress:
+def project_batch(views: ArenaViews, events: list[ReceivedRecord]) -> BatchProgress:
     """Apply each arena's events up to its first rejected one in one batch (`apply_many`)."""
     progress = BatchProgress()
     rejected_arenas: set[str | None] = set()
-    batch: list[tuple[ReceivedEvent, EventEnvelope]] = []
+    batch: list[tuple[ReceivedRecord, EventEnvelope]] = []
     for received in events:
         if received.key not in rejected_arenas:
             try:
@@ -84,7 +84,7 @@ def project_batch(views: ArenaViews, events: list[ReceivedEvent]) -> BatchProgre
 def dead_letter(
     views: ArenaViews,
     dlq: Publisher,
-    received: ReceivedEvent,
+    received: ReceivedRecord,
     error: Exception,
     *,
     attempts: int,
@@ -123,7 +123,7 @@ def dead_letter(
         )
 
 
-def _version_of(received: ReceivedEvent) -> int | None:
+def _version_of(received: ReceivedRecord) -> int | None:
     try:
         return parse(received).aggregate_version
     except PoisonEvent:

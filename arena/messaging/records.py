@@ -1,0 +1,32 @@
+"""The record type of the read side's intake: what `flask consume` hands to projection tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedRecord:
+    """A Kafka record as projection tasks get it: the undecoded value and where it came from.
+
+    The value is text that ought to be an event envelope; `EventEnvelope.from_json` says whether
+    it is. Topic, partition and offset name the record in the DLQ, and order a batch's retries.
+    """
+
+    value: str
+    key: str | None
+    topic: str
+    partition: int
+    offset: int
+
+    @classmethod
+    def from_record(cls, record: ConsumerRecord) -> ReceivedRecord:
+        return cls(
+            value=record.value.decode("utf-8", errors="replace"),
+            key=record.key.decode("utf-8", errors="replace") if record.key else None,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
