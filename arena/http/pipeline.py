@@ -20,7 +20,7 @@ blp = Blueprint("pipeline", __name__, url_prefix="/api/v1", description="Pipelin
 
 
 @blp.route("/pipeline")
-class Pipeline(MethodView):
+class PipelineStatus(MethodView):
     @blp.response(200)
     def get(self) -> dict[str, Any]:
         """Outbox backlog and dead letters, consumer lag per partition, projection lag, stalls."""
