@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import click
 
 from bench.processes import Processes
-from bench.relay import Row
+from bench.table import Row
 from bench.workload import Answer, Driver, Session, Visibility
 
 TARGET_P99_MS = 250.0
@@ -175,11 +175,10 @@ def capacity_rows(
     rows = [summary]
     for step in sorted(steps, key=lambda s: s.rate):
         rows.append(
-            Row(
+            Row.timed(
                 f"  · capacity step, offered {step.rate:g}/s",
-                n=step.applied,
-                wall_s=step.wall,
-                rate=step.applied / step.wall if step.wall > 0 else None,
+                step.applied,
+                step.wall,
                 p50=step.p50,
                 p99=step.p99,
                 notes=("passed" if step.ok else f"failed: {step.reason}")

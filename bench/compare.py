@@ -7,10 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import click
-
 from bench.cpu import BOTH_WORKER, KINDS, TICK_WRITER, TOTAL, WORKER_KINDS, WORKERS
-from bench.relay import Row
+from bench.table import Row, print_markdown
 
 PHASES = ("steady", "burst", "drain", "ticks")  # CPU windows, in the table's order
 
@@ -154,16 +152,4 @@ def render(title: str, machine: list[str], trees: Sequence[TreeFigures]) -> None
                 line.append("" if ratio is None else f"{ratio:.2f}")
             line.append(notes if index == 0 else "")
             cells.append(line)
-    widths = [max(len(line[i]) for line in [headers, *cells]) for i in range(len(headers))]
-    text = (0, 1, len(headers) - 1)
-
-    def line_of(cells_: list[str]) -> str:
-        parts = [
-            c.ljust(w) if i in text else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells_, widths, strict=True))
-        ]
-        return "| " + " | ".join(parts) + " |"
-
-    rule = ["-" * w if i in text else "-" * (w - 1) + ":" for i, w in enumerate(widths)]
-    click.echo("\n".join(["", title, *machine, "", line_of(headers), line_of(rule)]))
-    click.echo("\n".join(line_of(line) for line in cells))
+    print_markdown(title, machine, headers, cells, (0, 1, len(headers) - 1))

@@ -1,12 +1,12 @@
 """Relay drain: how fast the tree's own relay worker empties a backlog of pending outbox rows.
 
-bench/relay.py measures `relay_pending` in-process, which would run this checkout's code
-whatever tree is measured. Here the rows are COPYed into the run's outbox (after the replays, so
-they do not swell them; no consumer is running then) and the tree's relay worker, started from
-its Procfile and woken as that tree wakes it (beat, its own wake-ups), drains them. Timed from
-the first batch's claim (its rows' `published_at`, the claiming transaction's start) until
-nothing is pending, so the rate does not depend on how the relay is woken; the wake-up itself
-is in the notes.
+The relay benchmark (bench/relay_throughput.py) measures `relay_pending` in-process, which would
+run this checkout's code whatever tree is measured. Here the rows are COPYed into the run's
+outbox (after the replays, so they do not swell them; no consumer is running then) and the
+tree's relay worker, started from its Procfile and woken as that tree wakes it (beat, its own
+wake-ups), drains them. Timed from the first batch's claim (its rows' `published_at`, the
+claiming transaction's start) until nothing is pending, so the rate does not depend on how the
+relay is woken; the wake-up itself is in the notes.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import time
 import click
 import psycopg
 
+from bench.backlog import load_outbox, pending_rows
 from bench.cpu import CpuMeter, Usage
 from bench.processes import Processes
-from bench.relay import Row, Run, load_outbox, pending_rows
+from bench.resources import Run
+from bench.table import Row
 
 DRAIN_ARENAS = 1000
 POLL_SECONDS = 0.25
@@ -56,11 +58,10 @@ def relay_drain(
         ).fetchone()
     began = first if first is not None else committed
     wall = finished - began
-    row = Row(
+    row = Row.timed(
         "Relay drain: pending outbox rows → Kafka",
-        n=count - pending,
-        wall_s=wall,
-        rate=(count - pending) / wall if wall > 0 else None,
+        count - pending,
+        wall,
         notes=(
             f"the tree's relay worker; from the first batch's claim to nothing pending (polled "
             f"every {POLL_SECONDS:g} s); first claim {began - committed:.2f} s after the COPY; "

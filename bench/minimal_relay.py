@@ -23,7 +23,8 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from arena.messaging.kafka import THROUGHPUT_PRODUCER_OPTIONS, admin_client
-from bench.relay import MINIMAL_RELAY_TOPIC_SUFFIX, Row, Run
+from bench.resources import MINIMAL_RELAY_TOPIC_SUFFIX, Run
+from bench.table import Row
 
 BATCH_SIZE = 2000
 _COPY = """
@@ -82,11 +83,10 @@ def minimal_relay_drain(run: Run, count: int) -> Row:
         cpu, wall = time.process_time() - cpu, time.monotonic() - wall
     finally:
         producer.close()
-    return Row(
+    return Row.timed(
         "Relay drain, minimal psycopg + kafka-python relay (yardstick)",
-        n=published,
-        wall_s=wall,
-        rate=published / wall if wall > 0 else None,
+        published,
+        wall,
         notes=(
             f"in the bench process, claims of {BATCH_SIZE:,}, the same producer settings, its "
             f"own table and topic; bench process CPU (all its threads) "

@@ -13,10 +13,12 @@ import sys
 
 
 def main() -> int:
+    from celery.app.utils import find_app
+
     import arena
     import tasks
 
-    celery = tasks.app
+    celery = find_app("tasks")  # as `celery -A tasks` finds it, in this tree's layout
     celery.loader.import_default_modules()
     routes = {}
     for name in sorted(n for n in celery.tasks if n.startswith("tasks.")):

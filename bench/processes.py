@@ -1,11 +1,10 @@
 """The pipeline's processes for one tree, started from its Procfile (bench/procfile.py) with the
-run's settings, each logging to its own file in the run's work directory."""
+run's settings by the shared supervisor (tests/support/processes.py), each logging to its own
+file in the tree's directory of the run's work directory."""
 
 from __future__ import annotations
 
-import signal
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,14 +13,15 @@ from pathlib import Path
 from arena.settings import Settings
 from bench.httpclient import call
 from bench.procfile import API, CONSUMER, Pipeline
-from bench.relay import BIN, Run, wait_or_kill
+from bench.resources import Run
 from bench.trees import Tree
+from tests.support.processes import BIN, Supervisor
 
-PROCESS_READY_SECONDS = 90
 MAX_CONSUMER_RESTARTS = 3
 READ_SERVER_THREADS = 8  # per worker of the reads gunicorn
 READS = "API reads: the bench's ?minVersion gunicorn"
 REPLAY_CONSUMER = "flask consume (replay)"
+READY_SECONDS = 90
 
 
 class Processes:
@@ -33,78 +33,59 @@ class Processes:
     """
 
     def __init__(self, run: Run, tree: Tree) -> None:
-        self._run = run
         self.tree = tree
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-        self.labels: dict[str, str] = {}
-        self._specs: dict[str, tuple[list[str | Path], Settings, str]] = {}
+        self._supervisor = Supervisor(run.workdir / tree.name, cwd=tree.root)
+        self.labels: dict[str, str] = {}  # of the processes started and not stopped
         self.restarts: list[str] = []
 
-    def log_path(self, name: str) -> Path:
-        return self._run.workdir / f"{self.tree.name}-{name}.log"
+    @property
+    def logs(self) -> Path:
+        return self._supervisor.logs
 
     def start(self, name: str, command: list[str | Path], settings: Settings, label: str) -> None:
-        self._specs[name] = (command, settings, label)
         self.labels[name] = label
-        with self.log_path(name).open("ab") as output:
-            self.running[name] = subprocess.Popen(
-                [str(part) for part in command],
-                cwd=self.tree.root,
-                env=self.tree.environment(settings),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
+        self._supervisor.start(name, command, self.tree.environment(settings))
 
     def roots(self) -> dict[int, str]:
         """pid → CPU label of each running process (their children are counted with them)."""
-        return {p.pid: self.labels[name] for name, p in self.running.items() if p.poll() is None}
+        running = self._supervisor.roots().items()
+        return {pid: self.labels[name] for pid, name in running if name in self.labels}
 
     def stop(self, name: str) -> None:
         """SIGTERM (consumer and workers finish what they hold), SIGKILL after a grace period."""
-        process = self.running.pop(name)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        wait_or_kill(name, process)
+        del self.labels[name]
+        self._supervisor.stop(name)
 
     def stop_all(self) -> None:
-        for name in list(self.running):
-            self.stop(name)
+        self.labels.clear()
+        self._supervisor.stop_all()
 
     def check(self) -> None:
         """Restart a consumer that exited; fail, with its last words, if anything else died."""
-        for name, process in list(self.running.items()):
-            if process.poll() is None:
+        for name in self._supervisor.ended():
+            if name not in self.labels:
                 continue
-            tail = self.log_path(name).read_text(errors="replace")[-3000:]
             restarted = sum(1 for line in self.restarts if line.startswith(f"{name} "))
             is_consumer = self.labels[name] in (CONSUMER, REPLAY_CONSUMER)
             if not is_consumer or restarted >= MAX_CONSUMER_RESTARTS:
-                raise RuntimeError(
-                    f"{self.tree.name} {name} exited with {process.returncode}:\n{tail}"
-                )
-            last = tail.strip().splitlines()[-1] if tail.strip() else "?"
+                raise RuntimeError(f"{self.tree.name} {self._supervisor.last_words(name)}")
+            tail = self._supervisor.tail(name).strip()
+            last = tail.splitlines()[-1] if tail else "?"
+            code = self._supervisor.running[name].returncode
             self.restarts.append(
-                f"{name} exited with {process.returncode} at {datetime.now():%H:%M:%S} "
-                f"({last[:120]}); restarted"
+                f"{name} exited with {code} at {datetime.now():%H:%M:%S} ({last[:120]}); restarted"
             )
-            self.start(name, *self._specs[name])
+            self._supervisor.restart(name)
 
     def wait_for_line(self, name: str, needle: str) -> None:
-        deadline = time.monotonic() + PROCESS_READY_SECONDS
-        while needle not in self.log_path(name).read_text(errors="replace"):
-            self.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready after {PROCESS_READY_SECONDS}s")
-            time.sleep(0.1)
+        self._supervisor.wait_for_line(name, needle, seconds=READY_SECONDS, check=self.check)
 
     def wait_for_http(self, name: str, port: int) -> None:
-        deadline = time.monotonic() + PROCESS_READY_SECONDS
+        deadline = time.monotonic() + READY_SECONDS
         while call(port, "GET", "/healthz", timeout=2).status != 200:
             self.check()
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{name} not answering on :{port} after {PROCESS_READY_SECONDS}s"
-                )
+                raise RuntimeError(f"{name} not answering on :{port} after {READY_SECONDS}s")
             time.sleep(0.1)
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.trees import BIN, Tree
+from bench.trees import Tree
+from tests.support.processes import BIN
 
 RELAY_TASK = "tasks.relay.publish_outbox"  # literal: the baseline may lack the constants' module
 PROJECT_TASK = "tasks.projections.project_events"

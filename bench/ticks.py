@@ -13,20 +13,21 @@ model, with the writer's own CPU beside it.
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import timedelta
 
 import psycopg
 
 from arena.domain.actions import ActionType
 from arena.domain.model import hash_token
-from arena.persistence.unit_of_work import UnitOfWork
+from arena.persistence.unit_of_work import SqlUnitOfWork
 from arena.services.commands import SubmitAction
 from arena.services.handlers import submit_action
+from arena.services.unit_of_work import Provenance
 from bench.cpu import TICK_WRITER, CpuMeter, Usage
 from bench.httpclient import call
 from bench.processes import Processes
-from bench.relay import Row, Run, distribution
+from bench.resources import Run
+from bench.table import Row, distribution
 from bench.workload import ACTIONS, API, Answer, Visibility, wait_until_applied
 
 EVENTS_PER_TRANSACTION = 100
@@ -99,12 +100,8 @@ def _write(
         for number in range(transactions):
             time.sleep(max(0.0, started + number * interval - time.monotonic()))
             began = time.monotonic()
-            causation = str(uuid.uuid4())
-            with UnitOfWork(
-                connection,
-                correlation_id=causation,
-                causation_id=causation,
-                idempotency_retention=timedelta(0),
+            with SqlUnitOfWork(
+                connection, Provenance.new(), idempotency_retention=timedelta(0)
             ) as uow:
                 uow.arenas.get_many([arena_id for arena_id, _ in arenas])  # one round trip
                 outcomes = [
@@ -121,8 +118,8 @@ def _write(
                     f"tick-{number}-{i}",
                     "tick",
                     200,
-                    outcome.arena.id,
-                    outcome.arena.version,
+                    outcome.arena_id,
+                    outcome.version,
                     began,
                     committed,
                     committed_wall,

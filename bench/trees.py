@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,14 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from arena.settings import Settings
+from tests.support.processes import ROOT, Command, flask_command, pipeline_env, run_to_end
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 SETUP_TIMEOUT_SECONDS = 180
-ENSURE_TOPICS = (
-    "from arena.config import Settings; from arena.messaging.kafka import ensure_topics; "
-    "ensure_topics(Settings.from_env())"
-)
+# Run inside each tree, the baseline's too: settings moved from arena.config to arena.settings.
+ENSURE_TOPICS = """
+try:
+    from arena.settings import Settings
+except ImportError:
+    from arena.config import Settings
+from arena.messaging.kafka import ensure_topics
+ensure_topics(Settings.from_env())
+"""
 
 
 @dataclass(frozen=True)
@@ -41,43 +44,32 @@ class Tree:
 
     def environment(self, settings: Settings | None) -> dict[str, str]:
         """What its processes get: ours, the run's settings, and its code first on the path."""
-        environment = dict(os.environ)
-        if settings is not None:
-            environment |= settings.to_env()
-        return environment | {"FLASK_APP": "app.py", "PYTHONPATH": str(self.root)}
+        return pipeline_env(settings, PYTHONPATH=str(self.root))
 
-    def run(self, command: list[str | Path], settings: Settings, log: Path) -> None:
+    def run(self, command: Command, settings: Settings, log: Path) -> None:
         """A one-off command in the tree (migrations, topics); fails with its output."""
-        with log.open("ab") as output:
-            done = subprocess.run(
-                [str(part) for part in command],
-                cwd=self.root,
-                env=self.environment(settings),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                timeout=SETUP_TIMEOUT_SECONDS,
-                check=False,
-            )
+        done = run_to_end(
+            command, self.environment(settings), timeout=SETUP_TIMEOUT_SECONDS, cwd=self.root
+        )
+        with log.open("a") as output:
+            output.write(done.stdout + done.stderr)
         if done.returncode != 0:
             tail = log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{self.name}: {command[-1]} failed ({done.returncode}):\n{tail}")
 
     def prepare(self, settings: Settings, log: Path) -> None:
         """The run's database schema and topics, as this tree's own code makes them."""
-        self.run([BIN / "flask", "db", "upgrade"], settings, log)
+        self.run(flask_command("db", "upgrade"), settings, log)
         self.run([sys.executable, "-c", ENSURE_TOPICS], settings, log)
 
     def probe(self, settings: Settings | None) -> dict[str, Any]:
         """Routes of the tree's Celery tasks under `settings` (None: the caller's environment,
         as `make run` would see it), after checking the tree's code is what gets imported."""
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "probe_tree.py")],
-            cwd=self.root,
-            env=self.environment(settings),
-            capture_output=True,
-            text=True,
+        done = run_to_end(
+            [sys.executable, ROOT / "bench" / "probe_tree.py"],
+            self.environment(settings),
             timeout=SETUP_TIMEOUT_SECONDS,
-            check=False,
+            cwd=self.root,
         )
         if done.returncode != 0:
             raise RuntimeError(

@@ -7,7 +7,6 @@ are lazy: unit tests never touch a service.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from arena import create_app
 from arena.messaging.kafka import ensure_topics
 from arena.messaging.publishers import close_publishers
 from arena.settings import Settings
+from tests.support.services import forget_celery_queues, isolated_settings, libpq_dsn
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:10]
@@ -32,29 +32,18 @@ RUN_ID = uuid.uuid4().hex[:10]
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    base = Settings.from_env()
-    database = make_url(base.database_url).set(database=f"arena_test_{RUN_ID}")
-    return dataclasses.replace(
-        base,
-        database_url=database.render_as_string(hide_password=False),
-        read_model_prefix=f"test-{RUN_ID}",
-        celery_queue=f"arena-test-{RUN_ID}",
-        kafka_events_topic=f"arena.events.test-{RUN_ID}",
-        kafka_dlq_topic=f"arena.events.dlq.test-{RUN_ID}",
+    return isolated_settings(
+        Settings.from_env(),
+        "test",
+        RUN_ID,
         kafka_events_partitions=3,
-        kafka_consumer_group=f"arena-projections-test-{RUN_ID}",
         outbox_relay_interval_seconds=0.2,
     )
 
 
-def _libpq_dsn(database_url: str) -> str:
-    url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
-
-
 def _on_server(statement: str) -> None:
     """Run one statement on the configured (non-test) database, where test databases are made."""
-    dsn = _libpq_dsn(Settings.from_env().database_url)
+    dsn = libpq_dsn(Settings.from_env())
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(statement)
 
@@ -99,7 +88,7 @@ def app(settings: Settings, database: str, redis_client: Redis) -> Iterator[Flas
     yield flask_app
     # Drop what no worker took from this run's Celery queues.
     broker = Redis.from_url(settings.celery_broker_url)
-    broker.delete(settings.celery_queue)
+    forget_celery_queues(broker, [settings.celery_queue])
     broker.close()
 
 
@@ -111,5 +100,5 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def sql(settings: Settings) -> Iterator[psycopg.Connection]:
     """A separate connection to inspect what the application committed."""
-    with psycopg.connect(_libpq_dsn(settings.database_url), autocommit=True) as connection:
+    with psycopg.connect(libpq_dsn(settings), autocommit=True) as connection:
         yield connection

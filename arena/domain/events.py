@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Union
@@ -144,7 +144,7 @@ class ActionSubmitted(DomainEvent):
     submitted_at: datetime
 
 
-EVENT_TYPES: Mapping[str, type[DomainEvent]] = {
+EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.__name__: cls
     for cls in (
         ArenaCreated,
@@ -190,7 +190,7 @@ _Reader = Callable[[str, object], object]
 
 
 def _encode(value: object) -> JsonObject:
-    return {key: _to_json(getattr(value, name)) for name, key, _ in _SCHEMAS[type(value)]}
+    return {key: _to_json(getattr(value, name)) for name, key, _ in _schema_of(type(value))}
 
 
 def _to_json(value: object) -> object:
@@ -205,11 +205,18 @@ def _decode_fields(cls: type, payload: object) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise RejectedPayload("the payload is not an object")
     fields: dict[str, Any] = {}
-    for name, key, read in _SCHEMAS[cls]:
+    for name, key, read in _schema_of(cls):
         if key not in payload:
             raise RejectedPayload(f"{key} is missing")
         fields[name] = read(key, payload[key])
     return fields
+
+
+def _schema_of(cls: type) -> tuple[tuple[str, str, _Reader], ...]:
+    schema = _SCHEMAS.get(cls)
+    if schema is None:  # a class added to the catalog later (a fix deployed in a test, say)
+        schema = _SCHEMAS[cls] = _schema(cls)
+    return schema
 
 
 def _schema(cls: type) -> tuple[tuple[str, str, _Reader], ...]:
@@ -267,4 +274,6 @@ def _camel(name: str) -> str:
 
 
 # Built at import, so a field type without a reader fails at once, not on the first event.
-_SCHEMAS = {cls: _schema(cls) for cls in (*EVENT_TYPES.values(), PlayerSnapshot)}
+_SCHEMAS: dict[type, tuple[tuple[str, str, _Reader], ...]] = {
+    cls: _schema(cls) for cls in (*EVENT_TYPES.values(), PlayerSnapshot)
+}

@@ -5,7 +5,7 @@ One handler per event class of `arena.domain.events`; a test fails when a class 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from arena.domain.envelope import EventEnvelope
@@ -99,7 +99,7 @@ def _existing(view: View | None) -> View:
     return view
 
 
-HANDLERS: Mapping[type[DomainEvent], Handler] = {
+HANDLERS: dict[type[DomainEvent], Handler] = {
     ArenaCreated: _arena_created,
     PlayerJoined: _player_joined,
     PlayerLeft: _player_left,

@@ -21,8 +21,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from arena.bootstrap import components
+from arena.domain import events
 from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
+from arena.domain.events import DomainEvent
 from arena.domain.model import Arena
 from arena.readmodel import projector
 from arena.readmodel.rebuild import rebuild
@@ -92,10 +94,17 @@ def _synthetic_arena() -> tuple[Arena, Any, list[EventEnvelope]]:
     return arena, creator.player, [created, joined, renamed, started, paused]
 
 
-def _renamed(view: dict[str, Any] | None, payload: dict[str, Any]) -> dict[str, Any]:
-    """The fix: the projection learns the new event type."""
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ArenaRenamed(DomainEvent):
+    """The fix, part one: the catalog learns the new event type."""
+
+    name: str
+
+
+def _renamed(view: dict[str, Any] | None, event: ArenaRenamed) -> dict[str, Any]:
+    """The fix, part two: the projection learns to apply it."""
     assert view is not None
-    return view | {"name": payload["name"]}
+    return view | {"name": event.name}
 
 
 def _view(client: FlaskClient, arena_id: str) -> dict[str, Any] | None:
@@ -185,7 +194,8 @@ def test_a_poison_event_stalls_only_its_arena_until_a_fix_is_replayed(
     ]
 
     # Deploy the fix (here, in this process) and replay, as `flask dlq replay` does.
-    monkeypatch.setitem(projector._HANDLERS, UNKNOWN_TYPE, _renamed)
+    monkeypatch.setitem(events.EVENT_TYPES, UNKNOWN_TYPE, ArenaRenamed)
+    monkeypatch.setitem(projector.HANDLERS, ArenaRenamed, _renamed)
     result = replay(views, arena_id)
 
     assert (result.resumed, result.applied) == (True, 3)

@@ -20,7 +20,7 @@ from arena.services.handlers import submit_action
 from arena.services.unit_of_work import ConcurrentUpdate, Provenance
 from arena.settings import Settings
 from tests.support.api import arena_path, bearer, create_arena
-from tests.support.outbox import libpq_dsn
+from tests.support.services import libpq_dsn
 
 pytestmark = pytest.mark.integration
 

@@ -30,13 +30,13 @@ from tests.support.outbox import (
     drain,
     insert_events,
     interleaved,
-    libpq_dsn,
     new_arenas,
     outbox_rows,
     pending_count,
     relay,
     versions,
 )
+from tests.support.services import libpq_dsn
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration

@@ -20,12 +20,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from arena.settings import Settings
 from arena.messaging.kafka import KafkaPublisher, kafka_reachable
 from arena.outbox.relay import RelayPolicy
+from arena.settings import Settings
 from tests.support.outbox import (
     PROBE_EVENT,
-    ROOT,
     TopicReader,
     by_arena,
     dead_letter_rows,
@@ -42,6 +41,7 @@ from tests.support.outbox import (
     relay_one_batch,
     versions,
 )
+from tests.support.processes import ROOT, Supervisor, pipeline_env
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -208,21 +208,12 @@ print(publish_outbox(), flush=True)
 def _relay_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """The relay task in a process of its own, with one batch big enough for the whole backlog;
     killed if still running when the block ends."""
-    environment = os.environ | settings.to_env() | {"OUTBOX_BATCH_SIZE": "100000"}
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-c", RELAY_PROCESS],
-            cwd=ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    processes = Supervisor(log.parent)
+    environment = pipeline_env(settings, OUTBOX_BATCH_SIZE="100000")
+    try:
+        yield processes.start(log.stem, [sys.executable, "-c", RELAY_PROCESS], environment)
+    finally:
+        processes.kill(log.stem)
 
 
 def test_a_relay_killed_mid_batch_loses_nothing_and_republishes_with_the_same_event_ids(

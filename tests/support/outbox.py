@@ -9,37 +9,27 @@ published after it was made.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from flask import Flask
 from kafka import KafkaConsumer, TopicPartition
 from psycopg.types.json import Jsonb
-from sqlalchemy.engine import make_url
 
-from arena.settings import Settings
 from arena.domain.envelope import EventEnvelope
 from arena.extensions import db
 from arena.outbox.relay import Publisher, RelayPolicy, RelayRun, relay_batch, relay_pending
 from arena.persistence.connections import pooled_connection
+from arena.settings import Settings
+from tests.support.processes import pipeline_env, run_flask
 from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 PROBE_EVENT = "OutboxProbe"
-
-
-def libpq_dsn(settings: Settings) -> str:
-    url = make_url(settings.database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
 
 
 def new_arenas(count: int) -> list[str]:
@@ -373,14 +363,8 @@ def versions(records_by_arena: dict[str, list[Record]]) -> dict[str, list[int]]:
 # --- the real CLI ------------------------------------------------------------------------------
 
 
-def flask_cli(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def flask_cli(
+    settings: Settings, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run `flask <args>` as an operator would, in a process configured with `settings`."""
-    return subprocess.run(
-        [str(BIN / "flask"), *args],
-        cwd=ROOT,
-        env=os.environ | settings.to_env() | {"FLASK_APP": "app.py"},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_flask(pipeline_env(settings), *args, timeout=timeout)

@@ -17,7 +17,6 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -35,15 +34,22 @@ from flask.testing import FlaskClient
 from kafka import KafkaConsumer, KafkaProducer
 from redis import Redis
 
-from arena.settings import Settings
 from arena.domain.envelope import EventEnvelope
 from arena.messaging.celery import relay_queue
+from arena.settings import Settings
 from tests.support.api import ARENAS, arena_path, bearer, set_temperature
+from tests.support.processes import ROOT as ROOT  # the e2e tests import it from here
+from tests.support.processes import (
+    Supervisor,
+    celery_beat_command,
+    celery_worker_command,
+    flask_command,
+    pipeline_env,
+    run_flask,
+)
+from tests.support.services import forget_celery_queues
 from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-STOP_GRACE_SECONDS = 20
 CLI_TIMEOUT_SECONDS = 240
 ARENA_ID = re.compile(r"arena ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 MAX_RESTARTS = 10  # a process dying more often than this is broken, not unlucky
@@ -53,35 +59,8 @@ MAX_RESTARTS = 10  # a process dying more often than this is broken, not unlucky
 
 def worker_command(name: str, concurrency: int, queue: str | None = None) -> list[str]:
     """A Celery worker node; without `queue` it serves every queue, as `make worker` does."""
-    return [
-        str(BIN / "celery"),
-        "-A",
-        "tasks",
-        "worker",
-        "--loglevel=INFO",
-        f"--concurrency={concurrency}",
-        f"--hostname={name}-{os.getpid()}-{uuid.uuid4().hex[:6]}@%h",
-        *(["-Q", queue] if queue else []),
-    ]
-
-
-def beat_command(logs: Path) -> list[str]:
-    return [
-        str(BIN / "celery"),
-        "-A",
-        "tasks",
-        "beat",
-        "--loglevel=INFO",
-        f"--schedule={logs / 'celerybeat-schedule'}",
-    ]
-
-
-CONSUMER_COMMAND = [str(BIN / "flask"), "consume"]
-
-
-def pipeline_env(settings: Settings, **overrides: str) -> dict[str, str]:
-    """The environment a pipeline process (or the CLI) gets for this run's settings."""
-    return os.environ | settings.to_env() | {"FLASK_APP": "app.py"} | overrides
+    hostname = f"{name}-{os.getpid()}-{uuid.uuid4().hex[:6]}@%h"
+    return celery_worker_command(hostname, concurrency, queue)
 
 
 class ProcessRestarted(UserWarning):
@@ -90,7 +69,7 @@ class ProcessRestarted(UserWarning):
 
 @dataclass
 class Pipeline:
-    """Named subprocesses of one pipeline; each runs in its own process group.
+    """Named subprocesses of one pipeline (tests/support/processes.py runs them).
 
     Like the compose file's `restart: unless-stopped`, a supervisor thread starts again a process
     that exits on its own (not one the test stopped or killed), and says so: a line in the
@@ -102,12 +81,14 @@ class Pipeline:
     logs: Path
     env_overrides: dict[str, str] = field(default_factory=dict)
     commands: dict[str, list[str]] = field(default_factory=dict)
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     restarts: list[str] = field(default_factory=list)
-    _process_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    _processes: Supervisor = field(init=False)
     _supervised: set[str] = field(default_factory=set)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _closing: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._processes = Supervisor(self.logs)
 
     @property
     def env(self) -> dict[str, str]:
@@ -115,110 +96,64 @@ class Pipeline:
 
     def env_of(self, name: str) -> dict[str, str]:
         """The environment the named process was (last) started with."""
-        return self._process_env[name]
+        return self._processes.env_of(name)
 
     def start(self, name: str, command: list[str] | None = None, **overrides: str) -> None:
         """Start (or start again) a process; its output is appended to `<logs>/<name>.log`."""
         with self._lock:
             if command is not None:
                 self.commands[name] = command
-            running = self.processes.get(name)
-            if running is not None and running.poll() is None:
-                raise AssertionError(f"{name} is already running (pid {running.pid})")
-            self._spawn(name, self.env | overrides)
+            self._processes.start(name, self.commands[name], self.env | overrides)
             self._supervised.add(name)
-
-    def _spawn(self, name: str, environment: dict[str, str]) -> None:
-        with (self.logs / f"{name}.log").open("ab") as log:
-            log.write(f"\n=== starting {name} at {time.strftime('%X')} ===\n".encode())
-            log.flush()
-            self.processes[name] = subprocess.Popen(
-                self.commands[name],
-                cwd=ROOT,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._process_env[name] = environment
 
     def kill(self, name: str) -> None:
         """SIGKILL the process and everything in its process group (a prefork pool too)."""
         with self._lock:
             self._supervised.discard(name)
-            process = self.processes[name]
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            self._processes.kill(name)
 
     def pause(self, name: str) -> None:
         """SIGSTOP the process group: it holds what it has taken and takes nothing more."""
-        os.killpg(self.processes[name].pid, signal.SIGSTOP)
+        self._processes.pause(name)
 
     def resume(self, name: str) -> None:
-        os.killpg(self.processes[name].pid, signal.SIGCONT)
+        self._processes.resume(name)
 
     def stop(self, name: str) -> None:
         """SIGTERM (a graceful stop), then SIGKILL the group if it does not stop in time."""
         with self._lock:
             self._supervised.discard(name)
-            process = self.processes.get(name)
-            if process is None:
-                return
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGCONT)  # in case it was paused
-                    process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=STOP_GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    print(f"{name} did not stop in {STOP_GRACE_SECONDS}s; killed", file=sys.stderr)
-            # Whatever is left in its group (e.g. pool children of a killed worker) goes too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            self._processes.stop(name)
 
     def stop_all(self) -> None:
         self._closing.set()
         with self._lock:
             self._supervised.clear()
-            for process in self.processes.values():
-                if process.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        process.send_signal(signal.SIGTERM)
-            for name in list(self.processes):
-                self.stop(name)
+            self._processes.stop_all()
 
     def supervise(self, interval: float = 0.5) -> None:
         """The supervisor's loop (run in a thread until `stop_all`)."""
         while not self._closing.wait(interval):
             with self._lock:
-                for name in sorted(self._supervised):
-                    process = self.processes[name]
-                    if process.poll() is None:
-                        continue
-                    note = f"{name} exited with {process.returncode} at {time.strftime('%X')}"
+                for name in sorted(self._supervised.intersection(self._processes.ended())):
+                    code = self._processes.running[name].returncode
+                    note = f"{name} exited with {code} at {time.strftime('%X')}"
                     self.restarts.append(f"{note}:\n{self.tail(name, 1500)}")
                     print(f"{note}; starting it again", file=sys.stderr)
-                    self._spawn(name, self._process_env[name])
+                    self._processes.restart(name)
 
     def assert_running(self) -> None:
         """Fail at once, with its last words, if a process died and was not restarted, or
         keeps dying."""
         with self._lock:
-            for name, process in self.processes.items():
-                if name not in self._supervised and process.poll() is not None:
-                    raise AssertionError(
-                        f"{name} exited with {process.returncode}:\n{self.tail(name)}"
-                    )
+            self._processes.assert_running(besides=self._supervised)
         if len(self.restarts) > MAX_RESTARTS:
             raise AssertionError(
                 f"pipeline processes died {len(self.restarts)} times; last:\n{self.restarts[-1]}"
             )
 
     def tail(self, name: str, chars: int = 3000) -> str:
-        path = self.logs / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+        return self._processes.tail(name, chars)
 
     def log_lines_about(self, report: str, limit: int = 30) -> str:
         """The worker's last log lines on each arena a `flask verify` report names."""
@@ -232,15 +167,7 @@ class Pipeline:
 
     def cli(self, *args: str, timeout: float = CLI_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
         """Run `flask ARGS…` as an operator would, with this pipeline's environment."""
-        return subprocess.run(
-            [str(BIN / "flask"), *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return run_flask(self.env, *args, timeout=timeout)
 
     def verify(self, wait_seconds: float) -> subprocess.CompletedProcess:
         return self.cli("verify", "--wait", str(wait_seconds), timeout=wait_seconds + 120)
@@ -279,9 +206,9 @@ def running_pipeline(
             pipeline.start(name, worker_command(name, concurrency, projection_queue))
         for name in _numbered("relay", relay_workers):
             pipeline.start(name, worker_command(name, 1, relay_queue(settings)))
-        pipeline.start("beat", beat_command(logs))
+        pipeline.start("beat", celery_beat_command(logs / "celerybeat-schedule"))
         for name in _numbered("consumer", consumers):
-            pipeline.start(name, CONSUMER_COMMAND)
+            pipeline.start(name, flask_command("consume"))
         supervisor.start()
         yield pipeline
     finally:
@@ -333,27 +260,22 @@ def private_broker(settings: Settings) -> Iterator[str]:
         finally:
             mine = Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=number)
             try:
-                _forget_queue(mine, settings.celery_queue)
+                _free_database(mine, settings.celery_queue)
             finally:
                 mine.close()
     finally:
         server.close()
 
 
-def _forget_queue(broker: Redis, queue: str) -> None:
-    """Delete a queue and kombu's records of its messages (unacked ones of killed workers too).
+def _free_database(broker: Redis, queue: str) -> None:
+    """Delete the queue and kombu's records of its messages (unacked ones of killed workers too).
 
-    The database was empty when the run took it: if nothing but this run's queue and kombu's
-    own bookkeeping is left, all of it goes, so the database is free again for the next run.
+    The database was empty when the run took it: if nothing but kombu's own bookkeeping is left
+    then, all of it goes, so the database is free again for the next run.
     """
-    broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-    for tag, raw in broker.hgetall("unacked").items():
-        _, _, routing_key = json.loads(raw)
-        if routing_key == queue:
-            broker.hdel("unacked", tag)
-            broker.zrem("unacked_index", tag)
+    forget_celery_queues(broker, [queue])
     left = [key.decode() for key in broker.scan_iter(count=1000)]
-    if all(key in KOMBU_BOOKKEEPING or key.startswith(queue) for key in left) and left:
+    if left and all(key in KOMBU_BOOKKEEPING for key in left):
         broker.delete(*left)
 
 

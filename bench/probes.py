@@ -1,0 +1,170 @@
+"""What the benchmarks watch while the pipeline runs, each in a thread: every event's arrival in
+Kafka (to split a command's latency into hops), Celery's own task events (what the workers spend
+their time on), and the Celery queues' depths."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from kafka import KafkaConsumer, TopicPartition
+from redis import Redis
+from redis.exceptions import RedisError
+
+from arena.bootstrap import components
+from arena.settings import Settings
+from bench.procfile import PROJECT_TASK, RELAY_TASK
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    received_mono: float
+    received_wall: float
+    created_wall: float  # the record's CreateTime: when the relay called producer.send()
+
+
+class KafkaArrivals(threading.Thread):
+    """Consumes the bench topic from its current end, noting when each event arrives."""
+
+    def __init__(self, settings: Settings, deadline_seconds: float) -> None:
+        super().__init__(name="kafka-arrivals", daemon=True)
+        self.arrivals: dict[str, Arrival] = {}
+        self._stopping = threading.Event()
+        self._deadline = time.monotonic() + deadline_seconds
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=settings.kafka_consumer_group,
+            client_id="arena-bench-latency",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+        )
+        topic = settings.kafka_events_topic
+        partitions = self._consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            raise RuntimeError(f"no partitions for {topic}")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)  # no group join to wait for
+        self._consumer.seek_to_end()
+        for tp in tps:
+            self._consumer.position(tp)  # resolve "the end" now, before any command is sent
+
+    def run(self) -> None:
+        try:
+            while not self._stopping.is_set() and time.monotonic() < self._deadline:
+                batch = self._consumer.poll(timeout_ms=100)
+                received_mono, received_wall = time.monotonic(), time.time()
+                for record in itertools.chain.from_iterable(batch.values()):
+                    headers = dict(record.headers or [])
+                    correlation = headers.get("correlationId", b"").decode()
+                    arrival = Arrival(received_mono, received_wall, record.timestamp / 1000)
+                    self.arrivals.setdefault(correlation, arrival)
+        finally:
+            self._consumer.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=10)
+
+
+class TaskEvents(threading.Thread):
+    """Celery's own task events (the app turns them on) for this run's relay and projection
+    tasks, received in a thread: when each was sent (by the API, beat or the consumer), started,
+    how long it ran, what it returned, and whether it was retried or discarded as expired.
+    Shows what the workers spend their time on."""
+
+    def __init__(self, flask_app: Flask, worker_prefix: str, queues: set[str]) -> None:
+        super().__init__(name="celery-events", daemon=True)
+        self._celery = components(flask_app).celery
+        self._worker_prefix = worker_prefix
+        self._queues = queues
+        self._receiver: Any = None
+        self._lock = threading.Lock()
+        self._tasks: dict[str, dict[str, Any]] = {}
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        with self._celery.connection_for_read() as connection:
+            self._receiver = self._celery.events.Receiver(connection, handlers={"*": self._on})
+            self.ready.set()
+            self._receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def stop(self) -> None:
+        if self._receiver is not None:
+            self._receiver.should_stop = True
+        self.join(timeout=10)
+
+    def _on(self, message: dict[str, Any]) -> None:
+        kind, task_id = message.get("type", ""), message.get("uuid")
+        if not kind.startswith("task-") or task_id is None:
+            return
+        with self._lock:
+            if kind == "task-sent":  # a retry is sent again under the same id
+                name = message.get("name")
+                if name in (RELAY_TASK, PROJECT_TASK) and message.get("queue") in self._queues:
+                    record = self._tasks.setdefault(task_id, {"name": name, "retries": 0})
+                    record.setdefault("sent", message.get("timestamp"))
+                return
+            record = self._tasks.get(task_id)
+            if record is None or not str(message.get("hostname", "")).startswith(
+                self._worker_prefix
+            ):
+                return  # not ours: another engineer's worker on the shared broker
+            if kind == "task-started":
+                record.setdefault("started", message.get("timestamp"))
+            elif kind == "task-retried":
+                record["retries"] += 1
+            elif kind == "task-succeeded":
+                record["runtime"] = message.get("runtime")
+                record["result"] = message.get("result")
+            elif kind == "task-revoked":
+                record["expired"] = bool(message.get("expired"))
+
+    def window(self, name: str, since: float, until: float = float("inf")) -> list[dict[str, Any]]:
+        """Tasks `name` first sent between the two wall-clock times."""
+        with self._lock:
+            return [
+                dict(r)
+                for r in self._tasks.values()
+                if r["name"] == name and since <= (r.get("sent") or 0) <= until
+            ]
+
+
+class QueueDepth(threading.Thread):
+    """Samples the Celery queues' lengths: with one queue, relay nudges and projection tasks wait
+    there together; a tree may give each its own."""
+
+    def __init__(self, settings: Settings, queues: set[str]) -> None:
+        super().__init__(name="queue-depth", daemon=True)
+        self._broker = Redis.from_url(settings.celery_broker_url, socket_timeout=2)
+        self._queues = sorted(queues)
+        self._stop_flag = threading.Event()
+        self.samples: list[tuple[float, dict[str, int]]] = []
+
+    def run(self) -> None:
+        while not self._stop_flag.wait(0.25):
+            with contextlib.suppress(RedisError):
+                pipe = self._broker.pipeline(transaction=False)
+                for queue in self._queues:
+                    pipe.llen(queue)
+                depths = dict(zip(self._queues, pipe.execute(), strict=True))
+                self.samples.append((time.monotonic(), depths))
+
+    def peak(self, since: float, until: float) -> str:
+        """The peak depth in the window, per queue when there are several."""
+        window = [depths for at, depths in self.samples if since <= at <= until]
+        peaks = {q: max((d[q] for d in window), default=0) for q in self._queues}
+        if len(peaks) == 1:
+            return str(next(iter(peaks.values())))
+        return ", ".join(
+            f"{q.rsplit('.', 1)[-1] if '.' in q else 'default'} {n}" for q, n in peaks.items()
+        )
+
+    def stop(self) -> None:
+        self._stop_flag.set()
+        self.join(timeout=5)
+        self._broker.close()

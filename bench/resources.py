@@ -1,0 +1,234 @@
+"""A benchmark run's own resources on the shared local services, and their clean-up.
+
+The services (PostgreSQL, Redis, Kafka on 127.0.0.1) are shared with other engineers' tests, so a
+run touches only what it names after its random run id: a database `arena_bench_<id>`, topics
+`arena.events[.dlq].bench-<id>`, a read-model prefix, Celery queues, worker names and consumer
+groups. `drop_resources` removes them all, also after a failure or Ctrl-C (SIGTERM is turned into
+SystemExit, so that `finally` runs), and says what it could not remove.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+import psycopg
+from flask import Flask
+from flask_migrate import upgrade
+from redis import Redis
+from sqlalchemy.engine import make_url
+
+from arena import create_app
+from arena.extensions import db
+from arena.messaging.kafka import admin_client, ensure_topics, kafka_reachable
+from arena.settings import Settings
+from tests.support.processes import ROOT
+from tests.support.services import forget_celery_queues, isolated_settings, libpq_dsn
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+MINIMAL_RELAY_TOPIC_SUFFIX = ".minimal-relay"  # the yardstick relay's (bench/minimal_relay.py)
+SERVICE_WAIT_SECONDS = 300  # Kafka may be mid-restart (another engineer's tests)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One benchmark run: its id, its isolated settings, the base settings and a log directory."""
+
+    run_id: str
+    base: Settings
+    settings: Settings
+    workdir: Path
+
+    @property
+    def dsn(self) -> str:
+        return libpq_dsn(self.settings)
+
+    @property
+    def worker_prefix(self) -> str:
+        return f"bench-{self.run_id}"
+
+
+def bench_settings(base: Settings, run_id: str, relay_interval: float) -> Settings:
+    """The environment's settings with every shared resource renamed after the run id, any
+    queue a newer Settings names included."""
+    settings = isolated_settings(
+        base, "bench", run_id, outbox_relay_interval_seconds=relay_interval
+    )
+    other_queues = {
+        f.name: f"{getattr(settings, f.name)}-bench-{run_id}"
+        for f in dataclasses.fields(settings)
+        if f.name.endswith("_queue") and f.name != "celery_queue"
+    }
+    return dataclasses.replace(settings, **other_queues)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # so that `finally` cleans up
+
+
+def start_client(base: Settings, workdir_prefix: str) -> Path:
+    """Refuse services off this machine, let SIGTERM clean up, and make the run's work directory,
+    where the app's INFO lines go too (a file, not across the progress bars)."""
+    require_loopback(base)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
+    logging.basicConfig(
+        filename=workdir / "bench.log",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    return workdir
+
+
+def require_loopback(settings: Settings) -> None:
+    """All traffic stays on this machine: refuse service URLs that point elsewhere."""
+    hosts = {
+        "DATABASE_URL": make_url(settings.database_url).host or "",
+        "REDIS_URL": urlsplit(settings.redis_url).hostname or "",
+        "CELERY_BROKER_URL": urlsplit(settings.celery_broker_url).hostname or "",
+    }
+    for server in settings.kafka_bootstrap_servers.split(","):
+        hosts[f"KAFKA_BOOTSTRAP_SERVERS {server}"] = server.strip().rsplit(":", 1)[0].strip("[]")
+    remote = {name: host for name, host in hosts.items() if host not in LOOPBACK_HOSTS}
+    if remote:
+        raise SystemExit(f"the benchmarks only talk to 127.0.0.1; not loopback: {remote}")
+
+
+def _answers(call: Callable[[], object]) -> bool:
+    try:
+        call()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not (yet) reachable"
+        return False
+
+
+def _ping(redis_url: str) -> None:
+    client = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def wait_for(settings: Settings, *services: str) -> None:
+    """Wait (bounded) until each named service answers; Kafka may be restarting."""
+    probes: dict[str, Callable[[], bool]] = {
+        "PostgreSQL": lambda: _answers(
+            lambda: psycopg.connect(libpq_dsn(settings), connect_timeout=2).close()
+        ),
+        "Redis": lambda: (
+            _answers(lambda: _ping(settings.redis_url))
+            and _answers(lambda: _ping(settings.celery_broker_url))
+        ),
+        "Kafka": lambda: kafka_reachable(settings, timeout_seconds=3),
+    }
+    deadline = time.monotonic() + SERVICE_WAIT_SECONDS
+    for name in services:
+        warned = False
+        while not probes[name]():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name} unreachable for {SERVICE_WAIT_SECONDS}s")
+            if not warned:
+                click.echo(f"waiting for {name} (bash scripts/services.sh status)…", err=True)
+                warned = True
+            time.sleep(2)
+
+
+def make_app(settings: Settings) -> Flask:
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+def create_database(run: Run) -> None:
+    """The run's empty database, made on the server of the environment's one."""
+    name = make_url(run.settings.database_url).database
+    with psycopg.connect(libpq_dsn(run.base), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def create_resources(run: Run) -> Flask:
+    """The run's database with this checkout's migrations, and its topics; answers the API app
+    on them."""
+    create_database(run)
+    app = make_app(run.settings)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    # alembic.ini's fileConfig points the root logger at the console: keep ours.
+    with app.app_context(), contextlib.redirect_stderr(io.StringIO()):
+        upgrade(directory=str(ROOT / "migrations"))
+    root.handlers[:], root.level = handlers, level
+    wait_for(run.settings, "Kafka")
+    ensure_topics(run.settings)
+    return app
+
+
+def drop_resources(
+    run: Run, apps: list[Flask], queues: Collection[str] = (), groups: Collection[str] = ()
+) -> list[str]:
+    """Remove everything the run made (its main consumer group and queue, and `groups` and
+    `queues` besides); answers what could not be removed (never raises)."""
+    settings, problems = run.settings, []
+
+    def attempt(what: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except BaseException as error:  # noqa: BLE001 - clean up the rest regardless
+            problems.append(f"could not {what}: {error!r}")
+
+    def drop_database() -> None:
+        for app in apps:
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+        name = make_url(settings.database_url).database
+        with psycopg.connect(libpq_dsn(run.base), autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def delete_topics_and_groups() -> None:
+        wait_for(settings, "Kafka")
+        admin = admin_client(settings, "arena-bench-admin")
+        try:
+            events, dlq = settings.kafka_events_topic, settings.kafka_dlq_topic
+            ours = {events, dlq, events + MINIMAL_RELAY_TOPIC_SUFFIX}
+            doomed = sorted(ours & set(admin.list_topics()))
+            if doomed:
+                admin.delete_topics(doomed)
+            # {group: "OK" or the error's name}; a group nobody committed to is not found.
+            outcomes = admin.delete_groups([settings.kafka_consumer_group, *groups])
+            problems.extend(
+                f"could not delete consumer group {group}: {outcome}"
+                for group, outcome in dict(outcomes).items()
+                if str(outcome) not in {"OK", "GroupIdNotFoundError"}
+            )
+        finally:
+            admin.close()
+
+    def delete_redis_keys() -> None:
+        broker = Redis.from_url(settings.celery_broker_url, socket_timeout=5)
+        try:
+            forget_celery_queues(broker, {settings.celery_queue, *queues, run.worker_prefix})
+        finally:
+            broker.close()
+        read_model = Redis.from_url(settings.redis_url, socket_timeout=5)
+        try:
+            keys = set(read_model.scan_iter(match=f"{settings.read_model_prefix}:*", count=1000))
+            if keys:
+                read_model.delete(*keys)
+        finally:
+            read_model.close()
+
+    attempt("drop the database", drop_database)
+    attempt("delete the Kafka topics and consumer groups", delete_topics_and_groups)
+    attempt("delete the Redis keys", delete_redis_keys)
+    return problems
