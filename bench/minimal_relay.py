@@ -4,7 +4,7 @@ It claims rows in id order, `FOR UPDATE SKIP LOCKED`, sends each stored envelope
 arena with the same producer settings as the project's publisher (acks=all, idempotent, lz4,
 1 MiB batches, the C CRC-32C), flushes, marks the rows published and commits. It has none of the
 project's guarantees beyond that (no per-arena hold-back across relays, no retries, backoff or
-dead letters, no counters), so it is the floor a relay on these libraries can reach, and the
+held rows, no counters), so it is the floor a relay on these libraries can reach, and the
 tree's relay is judged as a share of it, measured minutes apart on the same services.
 
 Its rows live in a table of their own (a copy of the rows the tree's relay just published, as

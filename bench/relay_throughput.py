@@ -18,9 +18,9 @@ import psycopg
 from flask import Flask
 from kafka import KafkaConsumer, TopicPartition
 
+from arena.bootstrap import components
 from arena.extensions import db
 from arena.messaging.ports import Delivery, Publisher
-from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.outbox.relay import RelayPolicy, relay_pending
 from arena.persistence.connections import pooled_connection
 from arena.settings import Settings
@@ -120,10 +120,10 @@ def relay_run(
     """
     settings = run.settings
     with psycopg.connect(run.dsn, autocommit=True) as connection:
-        # An earlier, disturbed attempt may have left rows behind (pending, or dead-lettered and
-        # holding their arenas): each attempt starts from an outbox with nothing pending.
+        # An earlier, disturbed attempt may have left rows behind (pending, or held with
+        # their arenas): each attempt starts from an outbox with nothing pending.
         connection.execute("DELETE FROM outbox WHERE published_at IS NULL")
-        connection.execute("DELETE FROM outbox_dead_letters")
+        connection.execute("DELETE FROM outbox_held")
     load_seconds, envelope_bytes = load_outbox(run, count, args.arenas, f"{name}: load ")
     policy = dataclasses.replace(RelayPolicy.from_settings(settings), batch_size=batch_size)
     records_before = kafka_record_count(settings)
@@ -136,7 +136,8 @@ def relay_run(
         timed_sql = TimedStatements(connection)
         sql = timed_sql.timings
         # Long-lived, as in a worker process: producer start-up is not part of the relay's cost.
-        producer = publisher_for(settings, settings.kafka_events_topic)
+        publishers = components(app).publishers
+        producer = publishers.events()
         timed = TimedPublisher(producer, bar.update)
         started = time.perf_counter()
         deadline = started + args.phase_deadline
@@ -146,7 +147,7 @@ def relay_run(
             if result.error is not None:  # Kafka went away: this attempt's figures are spoilt
                 failed_batches += 1
                 log.warning("relay batch failed, abandoning this attempt: %s", result.error)
-                discard_publisher(settings, settings.kafka_events_topic)
+                publishers.discard(settings.kafka_events_topic)
                 break
             if result.published == 0:
                 if pending_rows(run) == 0:

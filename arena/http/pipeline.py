@@ -23,7 +23,7 @@ blp = Blueprint("pipeline", __name__, url_prefix="/api/v1", description="Pipelin
 class PipelineStatus(MethodView):
     @blp.response(200)
     def get(self) -> dict[str, Any]:
-        """Outbox backlog and dead letters, consumer lag per partition, projection lag, stalls."""
+        """Outbox backlog and held rows, consumer lag per partition, projection lag, stalls."""
         settings = components().settings
         views = components().views
         return {

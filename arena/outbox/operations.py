@@ -1,4 +1,4 @@
-"""What operators do with the outbox: look at it, requeue dead letters, prune published rows."""
+"""What operators do with the outbox: look at it, release held rows, prune published rows."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ SELECT
     (SELECT count(*) FROM outbox WHERE published_at IS NULL) AS backlog,
     (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)
        FROM outbox WHERE published_at IS NULL) AS oldest_pending_age_seconds,
-    (SELECT count(*) FROM outbox_dead_letters) AS dead_letters,
-    (SELECT count(DISTINCT aggregate_id) FROM outbox_dead_letters) AS held_arenas,
+    (SELECT count(*) FROM outbox_held) AS held,
+    (SELECT count(DISTINCT aggregate_id) FROM outbox_held) AS held_arenas,
     (SELECT count(*) FROM outbox WHERE published_at > now() - interval '1 minute')
         AS published_last_minute,
     (SELECT value FROM outbox_counters WHERE name = 'published') AS published_total
 """)
 
-_REQUEUE = text("""
-WITH revived AS (
-    DELETE FROM outbox_dead_letters
+_RELEASE = text("""
+WITH released AS (
+    DELETE FROM outbox_held
     WHERE (CAST(:arena_id AS uuid) IS NULL OR aggregate_id = CAST(:arena_id AS uuid))
     RETURNING id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at,
               last_error
@@ -34,13 +34,13 @@ INSERT INTO outbox
      next_attempt_at, last_error)
 SELECT id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at, 0,
        now(), last_error
-FROM revived
+FROM released
 RETURNING id
 """)
 
-_DEAD_LETTERS = text("""
-SELECT id, aggregate_id, aggregate_version, event_type, attempts, last_error, dead_at
-FROM outbox_dead_letters
+_HELD = text("""
+SELECT id, aggregate_id, aggregate_version, event_type, attempts, last_error, held_at
+FROM outbox_held
 WHERE CAST(:arena_id AS uuid) IS NULL OR aggregate_id = CAST(:arena_id AS uuid)
 ORDER BY aggregate_id, aggregate_version
 """)
@@ -50,11 +50,11 @@ SELECT wanted.arena_id, wanted.version,
        o.event_type, o.published_at, o.attempts, o.last_error,
        EXTRACT(EPOCH FROM now() - o.published_at) AS published_seconds_ago,
        EXTRACT(EPOCH FROM o.next_attempt_at - now()) AS next_attempt_in_seconds,
-       d.event_type AS dead_event_type, d.attempts AS dead_attempts, d.last_error AS dead_error
+       h.event_type AS held_event_type, h.attempts AS held_attempts, h.last_error AS held_error
 FROM unnest(CAST(:arena_ids AS uuid[]), CAST(:versions AS integer[])) AS wanted(arena_id, version)
 LEFT JOIN outbox o ON o.aggregate_id = wanted.arena_id AND o.aggregate_version = wanted.version
-LEFT JOIN outbox_dead_letters d
-       ON d.aggregate_id = wanted.arena_id AND d.aggregate_version = wanted.version
+LEFT JOIN outbox_held h
+       ON h.aggregate_id = wanted.arena_id AND h.aggregate_version = wanted.version
 """)
 
 _PRUNE = text("""
@@ -72,7 +72,7 @@ WHERE id IN (
 class OutboxMetrics:
     backlog: int
     oldest_pending_age_seconds: float
-    dead_letters: int
+    held: int
     held_arenas: int
     published_last_minute: int
     published_total: int
@@ -87,15 +87,15 @@ def outbox_metrics(session: AnySession) -> OutboxMetrics:
     return OutboxMetrics(
         backlog=row.backlog,
         oldest_pending_age_seconds=round(float(row.oldest_pending_age_seconds), 3),
-        dead_letters=row.dead_letters,
+        held=row.held,
         held_arenas=row.held_arenas,
         published_last_minute=row.published_last_minute,
         published_total=row.published_total or 0,
     )
 
 
-def dead_letters(session: AnySession, arena_id: uuid.UUID | None = None) -> list[Any]:
-    rows = list(session.execute(_DEAD_LETTERS, {"arena_id": arena_id}).all())
+def held_rows(session: AnySession, arena_id: uuid.UUID | None = None) -> list[Any]:
+    rows = list(session.execute(_HELD, {"arena_id": arena_id}).all())
     session.rollback()
     return rows
 
@@ -104,7 +104,7 @@ def whereabouts(session: AnySession, wanted: dict[str, int]) -> dict[str, str]:
     """Where each arena's event of the given version is on the write side, in words.
 
     `flask verify` asks this for the first event a lagging view lacks, so an operator sees at
-    once whether it is still in the outbox (and why), dead-lettered, or already in Kafka.
+    once whether it is still in the outbox (and why), held, or already in Kafka.
     """
     if not wanted:
         return {}
@@ -117,10 +117,10 @@ def whereabouts(session: AnySession, wanted: dict[str, int]) -> dict[str, str]:
 
 def _describe_whereabouts(row: Any) -> str:
     event = f"event v{row.version}"
-    if row.dead_event_type is not None:
+    if row.held_event_type is not None:
         return (
-            f"{event} ({row.dead_event_type}) is dead-lettered in the outbox after "
-            f"{row.dead_attempts} attempt(s): {row.dead_error}; `flask outbox requeue` sends it"
+            f"{event} ({row.held_event_type}) is held in the outbox after "
+            f"{row.held_attempts} attempt(s): {row.held_error}; `flask outbox release` sends it"
         )
     if row.event_type is None:
         return f"{event} is no longer in the outbox (published, then pruned)"
@@ -134,11 +134,11 @@ def _describe_whereabouts(row: Any) -> str:
     return f"{event} ({row.event_type}) is pending in the outbox, due in {wait:.1f} s{failed}"
 
 
-def requeue(session: AnySession, arena_id: uuid.UUID | None = None) -> int:
-    """Put dead letters (of one arena, or all) back in the outbox, at their original place."""
-    revived = session.execute(_REQUEUE, {"arena_id": arena_id}).all()
+def release(session: AnySession, arena_id: uuid.UUID | None = None) -> int:
+    """Put held rows (of one arena, or all) back in the outbox, at their original place."""
+    released = session.execute(_RELEASE, {"arena_id": arena_id}).all()
     session.commit()
-    return len(revived)
+    return len(released)
 
 
 def prune_published(session: AnySession, *, older_than_seconds: float, batch_size: int) -> int:

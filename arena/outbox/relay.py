@@ -3,7 +3,7 @@
 Claiming uses `FOR UPDATE SKIP LOCKED`, never a "last id" cursor, so a row whose transaction
 commits late is simply picked up by a later run. Any number of relays may run at once; they never
 claim the same row, and a row is published only when no earlier event of its arena is still
-pending (in another relay's hands, backing off, or dead-lettered), so each arena's events reach
+pending (in another relay's hands, backing off, or held), so each arena's events reach
 Kafka in `aggregateVersion` order. Rows are marked published only after Kafka acknowledged them:
 a crash in between re-publishes them with the same event ids, which consumers ignore.
 """
@@ -34,7 +34,7 @@ WITH claimed AS (
     FROM outbox o
     WHERE o.published_at IS NULL
       AND o.next_attempt_at <= now()
-      AND NOT EXISTS (SELECT 1 FROM outbox_dead_letters d WHERE d.aggregate_id = o.aggregate_id)
+      AND NOT EXISTS (SELECT 1 FROM outbox_held h WHERE h.aggregate_id = o.aggregate_id)
       AND NOT EXISTS (
           SELECT 1 FROM outbox w
           WHERE w.aggregate_id = o.aggregate_id AND w.published_at IS NULL
@@ -88,16 +88,16 @@ FROM (SELECT unnest(%(ids)s::bigint[]) AS id, unnest(%(errors)s::text[]) AS erro
 WHERE o.id = failed.id
 """
 
-_DEAD_LETTER = """
-WITH dead AS (
+_HOLD = """
+WITH held AS (
     DELETE FROM outbox WHERE id = ANY(%(ids)s) AND attempts >= %(max_attempts)s
     RETURNING id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at,
               attempts, last_error
 )
-INSERT INTO outbox_dead_letters
+INSERT INTO outbox_held
     (id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at, attempts,
      last_error)
-SELECT * FROM dead
+SELECT * FROM held
 RETURNING id
 """
 
@@ -136,7 +136,7 @@ class RelayPolicy:
 class RelayRun:
     published: int = 0
     failed: int = 0
-    dead_lettered: int = 0
+    held: int = 0  # rows that failed max_attempts times, now held with their arenas
     error: str | None = None
     full: bool = False  # the claim took a whole batch: more may be due right now
 
@@ -209,7 +209,7 @@ def relay_pending(
         run = relay_batch(connection, publisher, policy)
         published += run.published
         if not run.full or run.published == 0 or run.error is not None:
-            return RelayRun(published, run.failed, run.dead_lettered, run.error)
+            return RelayRun(published, run.failed, run.held, run.error)
 
 
 def relay_until(
@@ -238,7 +238,7 @@ def relay_until(
         published += run.published
         left = deadline - clock()
         if run.error is not None or left <= 0 or should_stop():
-            return RelayRun(published, run.failed, run.dead_lettered, run.error)
+            return RelayRun(published, run.failed, run.held, run.error)
         wait_for_commits(min(left, IDLE_LOOK_SECONDS))
         if (gather := pace.wait_seconds()) > 0:
             sleep(gather)
@@ -251,10 +251,10 @@ def _settle(
     failures: dict[UUID, tuple[int, str]],
     policy: RelayPolicy,
 ) -> RelayRun:
-    """In one transaction: mark and count the published rows, back off (or bury) the failed."""
+    """In one transaction: mark and count the published rows, back off (or hold) the failed."""
     if published:
         connection.execute(_MARK_PUBLISHED, {"ids": published})
-    dead = []
+    held = []
     if failures:
         failed_ids = [row_id for row_id, _ in failures.values()]
         connection.execute(
@@ -266,8 +266,8 @@ def _settle(
                 "max_seconds": policy.backoff_max_seconds,
             },
         )
-        dead = connection.execute(
-            _DEAD_LETTER, {"ids": failed_ids, "max_attempts": policy.max_attempts}
+        held = connection.execute(
+            _HOLD, {"ids": failed_ids, "max_attempts": policy.max_attempts}
         ).fetchall()
     connection.commit()
     if published:
@@ -279,16 +279,16 @@ def _settle(
             len(failures),
             first_error,
         )
-    if dead:
+    if held:
         log.error(
-            "dead-lettered %d outbox event(s) after %d attempts (ids %s); their arenas are held "
-            "until `flask outbox requeue`",
-            len(dead),
+            "held %d outbox event(s) after %d failed attempts (ids %s): their arenas wait until "
+            "`flask outbox release`",
+            len(held),
             policy.max_attempts,
-            ", ".join(str(row_id) for (row_id,) in dead),
+            ", ".join(str(row_id) for (row_id,) in held),
         )
     error = next(iter(failures.values()))[1] if failures else None
-    return RelayRun(len(published), len(failures), len(dead), error)
+    return RelayRun(len(published), len(failures), len(held), error)
 
 
 def _describe(error: BaseException) -> str:

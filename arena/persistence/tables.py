@@ -115,10 +115,11 @@ class OutboxRow(Model):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-class OutboxDeadLetterRow(Model):
-    """An outbox row that failed too often; its arena's later rows wait until it is requeued."""
+class HeldOutboxRow(Model):
+    """An outbox row that failed too often, held back with its arena's later rows until an
+    operator releases it (`flask outbox release`). Not the Kafka DLQ: that is the read side's."""
 
-    __tablename__ = "outbox_dead_letters"
+    __tablename__ = "outbox_held"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the original outbox id
     event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
@@ -129,7 +130,7 @@ class OutboxDeadLetterRow(Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
-    dead_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    held_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class OutboxCounterRow(Model):

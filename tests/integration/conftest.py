@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 
+from arena.bootstrap import components
 from arena.messaging.kafka import KafkaPublisher
-from arena.messaging.publishers import publisher_for
 from arena.outbox.relay import RelayPolicy
 from arena.settings import Settings
 
 
 @pytest.fixture
-def publisher(settings: Settings, kafka_topics: None) -> KafkaPublisher:
-    """The process-wide producer the Celery relay task uses."""
-    return publisher_for(settings, settings.kafka_events_topic)
+def publisher(app: Flask, kafka_topics: None) -> KafkaPublisher:
+    """The process's events producer, as the Celery relay task uses it."""
+    return components(app).publishers.events()
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ from tests.support.outbox import (
     TopicReader,
     by_arena,
     consecutive,
-    dead_letter_arena,
     drain,
+    hold_arena,
     insert_events,
     interleaved,
     new_arenas,
@@ -204,8 +204,8 @@ def test_a_row_committed_after_later_ids_is_published_by_a_later_run(
 STATUS_LINES = {
     "backlog": r"pending rows \(backlog\)\s+(\d+)",
     "oldest_pending_age_seconds": r"oldest pending age\s+([\d.]+) s",
-    "dead_letters": r"dead letters\s+(\d+)",
-    "held_arenas": r"arenas held by dead letters\s+(\d+)",
+    "held": r"held rows\s+(\d+)",
+    "held_arenas": r"arenas held\s+(\d+)",
     "published_last_minute": r"published in the last minute\s+(\d+)",
     "published_total": r"published in total\s+(\d+)",
 }
@@ -215,8 +215,8 @@ SELECT
     (SELECT count(*) FROM outbox WHERE published_at IS NULL),
     (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float
        FROM outbox WHERE published_at IS NULL),
-    (SELECT count(*) FROM outbox_dead_letters),
-    (SELECT count(DISTINCT aggregate_id) FROM outbox_dead_letters),
+    (SELECT count(*) FROM outbox_held),
+    (SELECT count(DISTINCT aggregate_id) FROM outbox_held),
     (SELECT count(*) FROM outbox WHERE published_at > now() - interval '1 minute'),
     (SELECT value FROM outbox_counters WHERE name = 'published'),
     (SELECT count(*) FROM outbox WHERE published_at IS NOT NULL)
@@ -254,7 +254,7 @@ def _assert_reports_match_database(
     api = response.get_json()["outbox"]
     assert set(api) == set(STATUS_LINES)
     for report in (cli, api):
-        for name in ("backlog", "dead_letters", "held_arenas", "published_total"):
+        for name in ("backlog", "held", "held_arenas", "published_total"):
             assert report[name] == before[name] == after[name], name
         # The one-minute window only loses rows as time passes.
         assert after["published_last_minute"] <= report["published_last_minute"]
@@ -265,7 +265,7 @@ def _assert_reports_match_database(
     return after
 
 
-def test_status_and_pipeline_report_backlog_age_dead_letters_and_totals_as_in_the_database(
+def test_status_and_pipeline_report_backlog_age_held_rows_and_totals_as_in_the_database(
     app: Flask,
     client: FlaskClient,
     sql: psycopg.Connection,
@@ -273,23 +273,23 @@ def test_status_and_pipeline_report_backlog_age_dead_letters_and_totals_as_in_th
     publisher: KafkaPublisher,
     policy: RelayPolicy,
 ) -> None:
-    waiting, held, dead = new_arenas(3)
+    waiting, held_behind, held_alone = new_arenas(3)
     drain(app, sql, publisher, policy)
     insert_events(sql, interleaved([waiting], 4))
     sql.execute(
         "UPDATE outbox SET created_at = now() - interval '10 minutes' WHERE aggregate_id = %s",
         (waiting,),
     )
-    # A dead letter (as the relay writes one) and a later row of its arena that it holds.
-    insert_events(sql, [(held, 1)])
-    dead_letter_arena(sql, held)
-    insert_events(sql, [(held, 2), (dead, 1)])
-    dead_letter_arena(sql, dead)
+    # A held row (as the relay writes one) and a later row of its arena waiting behind it.
+    insert_events(sql, [(held_behind, 1)])
+    hold_arena(sql, held_behind)
+    insert_events(sql, [(held_behind, 2), (held_alone, 1)])
+    hold_arena(sql, held_alone)
     try:
         first = _assert_reports_match_database(app, client, sql)
         assert first["backlog"] >= 5  # our four waiting rows and the held one
         assert first["oldest_pending_age_seconds"] >= 600
-        assert first["dead_letters"] >= 2 and first["held_arenas"] >= 2
+        assert first["held"] >= 2 and first["held_arenas"] >= 2
 
         assert relay(app, publisher, policy).published == 4  # the held row stays
         second = _assert_reports_match_database(app, client, sql)
@@ -302,9 +302,10 @@ def test_status_and_pipeline_report_backlog_age_dead_letters_and_totals_as_in_th
         assert second["published_total"] >= second["published_rows"]
     finally:
         sql.execute(
-            "DELETE FROM outbox_dead_letters WHERE aggregate_id = ANY(%s::uuid[])", ([held, dead],)
+            "DELETE FROM outbox_held WHERE aggregate_id = ANY(%s::uuid[])",
+            ([held_behind, held_alone],),
         )
-        sql.execute("DELETE FROM outbox WHERE aggregate_id = %s", (held,))
+        sql.execute("DELETE FROM outbox WHERE aggregate_id = %s", (held_behind,))
 
 
 # --- retention ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from arena.extensions import db
 from arena.outbox.operations import whereabouts
 from tests.support.api import create_arena
-from tests.support.outbox import dead_letter_arena
+from tests.support.outbox import hold_arena
 
 pytestmark = pytest.mark.integration
 
@@ -63,15 +63,15 @@ def test_a_published_event_says_since_when(
     assert _where(app, arena_id).startswith("event v1 (ArenaCreated) was published to Kafka 12.")
 
 
-def test_a_dead_lettered_event_names_the_way_out(
+def test_a_held_event_names_the_way_out(
     app: Flask, client: FlaskClient, sql: psycopg.Connection
 ) -> None:
     arena_id, _ = create_arena(client)
-    dead_letter_arena(sql, arena_id, attempts=12, last_error="MessageSizeTooLargeError()")
+    hold_arena(sql, arena_id, attempts=12, last_error="MessageSizeTooLargeError()")
 
     assert _where(app, arena_id) == (
-        "event v1 (ArenaCreated) is dead-lettered in the outbox after 12 attempt(s): "
-        "MessageSizeTooLargeError(); `flask outbox requeue` sends it"
+        "event v1 (ArenaCreated) is held in the outbox after 12 attempt(s): "
+        "MessageSizeTooLargeError(); `flask outbox release` sends it"
     )
 
 

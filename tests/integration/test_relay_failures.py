@@ -1,5 +1,5 @@
 """The outbox relay when things go wrong, on the real services: rows that keep failing are
-dead-lettered and hold their arena until an operator requeues them, a relay killed mid-batch
+held with their arena until an operator releases them, a relay killed mid-batch
 loses nothing, and a Kafka outage delays events without losing or reordering any."""
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from tests.support.outbox import (
     PROBE_EVENT,
     TopicReader,
     by_arena,
-    dead_letter_rows,
     drain,
     first_deliveries,
     flask_cli,
     forget_unpublished,
+    held_rows,
     insert_events,
     interleaved,
     new_arenas,
@@ -46,13 +46,13 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-# Fails fast: two attempts, then the dead letters.
+# Fails fast: two attempts, then the row is held.
 FRAGILE = RelayPolicy(
     batch_size=500, max_attempts=2, backoff_base_seconds=0.05, backoff_max_seconds=0.1
 )
 
 
-# --- dead letters ------------------------------------------------------------------------------
+# --- held rows --------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def publisher_to_missing_topic(settings: Settings, kafka_topics: None) -> Iterat
     missing.close()
 
 
-def test_a_row_failing_max_attempts_is_dead_lettered_and_holds_its_arena_until_requeued(
+def test_a_row_failing_max_attempts_is_held_with_its_arena_until_released(
     app: Flask,
     sql: psycopg.Connection,
     settings: Settings,
@@ -78,7 +78,7 @@ def test_a_row_failing_max_attempts_is_dead_lettered_and_holds_its_arena_until_r
         (first,) = insert_events(sql, [(failing, 1)])
 
         run = relay_one_batch(app, publisher_to_missing_topic, FRAGILE)
-        assert (run.published, run.failed, run.dead_lettered) == (0, 1, 0)
+        assert (run.published, run.failed, run.held) == (0, 1, 0)
         (row,) = outbox_rows(sql, [failing])
         assert not row.published and row.attempts == 1
         assert row.last_error is not None and "KafkaTimeoutError" in row.last_error
@@ -87,21 +87,21 @@ def test_a_row_failing_max_attempts_is_dead_lettered_and_holds_its_arena_until_r
             lambda: outbox_rows(sql, [failing])[0].due, deadline_seconds=5, what="the back-off"
         )
         run = relay_one_batch(app, publisher_to_missing_topic, FRAGILE)
-        assert (run.published, run.failed, run.dead_lettered) == (0, 1, 1)
+        assert (run.published, run.failed, run.held) == (0, 1, 1)
         assert outbox_rows(sql, [failing]) == []
-        (letter,) = dead_letter_rows(sql, [failing])
-        assert (letter.id, letter.event_id, letter.version, letter.attempts) == (
+        (held_row,) = held_rows(sql, [failing])
+        assert (held_row.id, held_row.event_id, held_row.version, held_row.attempts) == (
             first.id,
             first.event_id,
             1,
             2,
         )
-        assert letter.last_error is not None and "KafkaTimeoutError" in letter.last_error
+        assert held_row.last_error is not None and "KafkaTimeoutError" in held_row.last_error
 
-        listed = flask_cli(settings, "outbox", "dead-letters", "--arena", failing)
+        listed = flask_cli(settings, "outbox", "held", "--arena", failing)
         assert listed.returncode == 0, listed.stderr
         assert f"#{first.id} arena {failing} v1 {PROBE_EVENT}: 2 attempts" in listed.stdout
-        assert "1 dead letter(s)" in listed.stdout
+        assert "1 held row(s)" in listed.stdout
 
         # Later commands on the held arena and on another one; a healthy relay runs.
         reader = TopicReader(settings)
@@ -116,10 +116,10 @@ def test_a_row_failing_max_attempts_is_dead_lettered_and_holds_its_arena_until_r
         assert pending_count(sql, [flowing]) == 0
         assert versions(by_arena(reader.read_to_end([failing, flowing]))) == {flowing: [1, 2]}
 
-        requeued = flask_cli(settings, "outbox", "requeue", "--arena", failing)
-        assert requeued.returncode == 0, requeued.stderr
-        assert "requeued 1 dead letter(s)" in requeued.stdout
-        assert dead_letter_rows(sql, [failing]) == []
+        released = flask_cli(settings, "outbox", "release", "--arena", failing)
+        assert released.returncode == 0, released.stderr
+        assert "released 1 held row(s)" in released.stdout
+        assert held_rows(sql, [failing]) == []
         assert [(row.id, row.version, row.published) for row in outbox_rows(sql, [failing])] == [
             (first.id, 1, False),
             (later[0].id, 2, False),
@@ -144,7 +144,7 @@ def test_a_row_failing_max_attempts_is_dead_lettered_and_holds_its_arena_until_r
 POISON = {"blob": "x" * 1_100_000}
 
 
-def test_a_poison_row_is_dead_lettered_alone_and_other_arenas_flow_on(
+def test_a_poison_row_is_held_alone_and_other_arenas_flow_on(
     app: Flask,
     sql: psycopg.Connection,
     settings: Settings,
@@ -158,26 +158,25 @@ def test_a_poison_row_is_dead_lettered_alone_and_other_arenas_flow_on(
     try:
         (innocent_first,) = insert_events(sql, [(before, 1)])
         (poison,) = insert_events(sql, [(poisoned, 1)], payload=POISON)
-        held, innocent_last = insert_events(sql, [(poisoned, 2), (after, 1)])
+        waiting_behind, innocent_last = insert_events(sql, [(poisoned, 2), (after, 1)])
 
-        def poison_dead_lettered() -> bool:
+        def poison_held() -> bool:
             relay(app, publisher, FRAGILE)
-            return any(letter.id == poison.id for letter in dead_letter_rows(sql, [poisoned]))
+            return any(row.id == poison.id for row in held_rows(sql, [poisoned]))
 
-        wait_until(
-            poison_dead_lettered, deadline_seconds=30, interval=0.05, what="the poison row's end"
-        )
+        wait_until(poison_held, deadline_seconds=30, interval=0.05, what="the poison row's end")
         relay(app, publisher, FRAGILE)
 
-        (letter, *_) = dead_letter_rows(sql, [poisoned])
-        assert (letter.id, letter.attempts) == (poison.id, FRAGILE.max_attempts)
-        assert letter.last_error is not None and "MessageSizeTooLarge" in letter.last_error
+        (poison_held_row, *_) = held_rows(sql, [poisoned])
+        assert (poison_held_row.id, poison_held_row.attempts) == (poison.id, FRAGILE.max_attempts)
+        assert poison_held_row.last_error is not None
+        assert "MessageSizeTooLarge" in poison_held_row.last_error
 
         innocents = [before, after]
-        wrongly_dead = dead_letter_rows(sql, innocents)
-        assert wrongly_dead == [], (
-            f"rows of {len({letter.arena_id for letter in wrongly_dead})} other arena(s) were "
-            f"dead-lettered with the poison row, because they shared its batch: {wrongly_dead}"
+        wrongly_held = held_rows(sql, innocents)
+        assert wrongly_held == [], (
+            f"rows of {len({row.arena_id for row in wrongly_held})} other arena(s) were "
+            f"held with the poison row, because they shared its batch: {wrongly_held}"
         )
         assert [(row.id, row.published) for row in outbox_rows(sql, innocents)] == [
             (innocent_first.id, True),
@@ -185,7 +184,9 @@ def test_a_poison_row_is_dead_lettered_alone_and_other_arenas_flow_on(
         ]
         delivered = versions(first_deliveries(reader.read_to_end([before, poisoned, after])))
         assert delivered == {before: [1], after: [1]}
-        assert held.id in {row.id for row in outbox_rows(sql, [poisoned]) if not row.published}
+        assert waiting_behind.id in {
+            row.id for row in outbox_rows(sql, [poisoned]) if not row.published
+        }
     finally:
         forget_unpublished(sql, [before, poisoned, after])
 

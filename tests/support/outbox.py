@@ -133,7 +133,7 @@ def pending_count(sql: psycopg.Connection, arena_ids: Collection[str]) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class HeldRow:
     id: int
     event_id: str
     arena_id: str
@@ -142,48 +142,48 @@ class DeadLetter:
     last_error: str | None
 
 
-def dead_letter_rows(sql: psycopg.Connection, arena_ids: Collection[str]) -> list[DeadLetter]:
+def held_rows(sql: psycopg.Connection, arena_ids: Collection[str]) -> list[HeldRow]:
     rows = sql.execute(
         "SELECT id, event_id::text, aggregate_id::text, aggregate_version, attempts, last_error"
-        " FROM outbox_dead_letters WHERE aggregate_id = ANY(%s::uuid[]) ORDER BY id",
+        " FROM outbox_held WHERE aggregate_id = ANY(%s::uuid[]) ORDER BY id",
         (list(arena_ids),),
     ).fetchall()
-    return [DeadLetter(*row) for row in rows]
+    return [HeldRow(*row) for row in rows]
 
 
-def dead_letter_arena(
+def hold_arena(
     sql: psycopg.Connection,
     arena_id: str,
     *,
     attempts: int = 3,
     last_error: str = "KafkaTimeoutError: test",
 ) -> None:
-    """Move every outbox row of the arena to the dead letters, as the relay does with a row whose
+    """Move every outbox row of the arena to the held rows, as the relay does with a row whose
     attempts ran out."""
     sql.execute(
-        "WITH dead AS (DELETE FROM outbox WHERE aggregate_id = %s RETURNING *)"
-        " INSERT INTO outbox_dead_letters (id, event_id, event_type, aggregate_id,"
+        "WITH held AS (DELETE FROM outbox WHERE aggregate_id = %s RETURNING *)"
+        " INSERT INTO outbox_held (id, event_id, event_type, aggregate_id,"
         " aggregate_version, envelope, created_at, attempts, last_error)"
         " SELECT id, event_id, event_type, aggregate_id, aggregate_version, envelope, created_at,"
-        " %s, %s FROM dead",
+        " %s, %s FROM held",
         (arena_id, attempts, last_error),
     )
 
 
 def forget_unpublished(sql: psycopg.Connection, arena_ids: Collection[str]) -> None:
-    """Remove these arenas' pending rows and dead letters, so no later relay meets them."""
+    """Remove these arenas' pending and held rows, so no later relay meets them."""
     ids = list(arena_ids)
     sql.execute(
         "DELETE FROM outbox WHERE aggregate_id = ANY(%s::uuid[]) AND published_at IS NULL", (ids,)
     )
-    sql.execute("DELETE FROM outbox_dead_letters WHERE aggregate_id = ANY(%s::uuid[])", (ids,))
+    sql.execute("DELETE FROM outbox_held WHERE aggregate_id = ANY(%s::uuid[])", (ids,))
 
 
 def publishable_backlog(sql: psycopg.Connection) -> int:
-    """Pending rows anywhere in the database that are not held by a dead letter."""
+    """Pending rows anywhere in the database whose arena is not held."""
     (count,) = sql.execute(
         "SELECT count(*) FROM outbox o WHERE o.published_at IS NULL AND NOT EXISTS"
-        " (SELECT 1 FROM outbox_dead_letters d WHERE d.aggregate_id = o.aggregate_id)"
+        " (SELECT 1 FROM outbox_held h WHERE h.aggregate_id = o.aggregate_id)"
     ).fetchone()
     return count
 
