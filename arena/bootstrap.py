@@ -2,9 +2,8 @@
 
 The API, `flask consume`, the other CLI commands and the Celery workers all start from
 `create_app`, which calls `bootstrap`; code then reaches the collaborators through
-`components()`, never by building its own. Kafka producers are the exception that proves the
-rule: they must be built after a worker forks, so `arena.messaging.publishers` makes them on
-first use, one per process and topic.
+`components()`, never by building its own. (The Kafka producers' holder is built here too;
+each producer in it is made on first use, after a worker has forked.)
 """
 
 from __future__ import annotations
@@ -13,12 +12,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
 from flask import Flask, current_app
 from redis import Redis
 
 from arena.extensions import db
 from arena.messaging.celery import celery_init_app
 from arena.messaging.in_flight import ProjectionsInFlight
+from arena.messaging.publishers import Publishers
 from arena.persistence.unit_of_work import SqlUnitsOfWork
 from arena.readmodel.store import ArenaViews
 from arena.services.bus import CommandBus
@@ -34,6 +35,7 @@ class Components:
     read_model: Redis  # the read model's Redis (queries, projections)
     views: ArenaViews  # the read model: arena views, feeds, indexes, stalls
     projections_in_flight: ProjectionsInFlight  # kept in the Celery broker's Redis
+    publishers: Publishers  # this process's Kafka producers (events, DLQ)
     celery: Celery
     bus: CommandBus  # runs commands: one transaction each, outbox rows and the relay's nudge
 
@@ -52,6 +54,7 @@ def bootstrap(app: Flask, settings: Settings) -> Components:
             settings.celery_queue,
             resend_after_seconds=settings.projection_resend_after_seconds,
         ),
+        publishers=Publishers(settings),
         celery=celery_init_app(app, settings),
         bus=CommandBus(
             SqlUnitsOfWork(
@@ -62,6 +65,11 @@ def bootstrap(app: Flask, settings: Settings) -> Components:
         ),
     )
     app.extensions[EXTENSION] = parts
+
+    def close_publishers(**_: object) -> None:  # a worker's pool process ends: flush, then go
+        parts.publishers.close()
+
+    worker_process_shutdown.connect(close_publishers, weak=False)
     return parts
 
 

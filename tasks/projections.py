@@ -19,7 +19,6 @@ from celery import Task, shared_task
 
 from arena.bootstrap import components
 from arena.messaging.celery import PROJECT_TASK, RESEND_PROJECTIONS_TASK
-from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.messaging.records import ReceivedRecord
 from arena.readmodel.intake import (
     POISON,
@@ -176,14 +175,14 @@ def _dead_letter(
     try:
         dead_letter(
             components().views,
-            publisher_for(settings, settings.kafka_dlq_topic),
+            components().publishers.dead_letters(),
             received,
             error,
             attempts=task.request.retries + 1,
             first_failure_at=first_failure_at,
         )
     except Exception as unavailable:  # Kafka or Redis away: never drop the event
-        discard_publisher(settings, settings.kafka_dlq_topic)
+        components().publishers.discard(settings.kafka_dlq_topic)
         raise _retry_later(
             task, unavailable, longest_retry_wait(settings.celery_visibility_timeout_seconds)
         ) from unavailable

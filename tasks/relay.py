@@ -14,8 +14,6 @@ from celery import shared_task
 from arena.bootstrap import components
 from arena.extensions import db
 from arena.messaging.celery import PRUNE_OUTBOX_TASK, RELAY_TASK
-from arena.messaging.ports import Publisher
-from arena.messaging.publishers import discard_publisher, publisher_for
 from arena.outbox.operations import prune_published
 from arena.outbox.relay import RelayPolicy, relay_pending, relay_until
 from arena.outbox.wakeups import OutboxListener
@@ -33,10 +31,7 @@ def publish_outbox() -> int:
     OUTBOX_RELAY_DRAINERS runs drain already); a failed batch stays pending, backed off, for a
     later run."""
     settings = components().settings
-
-    def events_publisher() -> Publisher:
-        return publisher_for(settings, settings.kafka_events_topic)
-
+    publishers = components().publishers
     policy = RelayPolicy.from_settings(settings)
     with (
         OutboxListener(settings.database_url) as listener,
@@ -46,7 +41,7 @@ def publish_outbox() -> int:
         if listener.take_drain_slot(settings.outbox_relay_drainers):
             run = relay_until(
                 connection,
-                events_publisher,
+                publishers.events,
                 policy,
                 wait_for_commits=listener.wait,
                 seconds=settings.outbox_relay_drain_seconds,
@@ -54,9 +49,9 @@ def publish_outbox() -> int:
                 pace=Pace.per_second(settings.outbox_relay_claims_per_second),
             )
         else:  # enough relays drain already: one pass, then free the worker process
-            run = relay_pending(connection, events_publisher, policy)
+            run = relay_pending(connection, publishers.events, policy)
     if run.error is not None:
-        discard_publisher(settings, settings.kafka_events_topic)
+        publishers.discard(settings.kafka_events_topic)
     return run.published
 
 

@@ -21,8 +21,8 @@ from redis import Redis
 from sqlalchemy.engine import make_url
 
 from arena import create_app
+from arena.bootstrap import components
 from arena.messaging.kafka import ensure_topics
-from arena.messaging.publishers import close_publishers
 from arena.settings import Settings
 from tests.support.services import forget_celery_queues, isolated_settings, libpq_dsn
 
@@ -62,7 +62,6 @@ def database(settings: Settings) -> Iterator[str]:
 def kafka_topics(settings: Settings) -> Iterator[None]:
     ensure_topics(settings)
     yield
-    close_publishers()  # before pytest closes the streams their threads log to
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     try:
         admin.delete_topics([settings.kafka_events_topic, settings.kafka_dlq_topic])
@@ -86,6 +85,7 @@ def app(settings: Settings, database: str, redis_client: Redis) -> Iterator[Flas
     with flask_app.app_context():
         upgrade(directory=str(ROOT / "migrations"))
     yield flask_app
+    components(flask_app).publishers.close()  # before pytest closes the streams they log to
     # Drop what no worker took from this run's Celery queues.
     broker = Redis.from_url(settings.celery_broker_url)
     forget_celery_queues(broker, [settings.celery_queue])

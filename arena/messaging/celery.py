@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 
 from celery import Celery, Task
-from celery.signals import after_setup_logger, worker_process_shutdown
+from celery.signals import after_setup_logger
 from flask import Flask
 from kombu.entity import Queue
 
 from arena.messaging.broker_transport import TRANSPORT
-from arena.messaging.publishers import close_publishers
 from arena.settings import Settings
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
@@ -123,8 +122,3 @@ def _quiet_per_task_chatter(logger: logging.Logger, loglevel: int, **_: object) 
     if loglevel > logging.DEBUG:
         for name in _CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-
-
-@worker_process_shutdown.connect
-def _close_kafka_producers(**_: object) -> None:
-    close_publishers()
