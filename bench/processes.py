@@ -12,7 +12,7 @@ from pathlib import Path
 
 from arena.settings import Settings
 from bench.httpclient import call
-from bench.procfile import API, CONSUMER, Pipeline
+from bench.procfile import API, CONSUMER, ProcessPlan
 from bench.resources import Run
 from bench.trees import Tree
 from tests.support.processes import BIN, Supervisor
@@ -102,7 +102,7 @@ class Ports:
 
 
 def start_pipeline(
-    processes: Processes, pipeline: Pipeline, ports: Ports, settings: Settings
+    processes: Processes, pipeline: ProcessPlan, ports: Ports, settings: Settings
 ) -> None:
     """The tree's Procfile processes, plus a threaded gunicorn of the same tree for the
     `?minVersion=N` reads (they wait in the server: on the command server they would hold its

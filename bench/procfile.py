@@ -52,7 +52,7 @@ class ProcessSpec:
 
 
 @dataclass
-class Pipeline:
+class ProcessPlan:
     """A tree's processes, plus what the bench needs to know about its queues."""
 
     specs: list[ProcessSpec]
@@ -162,7 +162,7 @@ def plan(
     workdir: Path,
     port: int,
     concurrency: int | None,
-) -> Pipeline:
+) -> ProcessPlan:
     """The tree's Procfile as the bench starts it. Refuses any queue that is not the run's own,
     so a bench worker never takes another engineer's tasks (the broker is shared)."""
     ours = set(bench["routes"].values()) | set(bench["default_queues"])
@@ -226,4 +226,4 @@ def plan(
     for task in (RELAY_TASK, PROJECT_TASK):
         if bench["routes"].get(task) not in served:
             raise RuntimeError(f"{tree.name}: no worker in its Procfile consumes {task}'s queue")
-    return Pipeline(specs, ours, skipped)
+    return ProcessPlan(specs, ours, skipped)

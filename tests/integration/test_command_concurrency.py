@@ -40,7 +40,7 @@ ROUNDS = 3  # requests per thread, back to back, to keep the contention up
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Answer:
     kind: str
     key: str
     status: int
@@ -51,11 +51,11 @@ class Outcome:
 Request = Callable[[FlaskClient, str], Any]  # (client, idempotency key) → response
 
 
-def _hammer(app: Flask, plans: list[list[tuple[str, Request]]]) -> list[Outcome]:
+def _hammer(app: Flask, plans: list[list[tuple[str, Request]]]) -> list[Answer]:
     """Run each plan (a list of requests) in its own thread, all released by one barrier."""
     barrier = threading.Barrier(len(plans))
 
-    def worker(plan: list[tuple[str, Request]]) -> list[Outcome]:
+    def worker(plan: list[tuple[str, Request]]) -> list[Answer]:
         client = app.test_client()
         barrier.wait(timeout=30)
         outcomes = []
@@ -63,7 +63,7 @@ def _hammer(app: Flask, plans: list[list[tuple[str, Request]]]) -> list[Outcome]
             key = new_key()
             response = send(client, key)
             replayed = response.headers.get("Idempotent-Replayed") == "true"
-            outcomes.append(Outcome(kind, key, response.status_code, response.get_json(), replayed))
+            outcomes.append(Answer(kind, key, response.status_code, response.get_json(), replayed))
         return outcomes
 
     with ThreadPoolExecutor(max_workers=len(plans)) as pool:
@@ -72,7 +72,7 @@ def _hammer(app: Flask, plans: list[list[tuple[str, Request]]]) -> list[Outcome]
         return [outcome for future in futures for outcome in future.result(timeout=120)]
 
 
-def _refusals(outcomes: list[Outcome]) -> Counter[str]:
+def _refusals(outcomes: list[Answer]) -> Counter[str]:
     """Count 409s by problem type; anything that is neither 2xx nor 409 fails the test."""
     refused: Counter[str] = Counter()
     for outcome in outcomes:
