@@ -17,6 +17,7 @@ BENCHMARKS = {
         "the whole pipeline: CPU per event per process, capacity, latency, drains",
     ),
     "relay": ("bench.relay", "the outbox relay: batched vs one-row throughput, commit → Kafka"),
+    "simulation": ("bench.simulation", "one simulation step per board size: CPU ms, delta bytes"),
 }
 
 

@@ -1,12 +1,14 @@
 """Dependencies point inward: read from every module's imports, so the rule cannot drift.
 
 The domain imports no framework and nothing outside itself; the service layer knows neither HTTP
-nor PostgreSQL; `arena` never imports `tasks` (it sends tasks by name).
+nor PostgreSQL; the simulation is numpy and the standard library; `arena` never imports `tasks`
+(it sends tasks by name).
 """
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,7 @@ FRAMEWORKS = {"flask", "flask_smorest", "sqlalchemy", "psycopg", "kafka", "redis
     [
         ("arena.domain", {"arena.domain"}),
         ("arena.services", {"arena.domain", "arena.services"}),
+        ("arena.simulation", {"arena.simulation"}),
     ],
 )
 def test_inner_layers_import_no_framework_and_only_inward(package, inward):
@@ -49,6 +52,18 @@ def test_inner_layers_import_no_framework_and_only_inward(package, inward):
     }
 
     assert {module: names for module, names in wrong.items() if names} == {}
+
+
+def test_the_simulation_needs_numpy_and_the_standard_library_only():
+    outside = {
+        module: sorted(
+            name
+            for name in names
+            if name.split(".")[0] not in sys.stdlib_module_names | {"numpy", "arena", "__future__"}
+        )
+        for module, names in imports_of("arena.simulation").items()
+    }
+    assert {module: names for module, names in outside.items() if names} == {}
 
 
 def test_arena_never_imports_tasks():

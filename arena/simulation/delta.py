@@ -1,0 +1,123 @@
+"""What changed between two boards: per layer, the cells whose values differ.
+
+The wire form (`encode`/`decode`) is JSON-ready. Per changed layer: the flat cell indexes (into
+the layer's C-order array; antibiotic and resistance planes follow each other) as little-endian
+int32, or none when most cells changed (then every cell is listed, in order: "dense"); and for
+those cells the change, as unsigned integers of the layer's item size: for integer layers the
+new value minus the old (wrapping), for float layers the new bits XOR the old. A decaying field
+changes many cells by the same few milli-units each tick, which zlib squeezes to almost nothing;
+each part is zlib-compressed, then base64-encoded.
+
+Invariant: `apply(old, diff(old, new))` is `new`, byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from arena.simulation.board import LAYERS, Board
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """The changed cells of one layer (None: every cell) and, for each, its change."""
+
+    cells: npt.NDArray[np.int32] | None
+    flips: npt.NDArray[Any]
+
+    def size(self) -> int:
+        return int(self.flips.size if self.cells is None else self.cells.size)
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    tick: int
+    next_organism_id: int
+    owners: list[str]
+    patches: dict[str, Patch]  # only layers with changed cells
+
+
+def diff(old: Board, new: Board) -> Delta:
+    patches = {}
+    for name in LAYERS:
+        before, after = _bits(old[name]), _bits(new[name])
+        flips = after - before if _counts(name) else before ^ after
+        cells = np.flatnonzero(flips).astype(np.int32)
+        if cells.size * 2 > flips.size:
+            patches[name] = Patch(None, flips)
+        elif cells.size:
+            patches[name] = Patch(cells, flips[cells])
+    return Delta(new.tick, new.next_organism_id, list(new.owners), patches)
+
+
+def apply(board: Board, delta: Delta) -> Board:
+    """`board` with the delta applied (a new board; `board` is unchanged)."""
+    after = board.copy()
+    after.tick = delta.tick
+    after.next_organism_id = delta.next_organism_id
+    after.owners = list(delta.owners)
+    for name, patch in delta.patches.items():
+        bits = _bits(after[name])  # a view of the copy: changed in place
+        cells = slice(None) if patch.cells is None else patch.cells
+        if _counts(name):
+            bits[cells] += patch.flips
+        else:
+            bits[cells] ^= patch.flips
+    return after
+
+
+def encode(delta: Delta) -> dict[str, Any]:
+    return {
+        "tick": delta.tick,
+        "nextOrganismId": delta.next_organism_id,
+        "owners": delta.owners,
+        "layers": {
+            name: {
+                "cells": None if patch.cells is None else _pack(patch.cells, "<i4"),
+                "flips": _pack(patch.flips, _unsigned(name)),
+            }
+            for name, patch in delta.patches.items()
+        },
+    }
+
+
+def decode(data: dict[str, Any]) -> Delta:
+    patches = {}
+    for name, patch in data["layers"].items():
+        if name not in LAYERS:
+            raise ValueError(f"unknown layer {name!r}")
+        cells = None if patch["cells"] is None else _unpack(patch["cells"], "<i4")
+        flips = _unpack(patch["flips"], _unsigned(name))
+        if cells is not None and cells.size != flips.size:
+            raise ValueError(f"layer {name!r}: {cells.size} cells but {flips.size} values")
+        patches[name] = Patch(cells, flips)
+    return Delta(data["tick"], data["nextOrganismId"], list(data["owners"]), patches)
+
+
+def _counts(name: str) -> bool:
+    """An integer layer: its changes are differences, not bit flips."""
+    return LAYERS[name][0][1] in "iu"
+
+
+def _unsigned(name: str) -> str:
+    return f"<u{np.dtype(LAYERS[name][0]).itemsize}"
+
+
+def _bits(layer: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The layer's cells, flat, as unsigned integers of their size (a view, not a copy)."""
+    return layer.reshape(-1).view(f"<u{layer.dtype.itemsize}")
+
+
+def _pack(values: npt.NDArray[Any], dtype: str) -> str:
+    raw = np.ascontiguousarray(values, dtype).tobytes()
+    return base64.b64encode(zlib.compress(raw, 6)).decode()
+
+
+def _unpack(text: str, dtype: str) -> npt.NDArray[Any]:
+    return np.frombuffer(zlib.decompress(base64.b64decode(text, validate=True)), dtype).copy()
