@@ -44,6 +44,9 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "projection_batching": ("PROJECTION_BATCHING", "true"),
     "projection_resend_after_seconds": ("PROJECTION_RESEND_AFTER_SECONDS", "300"),
     "projection_tasks_per_second": ("PROJECTION_TASKS_PER_SECOND", "100"),
+    "tick_schedule_seconds": ("TICK_SCHEDULE_SECONDS", "0.25"),
+    "tick_max_catch_up": ("TICK_MAX_CATCH_UP", "5"),
+    "tick_lease_seconds": ("TICK_LEASE_SECONDS", "30"),
     "log_level": ("LOG_LEVEL", "INFO"),
 }
 
@@ -95,6 +98,9 @@ class Settings:
     projection_batching: bool
     projection_resend_after_seconds: float
     projection_tasks_per_second: float
+    tick_schedule_seconds: float
+    tick_max_catch_up: int
+    tick_lease_seconds: float
     log_level: str
 
     @classmethod

@@ -22,6 +22,7 @@ from bench.probes import Arrival, KafkaArrivals, TaskEvents
 from bench.procfile import RELAY_TASK
 from bench.resources import Run, make_app, wait_for
 from bench.table import Row, distribution, percentiles
+from tests.support.api import COMMANDS_ONLY
 from tests.support.processes import (
     Supervisor,
     celery_beat_command,
@@ -64,7 +65,7 @@ def open_running_arenas(client: FlaskClient, tag: str, count: int) -> list[tuple
     """Arenas (id, admin token) in RUNNING state, so the trickle can submit actions to them."""
     targets = []
     for index in range(count):
-        body = {"name": f"Bench target {index}", "displayName": "Ada"}
+        body = {"name": f"Bench target {index}", "displayName": "Ada", "config": COMMANDS_ONLY}
         opened = client.post(
             "/api/v1/arenas", json=body, headers={"X-Correlation-ID": f"{tag}-o{index}"}
         )
@@ -84,7 +85,7 @@ def send_command(
 ) -> int:
     """Alternate two common commands: open an arena; submit an action to a running one."""
     if index % 2 == 0:
-        body = {"name": f"Bench dish {index}", "displayName": "Ada"}
+        body = {"name": f"Bench dish {index}", "displayName": "Ada", "config": COMMANDS_ONLY}
         headers = {"X-Correlation-ID": correlation_id}
         return client.post("/api/v1/arenas", json=body, headers=headers).status_code
     arena_id, token = targets[(index // 2) % len(targets)]

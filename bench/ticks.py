@@ -29,6 +29,7 @@ from bench.processes import Processes
 from bench.resources import Run
 from bench.table import Row, distribution
 from bench.workload import ACTIONS, API, Answer, Visibility, wait_until_applied
+from tests.support.api import COMMANDS_ONLY
 
 EVENTS_PER_TRANSACTION = 100
 
@@ -70,7 +71,12 @@ def _running_arenas(port: int, count: int) -> list[tuple[str, str]]:
     """Open and start `count` arenas through the API; (arena id, admin token hash) each."""
     arenas = []
     for number in range(count):
-        created = call(port, "POST", API, {"name": f"Tick dish {number}", "displayName": "Ada"})
+        created = call(
+            port,
+            "POST",
+            API,
+            {"name": f"Tick dish {number}", "displayName": "Ada", "config": COMMANDS_ONLY},
+        )
         if created.status != 201:
             raise RuntimeError(f"could not open a tick arena: {created.status} {created.body}")
         arena_id, token = created.body["id"], created.body["player"]["token"]

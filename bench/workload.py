@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from arena.readmodel.store import ArenaViews
 from bench.httpclient import call
 from bench.processes import Processes
+from tests.support.api import COMMANDS_ONLY
 
 READERS = 32  # client threads waiting on ?minVersion reads
 WATCH_INTERVAL_SECONDS = 0.005  # store polling; stretched to 2x a poll's own cost
@@ -95,7 +96,12 @@ def _request(session: Session, kind: str) -> tuple[str, str, dict[str, Any] | No
     """(method, path, body, token) of the session's next command."""
     arena = f"{API}/{session.arena_id}"
     if kind == "create":
-        return "POST", API, {"name": f"Bench dish {session.number}", "displayName": "Ada"}, None
+        body = {
+            "name": f"Bench dish {session.number}",
+            "displayName": "Ada",
+            "config": COMMANDS_ONLY,
+        }
+        return "POST", API, body, None
     if kind == "join":
         return "POST", f"{arena}/players", {"displayName": "Bea"}, None
     if kind in ("start", "pause", "resume", "stop"):

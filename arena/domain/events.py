@@ -144,6 +144,35 @@ class ActionSubmitted(DomainEvent):
     submitted_at: datetime
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionApplied(DomainEvent):
+    action_id: str
+    tick: int  # the tick it took effect in
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionRejected(DomainEvent):
+    action_id: str
+    tick: int
+    reason: str  # e.g. "the cell is occupied"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TickAdvanced(DomainEvent):
+    tick: int  # the arena's tick after this one
+    stats: JsonObject  # organismCount, births, deaths, mutations, avgFitness, ticksSkipped
+    delta: JsonObject  # the board's changed cells (docs/simulation.md, "Encodings")
+    board_hash: str  # SHA-256 of the board's canonical encoding after the tick
+    advanced_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotTaken(DomainEvent):
+    tick: int
+    board: str  # the canonical encoding, zlib-compressed, base64
+    board_hash: str
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.__name__: cls
     for cls in (
@@ -156,6 +185,10 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         ArenaStopped,
         ArenaConfigUpdated,
         ActionSubmitted,
+        ActionApplied,
+        ActionRejected,
+        TickAdvanced,
+        SnapshotTaken,
     )
 }
 

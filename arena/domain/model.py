@@ -1,7 +1,9 @@
 """The Arena aggregate: the consistency boundary every arena command goes through.
 
-Each accepted change records exactly one event and bumps `version` by one, so an arena's events
-are numbered 1, 2, 3… with no gaps; the persistence layer turns them into outbox rows.
+Each accepted command records exactly one event, and a tick one event per due action plus its
+`TickAdvanced` (and, every `snapshotEveryTicks`, a `SnapshotTaken`); each event bumps `version`
+by one, so an arena's events are numbered 1, 2, 3… with no gaps; the persistence layer turns
+them into outbox rows.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypedDict
 
 from arena.domain.actions import ActionType, validated_payload
@@ -24,6 +26,8 @@ from arena.domain.errors import (
     ValidationFailed,
 )
 from arena.domain.events import (
+    ActionApplied,
+    ActionRejected,
     ActionSubmitted,
     ArenaConfigUpdated,
     ArenaCreated,
@@ -35,6 +39,8 @@ from arena.domain.events import (
     PlayerJoined,
     PlayerLeft,
     PlayerSnapshot,
+    SnapshotTaken,
+    TickAdvanced,
 )
 
 NAME_LENGTH = (3, 80)
@@ -138,6 +144,21 @@ class NewPlayer:
 class SubmittedAction:
     action_id: str
     apply_at_tick: int
+    action_type: str
+    payload: dict[str, Any]  # canonical for its type
+
+
+@dataclass(frozen=True, slots=True)
+class TickOutcome:
+    """What the simulation made of the arena's next tick, as plain values (the domain does not
+    run the simulation; the service layer does, and hands the outcome here to be recorded)."""
+
+    stats: dict[str, Any]  # organismCount, births, deaths, mutations, avgFitness
+    delta: dict[str, Any]
+    board_hash: str
+    applied: list[str]  # action ids, in submission order
+    rejected: list[tuple[str, str]]  # (action id, reason)
+    snapshot: str | None  # the board, encoded, when this tick takes a snapshot
 
 
 @dataclass(slots=True)
@@ -152,6 +173,7 @@ class Arena:
     finished_at: datetime | None = None
     tick: int = 0
     version: int = 0
+    next_tick_at: datetime | None = None  # when RUNNING: when the next tick is due
     events: list[DomainEvent] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -251,6 +273,8 @@ class Arena:
         self.status = transition.target
         if self.status is ArenaStatus.RUNNING and self.started_at is None:
             self.started_at = now
+        running = self.status is ArenaStatus.RUNNING
+        self.next_tick_at = now + self.tick_period if running else None
         if self.status is ArenaStatus.FINISHED:
             self.finished_at = now
         self._record(transition.event(self._next_event(now), self.status.value, self.tick, now))
@@ -307,7 +331,7 @@ class Arena:
                 {"applyAtTick": f"must be greater than the current tick {self.tick}"}
             )
         canonical = validated_payload(action_type, payload, self.config)
-        action = SubmittedAction(str(uuid.uuid4()), tick)
+        action = SubmittedAction(str(uuid.uuid4()), tick, action_type.value, canonical)
         self._record(
             ActionSubmitted(
                 **self._next_event(now),
@@ -320,6 +344,68 @@ class Arena:
             )
         )
         return action
+
+    # --- ticks ----------------------------------------------------------------------------------
+
+    @property
+    def tick_period(self) -> timedelta:
+        return timedelta(milliseconds=self.config.tick_millis)
+
+    def tick_due(self, now: datetime) -> bool:
+        return (
+            self.status is ArenaStatus.RUNNING
+            and self.next_tick_at is not None
+            and self.next_tick_at <= now
+        )
+
+    def takes_snapshot_at(self, tick: int) -> bool:
+        return tick % self.config.snapshot_every_ticks == 0
+
+    def record_tick(self, outcome: TickOutcome, now: datetime, *, max_catch_up: int) -> None:
+        """Record the next tick: its due actions' fates, the tick, and a snapshot when due.
+
+        Ticks keep their cadence (the next is due one period after this one was), so an arena
+        a little behind catches up tick by tick. One `max_catch_up` periods behind or more skips
+        ahead instead: the next tick is due a period from `now`, and `ticksSkipped` says how
+        many were left out. The tick number itself always grows by one.
+        """
+        if not self.tick_due(now):
+            raise IllegalTransition(f"No tick is due for an arena that is {self.status.value}.")
+        assert self.next_tick_at is not None
+        behind = (now - self.next_tick_at) // self.tick_period
+        skipped = behind if behind >= max_catch_up else 0
+        start = now if skipped else self.next_tick_at
+        self.next_tick_at = start + self.tick_period
+        self.tick += 1
+        for action_id in outcome.applied:
+            self._record(
+                ActionApplied(**self._next_event(now), action_id=action_id, tick=self.tick)
+            )
+        for action_id, reason in outcome.rejected:
+            self._record(
+                ActionRejected(
+                    **self._next_event(now), action_id=action_id, tick=self.tick, reason=reason
+                )
+            )
+        self._record(
+            TickAdvanced(
+                **self._next_event(now),
+                tick=self.tick,
+                stats=outcome.stats | {"ticksSkipped": skipped},
+                delta=outcome.delta,
+                board_hash=outcome.board_hash,
+                advanced_at=now,
+            )
+        )
+        if outcome.snapshot is not None:
+            self._record(
+                SnapshotTaken(
+                    **self._next_event(now),
+                    tick=self.tick,
+                    board=outcome.snapshot,
+                    board_hash=outcome.board_hash,
+                )
+            )
 
     # --- bookkeeping ----------------------------------------------------------------------------
 

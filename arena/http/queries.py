@@ -18,19 +18,23 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema
 
 from arena.bootstrap import components
+from arena.http.board_view import board_body
 from arena.http.problems import problem
 from arena.http.schemas import (
     ArenaFeedSchema,
     ArenaPageSchema,
     ArenaPlayersSchema,
     ArenaViewSchema,
+    BoardSchema,
     FeedQuerySchema,
     PageQuerySchema,
     ProblemSchema,
     ReadQuerySchema,
 )
+from arena.readmodel.boards import read_board
 from arena.readmodel.projector import View
 from arena.readmodel.store import ArenaViews
+from arena.simulation.board import Board
 
 blp = Blueprint(
     "arena_queries", __name__, url_prefix="/api/v1/arenas", description="Arena queries (Redis)"
@@ -151,3 +155,16 @@ class ArenaFeed(MethodView):
         """The arena's most recent events, newest first (a bounded feed)."""
         events = _views().feed(view["id"], query["limit"])
         return {"arenaId": view["id"], "version": view["version"], "events": events}
+
+
+@blp.route("/<uuid:arena_id>/board")
+class ArenaBoard(MethodView):
+    @_single_arena_query(ReadQuerySchema, BoardSchema)
+    def get(self, _query: dict[str, Any], view: View) -> dict[str, Any]:
+        """The board at the latest tick the read model has: organisms, nutrients, antibiotics."""
+        views = _views()
+        board = read_board(views.redis, views.keys(), view["id"])
+        if board is None:  # no tick yet: the dish as the first tick will find it
+            config = view["config"]
+            board = Board.empty(config["width"], config["height"], config["temperature"]["value"])
+        return board_body(board, view)

@@ -204,6 +204,30 @@ class ArenaViewSchema(Schema):
         metadata={"description": "True while events wait behind a dead-lettered one."}
     )
     stalledAtVersion = fields.Integer(allow_none=True)
+    stats = fields.Dict(metadata={"description": "The last tick's stats (after its first tick)."})
+    boardHash = fields.String(metadata={"description": "The board's hash after the last tick."})
+
+
+class BoardSchema(Schema):
+    arenaId = fields.String()
+    version = fields.Integer(metadata={"description": "Last event version applied to the view."})
+    tick = fields.Integer()
+    width = fields.Integer()
+    height = fields.Integer()
+    encoding = fields.String(metadata={"description": "The board encoding's name and version."})
+    layers = fields.Dict(
+        metadata={
+            "description": "organisms: one object each (position, kind, owner, energy, lineage, "
+            "genome); nutrients, antibiotic, temperature: {dtype, shape, scale?, data}, data being "
+            "the little-endian array, zlib-compressed, base64 (docs/simulation.md)."
+        }
+    )
+    boardHash = fields.String(
+        metadata={
+            "description": "SHA-256 of the board's canonical encoding, as in the write model."
+        }
+    )
+    stats = fields.Dict(allow_none=True, metadata={"description": "The last tick's stats."})
 
 
 class ReadQuerySchema(Schema):

@@ -17,7 +17,7 @@ from kombu.entity import Queue
 from arena.messaging.broker_transport import TRANSPORT
 from arena.settings import Settings
 
-TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency"]
+TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency", "tasks.ticks"]
 UNACKED_SWEEP_SECONDS = 5
 RELAY_TASK = "tasks.relay.publish_outbox"
 PROJECT_TASK = "tasks.projections.project_events"
@@ -27,6 +27,8 @@ PRUNE_OUTBOX_TASK = "tasks.relay.prune_outbox"
 PRUNE_OUTBOX_EVERY_SECONDS = 60.0
 PURGE_IDEMPOTENCY_TASK = "tasks.idempotency.purge_expired_keys"
 PURGE_IDEMPOTENCY_EVERY_SECONDS = 3600.0
+SCHEDULE_TICKS_TASK = "tasks.ticks.schedule_ticks"
+ADVANCE_ARENA_TASK = "tasks.ticks.advance_arena"
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,12 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "purge-expired-idempotency-keys": {
                 "task": PURGE_IDEMPOTENCY_TASK,
                 "schedule": PURGE_IDEMPOTENCY_EVERY_SECONDS,
+            },
+            # Finds running arenas whose next tick is due and sends one advance_arena each.
+            "schedule-ticks": {
+                "task": SCHEDULE_TICKS_TASK,
+                "schedule": settings.tick_schedule_seconds,
+                "options": {"expires": max(2 * settings.tick_schedule_seconds, 1.0)},
             },
         },
     }

@@ -28,19 +28,20 @@ from arena.services.unit_of_work import ConcurrentUpdate
 # One row per player (one with NULL player columns for an arena without players).
 _LOAD = """
 SELECT a.id::text, a.name, a.status, a.config, a.created_at, a.started_at, a.finished_at, a.tick,
-       a.version, p.id::text, p.display_name, p.role, p.joined_at, p.token_hash
+       a.version, a.next_tick_at, p.id::text, p.display_name, p.role, p.joined_at, p.token_hash
   FROM arenas a LEFT JOIN players p ON p.arena_id = a.id
  WHERE a.id = ANY(%s::uuid[])
  ORDER BY a.id, p.joined_at
 """
 _INSERT = """
-INSERT INTO arenas (name, status, config, created_at, started_at, finished_at, tick, version, id)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO arenas
+    (name, status, config, created_at, started_at, finished_at, tick, version, next_tick_at, id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 _UPDATE = """
 UPDATE arenas
    SET name = %s, status = %s, config = %s, created_at = %s, started_at = %s, finished_at = %s,
-       tick = %s, version = %s
+       tick = %s, version = %s, next_tick_at = %s
  WHERE id = %s AND version = %s
 """
 _INSERT_PLAYER = """
@@ -157,17 +158,19 @@ def _canonical_id(arena_id: str) -> str | None:
 def _arena(rows: list[tuple[Any, ...]]) -> Arena:
     """An arena from its `_LOAD` rows (one per player)."""
     arena_id, name, status, config, created_at, started_at, finished_at, tick, version = rows[0][:9]
+    next_tick_at = rows[0][9]
     return Arena(
         id=arena_id,
         name=name,
         status=ArenaStatus(status),
         config=ArenaConfig.from_dict(config),
         created_at=created_at,
-        players=[_player(*row[9:]) for row in rows if row[9] is not None],
+        players=[_player(*row[10:]) for row in rows if row[10] is not None],
         started_at=started_at,
         finished_at=finished_at,
         tick=tick,
         version=version,
+        next_tick_at=next_tick_at,
     )
 
 
@@ -182,6 +185,7 @@ def _arena_values(arena: Arena) -> tuple[Any, ...]:
         arena.finished_at,
         arena.tick,
         arena.version,
+        arena.next_tick_at,
     )
 
 

@@ -40,6 +40,11 @@ class ArenaRow(Model):
         CheckConstraint(f"status IN {STATUSES}", name="status_known"),
         CheckConstraint("version >= 1", name="version_positive"),
         CheckConstraint("tick >= 0", name="tick_not_negative"),
+        Index(
+            "ix_arenas_ticks_due",
+            "next_tick_at",
+            postgresql_where=text("status = 'RUNNING'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -51,6 +56,41 @@ class ArenaRow(Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_tick_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Not the aggregate's: the tick scheduler's lease, so one arena has one tick task in flight.
+    tick_lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BoardRow(Model):
+    """An arena's board after its latest tick (docs/simulation.md, "Encodings")."""
+
+    __tablename__ = "arena_boards"
+
+    arena_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("arenas.id", ondelete="CASCADE"), primary_key=True
+    )
+    tick: Mapped[int] = mapped_column(BigInteger)
+    board: Mapped[bytes] = mapped_column(LargeBinary)  # canonical encoding, zlib-compressed
+    board_hash: Mapped[str] = mapped_column(String(64))
+
+
+class PendingActionRow(Model):
+    """A submitted action waiting for its tick; the tick that applies (or rejects) it deletes it."""
+
+    __tablename__ = "pending_actions"
+    __table_args__ = (Index("ix_pending_actions_due", "arena_id", "apply_at_tick", "seq"),)
+
+    action_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    arena_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("arenas.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("nextval('pending_actions_seq')")
+    )
+    player_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    action_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    apply_at_tick: Mapped[int] = mapped_column(BigInteger)
 
 
 class PlayerRow(Model):

@@ -1,4 +1,5 @@
-"""The unit of work: one PostgreSQL transaction holding state changes AND their outbox rows."""
+"""The unit of work: one PostgreSQL transaction holding state changes AND their outbox rows
+(and, for ticks, the board and the actions it settles)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy.engine import Engine
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import DomainEvent
 from arena.outbox.wakeups import OUTBOX_CHANNEL
+from arena.persistence.boards import SqlBoards, SqlPendingActions
 from arena.persistence.connections import pooled_connection
 from arena.persistence.idempotency import IdempotencyStore
 from arena.persistence.repository import ArenaRepository
@@ -77,6 +79,8 @@ class SqlUnitOfWork:
         self._provenance = provenance
         self.arenas = ArenaRepository(connection)
         self.idempotency = IdempotencyStore(connection, idempotency_retention)
+        self.boards = SqlBoards(connection)
+        self.pending_actions = SqlPendingActions(connection)
 
     def __enter__(self) -> SqlUnitOfWork:
         return self

@@ -21,6 +21,7 @@ from redis.exceptions import NoScriptError
 
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import PoisonEvent
+from arena.readmodel.boards import follow_boards
 from arena.readmodel.keys import Keys
 from arena.readmodel.projector import View, feed_entry, project
 from arena.readmodel.store import (
@@ -123,6 +124,10 @@ def _apply_to(views: ArenaViews, keys: Keys, envelopes: Sequence[EventEnvelope])
             else:
                 for index, result in plan.results.items():
                     results[index] = result
+    shown = [
+        envelope for envelope, result in zip(envelopes, results, strict=True) if _shown(result)
+    ]
+    follow_boards(redis, keys, shown)  # the boards follow the views (arena/readmodel/boards.py)
     return results
 
 

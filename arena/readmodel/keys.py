@@ -36,6 +36,10 @@ class Keys:
     def feed(self, arena_id: str) -> str:
         return f"{self.base}:arena:{arena_id}:feed"
 
+    def board(self, arena_id: str) -> str:
+        """The arena's board at the latest tick the read model has (readmodel/boards.py)."""
+        return f"{self.base}:arena:{arena_id}:board"
+
     def stall(self, arena_id: str) -> str:
         return f"{self.base}:arena:{arena_id}:stall"
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import (
+    ActionApplied,
+    ActionRejected,
     ActionSubmitted,
     ArenaConfigUpdated,
     ArenaCreated,
@@ -20,6 +22,8 @@ from arena.domain.events import (
     DomainEvent,
     PlayerJoined,
     PlayerLeft,
+    SnapshotTaken,
+    TickAdvanced,
     UnknownEvent,
 )
 
@@ -35,14 +39,21 @@ def project(view: View | None, envelope: EventEnvelope) -> View:
     return new_view
 
 
+# Board data stays out of the feed: the board has its own keys (arena/readmodel/boards.py).
+_NOT_IN_FEED = frozenset({"delta", "board"})
+
+
 def feed_entry(envelope: EventEnvelope) -> dict[str, Any]:
-    """One line of an arena's recent-events feed: the payload as it travelled."""
+    """One line of an arena's recent-events feed: the payload as it travelled, but the board."""
+    payload = envelope.payload
+    if not _NOT_IN_FEED.isdisjoint(payload):
+        payload = {key: value for key, value in payload.items() if key not in _NOT_IN_FEED}
     return {
         "version": envelope.aggregate_version,
         "type": envelope.event_type,
         "occurredAt": envelope.occurred_at,
         "eventId": envelope.event_id,
-        "payload": envelope.payload,
+        "payload": payload,
     }
 
 
@@ -93,6 +104,19 @@ def _action_submitted(view: View | None, _: ActionSubmitted) -> View:
     return dict(_existing(view))  # actions change the dish only when the simulation applies them
 
 
+def _action_settled(view: View | None, _: ActionApplied | ActionRejected) -> View:
+    return dict(_existing(view))  # the feed shows it; the board changes with the tick's delta
+
+
+def _tick_advanced(view: View | None, event: TickAdvanced) -> View:
+    changes = {"tick": event.tick, "stats": event.stats, "boardHash": event.board_hash}
+    return _existing(view) | changes
+
+
+def _snapshot_taken(view: View | None, event: SnapshotTaken) -> View:
+    return _existing(view) | {"lastSnapshotTick": event.tick}
+
+
 def _existing(view: View | None) -> View:
     if view is None:
         raise UnknownEvent("an event other than ArenaCreated arrived for an arena with no view")
@@ -109,4 +133,8 @@ HANDLERS: dict[type[DomainEvent], Handler] = {
     ArenaStopped: _arena_stopped,
     ArenaConfigUpdated: _config_updated,
     ActionSubmitted: _action_submitted,
+    ActionApplied: _action_settled,
+    ActionRejected: _action_settled,
+    TickAdvanced: _tick_advanced,
+    SnapshotTaken: _snapshot_taken,
 }

@@ -2,10 +2,12 @@
 
 The events topic keeps every event, so replaying it from the beginning into a fresh generation
 reproduces the read model. While it runs, live projections write each event to the new generation
-too (once its predecessor is there), so nothing readers saw in the old generation is missing from
-the new one. Readers keep using the old generation until the new one has caught up with the log;
-then one SET switches them over. A final pass applies whatever was published around the switch,
-and the old generation is dropped after a short grace period.
+too (once its predecessor is there). An event that arrives for an arena the replay has not
+reached yet finds no predecessor there and is left to the replay; so, before switching, the
+replay drains again to the log's new end until no arena's view in the new generation is behind
+its view in the old one (ticking arenas publish all the time, so this matters). Then one SET
+switches readers over, a final pass applies whatever was published around the switch, and the
+old generation is dropped after a short grace period.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from kafka import KafkaConsumer, TopicPartition
 from arena.messaging.kafka import topic_partitions, topic_reader
 from arena.messaging.records import ReceivedRecord
 from arena.readmodel.intake import POISON, apply_received
-from arena.readmodel.store import ArenaViews, Outcome
+from arena.readmodel.store import ArenaViews, Outcome, load
 from arena.settings import Settings
 
 DRAIN_DEADLINE_SECONDS = 1800
+MAX_CATCH_UP_PASSES = 50
+COMPARE_CHUNK = 1000
 OLD_GENERATION_GRACE_SECONDS = 2.0
 
 
@@ -63,6 +67,10 @@ def rebuild(
         targets = consumer.end_offsets(partitions)
         on_start(sum(targets[p] - beginnings[p] for p in partitions))
         _drain(consumer, targets, views, summary, on_progress)
+        for _ in range(MAX_CATCH_UP_PASSES):
+            if not lagging_arenas(views, views.generation(), summary.generation):
+                break
+            _drain(consumer, consumer.end_offsets(partitions), views, summary, on_progress)
         summary.previous_generation = views.switch_to(summary.generation)
         _drain(consumer, consumer.end_offsets(partitions), views, summary, on_progress)
     finally:
@@ -72,6 +80,27 @@ def rebuild(
     summary.keys_dropped = views.drop(summary.previous_generation)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def lagging_arenas(views: ArenaViews, old: str, new: str) -> list[str]:
+    """Arenas whose view in generation `new` is at a lower version than in `old`."""
+    old_keys, new_keys = views.keys(old), views.keys(new)
+    redis = views.redis
+    ids = [raw.decode() for raw in redis.zrange(old_keys.by_created, 0, -1)]
+    behind = []
+    for start in range(0, len(ids), COMPARE_CHUNK):
+        chunk = ids[start : start + COMPARE_CHUNK]
+        before = redis.mget([old_keys.view(arena_id) for arena_id in chunk])
+        after = redis.mget([new_keys.view(arena_id) for arena_id in chunk])
+        for arena_id, was, now in zip(chunk, before, after, strict=True):
+            if _version(was) > _version(now):
+                behind.append(arena_id)
+    return behind
+
+
+def _version(raw: bytes | None) -> int:
+    view = load(raw)
+    return int(view["version"]) if view else 0
 
 
 def _drain(

@@ -22,6 +22,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from arena.domain.envelope import EventEnvelope
+from arena.readmodel.boards import follow_boards
 from arena.readmodel.keys import (
     INITIAL_GENERATION,
     Keys,
@@ -130,8 +131,15 @@ class ArenaViews:
     def apply(
         self, envelope: EventEnvelope, *, generation: str | None = None, replaying: bool = False
     ) -> Outcome:
-        """Apply the next event of its arena; `replaying` lets parked events past the stall."""
+        """Apply the next event of its arena; `replaying` lets parked events past the stall.
+        The arena's board follows the view (arena/readmodel/boards.py)."""
         keys = self.keys(generation)
+        outcome = self._apply_to_view(envelope, keys, replaying)
+        if outcome is not Outcome.PARKED:
+            follow_boards(self._redis, keys, [envelope])
+        return outcome
+
+    def _apply_to_view(self, envelope: EventEnvelope, keys: Keys, replaying: bool) -> Outcome:
         arena_id = envelope.aggregate_id
         view_key, stall_key = keys.view(arena_id), keys.stall(arena_id)
         with self._redis.pipeline() as pipe:

@@ -55,4 +55,20 @@ class SubmitAction:
     actor_token_hash: str
 
 
-Command = CreateArena | JoinArena | RemovePlayer | ChangeStatus | UpdateConfig | SubmitAction
+@dataclass(frozen=True, slots=True)
+class AdvanceArena:
+    """Sent by the tick engine, not by a client: make the arena's next tick if it is due."""
+
+    arena_id: str
+    max_catch_up: int  # ticks behind at which the arena skips ahead instead of catching up
+
+
+Command = (
+    CreateArena
+    | JoinArena
+    | RemovePlayer
+    | ChangeStatus
+    | UpdateConfig
+    | SubmitAction
+    | AdvanceArena
+)

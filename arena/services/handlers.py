@@ -12,8 +12,9 @@ from typing import Any
 
 from arena.domain.config import ArenaConfig
 from arena.domain.errors import Unauthenticated
-from arena.domain.model import Arena, Player
+from arena.domain.model import Arena, Player, TickOutcome
 from arena.services.commands import (
+    AdvanceArena,
     ChangeStatus,
     Command,
     CreateArena,
@@ -28,8 +29,12 @@ from arena.services.results import (
     ArenaOpened,
     PlayerAdmitted,
     Result,
+    TickMade,
 )
 from arena.services.unit_of_work import UnitOfWork
+from arena.simulation import delta
+from arena.simulation.board import Board
+from arena.simulation.rules import DueAction, Rules, step
 
 
 def _now() -> datetime:
@@ -84,14 +89,47 @@ def update_config(uow: UnitOfWork, command: UpdateConfig) -> ArenaChanged:
 
 def submit_action(uow: UnitOfWork, command: SubmitAction) -> ActionAccepted:
     arena = uow.arenas.get(command.arena_id)
+    actor = _actor(arena, command.actor_token_hash)
     action = arena.submit_action(
-        _actor(arena, command.actor_token_hash),
-        command.action_type,
-        command.payload,
-        command.apply_at_tick,
-        _now(),
+        actor, command.action_type, command.payload, command.apply_at_tick, _now()
     )
+    due = DueAction(action.action_id, actor.id, action.action_type, action.payload)
+    uow.pending_actions.add(arena.id, due, action.apply_at_tick)
     return ActionAccepted(arena.id, arena.version, action.action_id, action.apply_at_tick)
+
+
+def advance_arena(uow: UnitOfWork, command: AdvanceArena) -> TickMade:
+    """One tick, if due: the board, its due actions, the step, and the tick's events, in the
+    unit's one transaction (a command that changed the arena meanwhile makes the bus run the
+    tick again on the new version)."""
+    arena = uow.arenas.get(command.arena_id)
+    now = _now()
+    if not arena.tick_due(now):
+        return TickMade(arena.id, arena.version, arena.tick, advanced=False, another_due=False)
+    config = arena.config
+    board = uow.boards.get(arena.id) or Board.empty(
+        config.width, config.height, config.temperature.value
+    )
+    rules = Rules(config.seed, config.diffusion_rate, config.mutation_rate, config.max_organisms)
+    made = step(board, uow.pending_actions.due(arena.id, arena.tick + 1), rules)
+    outcome = TickOutcome(
+        stats={
+            "organismCount": made.stats.organism_count,
+            "births": made.stats.births,
+            "deaths": made.stats.deaths,
+            "mutations": made.stats.mutations,
+            "avgFitness": made.stats.avg_fitness,
+        },
+        delta=delta.encode(delta.diff(board, made.board)),
+        board_hash=made.board.hash(),
+        applied=made.applied,
+        rejected=made.rejected,
+        snapshot=made.board.encode_text() if arena.takes_snapshot_at(made.board.tick) else None,
+    )
+    arena.record_tick(outcome, now, max_catch_up=command.max_catch_up)
+    uow.boards.put(arena.id, made.board)
+    uow.pending_actions.settle(arena.id, through_tick=arena.tick)
+    return TickMade(arena.id, arena.version, arena.tick, True, another_due=arena.tick_due(now))
 
 
 HANDLERS: dict[type[Any], Callable[[UnitOfWork, Any], Result]] = {
@@ -101,6 +139,7 @@ HANDLERS: dict[type[Any], Callable[[UnitOfWork, Any], Result]] = {
     ChangeStatus: change_status,
     UpdateConfig: update_config,
     SubmitAction: submit_action,
+    AdvanceArena: advance_arena,
 }
 
 

@@ -44,4 +44,15 @@ class ActionAccepted:
     apply_at_tick: int
 
 
-Result = ArenaOpened | PlayerAdmitted | ArenaChanged | ActionAccepted
+@dataclass(frozen=True, slots=True)
+class TickMade:
+    """AdvanceArena: whether a tick was made (none was due: no), and whether another is due."""
+
+    arena_id: str
+    version: int
+    tick: int
+    advanced: bool
+    another_due: bool
+
+
+Result = ArenaOpened | PlayerAdmitted | ArenaChanged | ActionAccepted | TickMade

@@ -15,6 +15,8 @@ from typing import Protocol
 
 from arena.domain.model import Arena
 from arena.services.idempotency import IdempotencyKey, Reply
+from arena.simulation.board import Board
+from arena.simulation.rules import DueAction
 
 
 class ConcurrentUpdate(Exception):
@@ -52,12 +54,38 @@ class RememberedReplies(Protocol):
     def remember(self, key: IdempotencyKey, reply: Reply) -> None: ...
 
 
+class Boards(Protocol):
+    def get(self, arena_id: str) -> Board | None:
+        """The board after the arena's latest tick; None before its first."""
+        ...
+
+    def put(self, arena_id: str, board: Board) -> None: ...
+
+
+class PendingActions(Protocol):
+    def add(self, arena_id: str, action: DueAction, apply_at_tick: int) -> None: ...
+
+    def due(self, arena_id: str, tick: int) -> list[DueAction]:
+        """The actions for `tick`, in submission order."""
+        ...
+
+    def settle(self, arena_id: str, through_tick: int) -> None:
+        """Forget the actions of every tick up to `through_tick`: they were applied or rejected."""
+        ...
+
+
 class UnitOfWork(Protocol):
     @property
     def arenas(self) -> Arenas: ...
 
     @property
     def idempotency(self) -> RememberedReplies: ...
+
+    @property
+    def boards(self) -> Boards: ...
+
+    @property
+    def pending_actions(self) -> PendingActions: ...
 
     def commit(self) -> None: ...
 

@@ -10,6 +10,7 @@ SHA-256, the stored (compressed) board is it, and `Board.decode(board.encode())`
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -138,6 +139,14 @@ class Board:
     @classmethod
     def decode(cls, stored: bytes) -> Board:
         return cls.from_canonical(zlib.decompress(stored))
+
+    def encode_text(self) -> str:
+        """`encode()` in base64: a snapshot as events and JSON carry it."""
+        return base64.b64encode(self.encode()).decode()
+
+    @classmethod
+    def decode_text(cls, text: str) -> Board:
+        return cls.decode(base64.b64decode(text, validate=True))
 
     @classmethod
     def from_canonical(cls, data: bytes) -> Board:

@@ -322,6 +322,36 @@ def test_queries_keep_answering_while_the_read_model_is_rebuilt(
     pipeline.assert_verified(VERIFY_WAIT_SECONDS)
 
 
+def test_a_rebuild_beside_ticking_arenas_never_shows_readers_less(
+    app: Flask, client: FlaskClient, views: ArenaViews, pipeline: Pipeline
+) -> None:
+    """Ticking arenas publish all the time, also for arenas the replay has not reached yet,
+    whose live events the new generation cannot take: the switch must wait for them."""
+    name = f"ticking {uuid.uuid4().hex[:8]}"
+    config = {"width": 8, "height": 8, "tickMillis": 100}
+    opened = [create_arena(client, name=name, config=config) for _ in range(4)]
+    for arena_id, admin in opened:
+        drive(client, arena_id, admin, "start")
+
+    def all_ticking() -> bool:
+        pipeline.assert_running()
+        found = [views.get(arena_id) for arena_id, _ in opened]
+        return all(view is not None and view["tick"] >= 3 for view in found)
+
+    wait_until(all_ticking, deadline_seconds=DEADLINE_SECONDS, what="four arenas ticking")
+    try:
+        with Hammer(app, [arena_id for arena_id, _ in opened], name) as hammer:
+            wait_until(lambda: hammer.requests > 50, deadline_seconds=30, what="queries running")
+            rebuilt = pipeline.cli("projections", "rebuild")
+            seen = hammer.requests
+            wait_until(lambda: hammer.requests > seen + 50, deadline_seconds=30, what="queries")
+    finally:
+        for arena_id, admin in opened:
+            drive(client, arena_id, admin, "stop")
+    assert rebuilt.returncode == 0, f"{rebuilt.stdout}\n{rebuilt.stderr}"
+    assert hammer.failures == [], hammer.failures[:10]
+
+
 def test_a_rebuild_never_shows_readers_less_than_they_already_saw(
     app: Flask,
     client: FlaskClient,

@@ -17,6 +17,8 @@ from arena.domain.events import DomainEvent
 from arena.domain.model import Arena
 from arena.services.idempotency import IdempotencyKey, IdempotencyKeyReused, Reply
 from arena.services.unit_of_work import ConcurrentUpdate, Provenance
+from arena.simulation.board import Board
+from arena.simulation.rules import DueAction
 
 
 @dataclass
@@ -26,6 +28,8 @@ class Committed:
     arenas: dict[str, Arena] = field(default_factory=dict)
     events: list[tuple[Provenance, DomainEvent]] = field(default_factory=list)
     replies: dict[str, tuple[str, Reply]] = field(default_factory=dict)  # key hash → (print, reply)
+    boards: dict[str, Board] = field(default_factory=dict)
+    actions: list[tuple[str, DueAction, int]] = field(default_factory=list)  # (arena, action, tick)
 
 
 class FakeArenas:
@@ -63,6 +67,39 @@ class FakeReplies:
         self.remembered[key.key_hash] = (key.fingerprint, reply)
 
 
+class FakeBoards:
+    def __init__(self, committed: Committed) -> None:
+        self._committed = committed
+        self.written: dict[str, Board] = {}
+
+    def get(self, arena_id: str) -> Board | None:
+        found = self._committed.boards.get(arena_id)
+        return None if found is None else found.copy()
+
+    def put(self, arena_id: str, board: Board) -> None:
+        self.written[arena_id] = board.copy()
+
+
+class FakePendingActions:
+    """Changes stay in the unit (`actions`) until it commits."""
+
+    def __init__(self, committed: Committed) -> None:
+        self.actions = list(committed.actions)
+
+    def add(self, arena_id: str, action: DueAction, apply_at_tick: int) -> None:
+        self.actions.append((arena_id, action, apply_at_tick))
+
+    def due(self, arena_id: str, tick: int) -> list[DueAction]:
+        return [action for arena, action, at in self.actions if (arena, at) == (arena_id, tick)]
+
+    def settle(self, arena_id: str, through_tick: int) -> None:
+        self.actions = [
+            (arena, action, at)
+            for arena, action, at in self.actions
+            if arena != arena_id or at > through_tick
+        ]
+
+
 class FakeUnitOfWork:
     def __init__(
         self, committed: Committed, provenance: Provenance, before_commit: Callable[[], None]
@@ -72,6 +109,8 @@ class FakeUnitOfWork:
         self._before_commit = before_commit
         self.arenas = FakeArenas(committed)
         self.idempotency = FakeReplies(committed)
+        self.boards = FakeBoards(committed)
+        self.pending_actions = FakePendingActions(committed)
 
     def commit(self) -> None:
         self._before_commit()
@@ -86,6 +125,8 @@ class FakeUnitOfWork:
             self._committed.events += [(self._provenance, e) for e in arena.collect_events()]
             self._committed.arenas[arena.id] = copy.deepcopy(arena)
         self._committed.replies |= self.idempotency.remembered
+        self._committed.boards |= self.boards.written
+        self._committed.actions = self.pending_actions.actions
 
 
 class FakeUnitsOfWork:

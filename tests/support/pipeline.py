@@ -37,7 +37,7 @@ from redis import Redis
 from arena.domain.envelope import EventEnvelope
 from arena.messaging.celery import relay_queue
 from arena.settings import Settings
-from tests.support.api import ARENAS, arena_path, bearer, set_temperature
+from tests.support.api import ARENAS, COMMANDS_ONLY, arena_path, bearer, set_temperature
 from tests.support.processes import ROOT as ROOT  # the e2e tests import it from here
 from tests.support.processes import (
     Supervisor,
@@ -301,7 +301,9 @@ def _post(client: FlaskClient, path: str, token: str | None = None, **kwargs: An
 
 
 def _create(client: FlaskClient, arena: ArenaRun, name: str) -> Any:
-    response = client.post(ARENAS, json={"name": name, "displayName": "Ada"})
+    response = client.post(
+        ARENAS, json={"name": name, "displayName": "Ada", "config": COMMANDS_ONLY}
+    )
     if response.status_code == 201:
         body = response.get_json()
         arena.id, arena.admin_token = body["id"], body["player"]["token"]

@@ -37,7 +37,7 @@ FRAMEWORKS = {"flask", "flask_smorest", "sqlalchemy", "psycopg", "kafka", "redis
     ("package", "inward"),
     [
         ("arena.domain", {"arena.domain"}),
-        ("arena.services", {"arena.domain", "arena.services"}),
+        ("arena.services", {"arena.domain", "arena.services", "arena.simulation"}),
         ("arena.simulation", {"arena.simulation"}),
     ],
 )

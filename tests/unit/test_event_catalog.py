@@ -15,7 +15,7 @@ from arena.domain import events
 from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import EVENT_TYPES, DomainEvent, PoisonEvent, RejectedPayload
-from arena.domain.model import Arena
+from arena.domain.model import Arena, TickOutcome
 from arena.readmodel.projector import HANDLERS, project
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -37,6 +37,15 @@ def every_kind_of_event() -> list[DomainEvent]:
         bo, "ADD_NUTRIENTS", {"area": {"x": 1, "y": 1, "width": 2, "height": 2}, "amount": 2.5},
         None, next(later),
     )  # fmt: skip
+    tick = TickOutcome(
+        stats={"organismCount": 1, "births": 0, "deaths": 0, "mutations": 0, "avgFitness": 1.0},
+        delta={"tick": 1, "nextOrganismId": 2, "owners": [bo.id], "layers": {}},
+        board_hash="ab" * 32,
+        applied=["a1"],
+        rejected=[("a2", "the cell is occupied")],
+        snapshot="eJwDAAAAAAE=",
+    )
+    arena.record_tick(tick, next(later), max_catch_up=5)
     arena.remove_player(admin, bo.id, next(later))
     arena.transition("stop", admin, next(later))
     return arena.collect_events()
@@ -84,8 +93,10 @@ def test_a_whole_life_projects_from_the_wire():
         view = project(view, on_the_wire(event))
 
     assert view is not None
-    assert (view["status"], view["version"], view["config"]["tickMillis"]) == ("FINISHED", 9, 250)
+    assert (view["status"], view["version"], view["config"]["tickMillis"]) == ("FINISHED", 13, 250)
     assert [player["displayName"] for player in view["players"]] == ["Ada"]
+    # The tick came 2 s after the resume, 7 periods of 250 ms late: it skipped them.
+    assert (view["tick"], view["stats"]["ticksSkipped"], view["lastSnapshotTick"]) == (1, 7, 1)
 
 
 @pytest.mark.parametrize(
