@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import (
     KafkaTimeoutError,
     MessageSizeTooLargeError,
@@ -36,8 +36,16 @@ THROUGHPUT_PRODUCER_OPTIONS: dict[str, object] = {
     "batch_size": PRODUCER_BATCH_BYTES,
     "metrics_enabled": False,
 }
+# The largest event (or DLQ record) the pipeline carries: a snapshot of a 512 x 512 board is
+# about 1.5 MB (docs/simulation.md), above Kafka's default of 1 MiB. Producer, topics and
+# consumers all allow this much; a bigger event is held in the outbox as too large.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
 # Events are the source of truth for rebuilding the read model: keep them forever.
-EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
+EVENTS_TOPIC_CONFIG = {
+    "retention.ms": "-1",
+    "cleanup.policy": "delete",
+    "max.message.bytes": str(MAX_EVENT_BYTES),
+}
 
 
 def admin_client(
@@ -60,6 +68,7 @@ def topic_reader(settings: Settings, client_id: str) -> KafkaConsumer:
         group_id=None,
         enable_auto_commit=False,
         request_timeout_ms=KAFKA_TIMEOUT_MS,
+        max_partition_fetch_bytes=MAX_EVENT_BYTES,
     )
 
 
@@ -87,6 +96,16 @@ def ensure_topics(settings: Settings) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
             log.info("created Kafka topic(s) %s", ", ".join(topic.name for topic in missing))
+        older = [topic for topic in wanted if topic.name in existing]
+        if older:  # made by an earlier version, perhaps with a smaller message limit
+            admin.alter_configs(
+                [
+                    ConfigResource(
+                        ConfigResourceType.TOPIC, topic.name, configs=EVENTS_TOPIC_CONFIG
+                    )
+                    for topic in older
+                ]
+            )
     finally:
         admin.close()
 
@@ -133,6 +152,7 @@ class KafkaPublisher:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             client_id="arena-outbox-relay",
             **THROUGHPUT_PRODUCER_OPTIONS,
+            max_request_size=MAX_EVENT_BYTES,
             # Fail a send within seconds when the broker is away: the relay backs the rows off.
             max_block_ms=KAFKA_TIMEOUT_MS,
             request_timeout_ms=KAFKA_TIMEOUT_MS,
@@ -172,5 +192,6 @@ def events_consumer(settings: Settings) -> KafkaConsumer:
         heartbeat_interval_ms=int(settings.kafka_session_timeout_seconds * 1000 / 3),
         reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         auto_offset_reset="earliest",
+        max_partition_fetch_bytes=MAX_EVENT_BYTES,
         metrics_enabled=False,
     )

@@ -20,7 +20,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from arena.messaging.kafka import KafkaPublisher, kafka_reachable
+from arena.messaging.kafka import MAX_EVENT_BYTES, KafkaPublisher, kafka_reachable
 from arena.outbox.relay import RelayPolicy
 from arena.settings import Settings
 from tests.support.outbox import (
@@ -140,8 +140,28 @@ def test_a_row_failing_max_attempts_is_held_with_its_arena_until_released(
         forget_unpublished(sql, [failing, flowing])
 
 
-# Larger than the producer (and the broker) accept in one message: a genuine poison row.
-POISON = {"blob": "x" * 1_100_000}
+# Larger than the producer (and the topic) accept in one message: a genuine poison row.
+POISON = {"blob": "x" * (MAX_EVENT_BYTES + 100_000)}
+# A 512 x 512 board's snapshot is about this big: above Kafka's default limit, within ours.
+LARGE_SNAPSHOT = {"board": "x" * 1_600_000}
+
+
+def test_an_event_as_large_as_a_big_boards_snapshot_reaches_kafka_and_its_reader(
+    app: Flask,
+    sql: psycopg.Connection,
+    settings: Settings,
+    publisher: KafkaPublisher,
+    policy: RelayPolicy,
+) -> None:
+    (arena_id,) = new_arenas(1)
+    reader = TopicReader(settings)
+    try:
+        insert_events(sql, [(arena_id, 1)], payload=LARGE_SNAPSHOT)
+        drain(app, sql, publisher, policy)
+        assert pending_count(sql, [arena_id]) == 0 and held_rows(sql, [arena_id]) == []
+        assert versions(by_arena(reader.read_to_end([arena_id]))) == {arena_id: [1]}
+    finally:
+        forget_unpublished(sql, [arena_id])
 
 
 def test_a_poison_row_is_held_alone_and_other_arenas_flow_on(
