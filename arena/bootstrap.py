@@ -47,7 +47,10 @@ def bootstrap(app: Flask, settings: Settings) -> Components:
         settings=settings,
         read_model=read_model,
         views=ArenaViews(
-            read_model, settings.read_model_prefix, max_waiters=settings.read_max_waiters
+            read_model,
+            settings.read_model_prefix,
+            max_waiters=settings.read_max_waiters,
+            history_ticks=settings.read_model_history_ticks,
         ),
         projections_in_flight=ProjectionsInFlight(
             _redis(settings.celery_broker_url),

@@ -41,6 +41,8 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "max_body_bytes": ("MAX_BODY_BYTES", "65536"),
     "read_wait_seconds": ("READ_WAIT_SECONDS", "5"),
     "read_max_waiters": ("READ_MAX_WAITERS", "4"),
+    "read_model_history_ticks": ("READ_MODEL_HISTORY_TICKS", "1000"),
+    "history_max_range_ticks": ("HISTORY_MAX_RANGE_TICKS", "200"),
     "projection_batching": ("PROJECTION_BATCHING", "true"),
     "projection_resend_after_seconds": ("PROJECTION_RESEND_AFTER_SECONDS", "300"),
     "projection_tasks_per_second": ("PROJECTION_TASKS_PER_SECOND", "100"),
@@ -95,6 +97,8 @@ class Settings:
     max_body_bytes: int
     read_wait_seconds: float
     read_max_waiters: int
+    read_model_history_ticks: int
+    history_max_range_ticks: int
     projection_batching: bool
     projection_resend_after_seconds: float
     projection_tasks_per_second: float

@@ -10,15 +10,24 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NoReturn
 
 from flask import Response, jsonify
+from flask import abort as flask_abort
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema
 
 from arena.bootstrap import components
-from arena.http.board_view import board_body
+from arena.domain.errors import ValidationFailed
+from arena.http.board_view import (
+    board_body,
+    genome_body,
+    leaderboard_body,
+    metrics_body,
+    organism_body,
+)
 from arena.http.problems import problem
 from arena.http.schemas import (
     ArenaFeedSchema,
@@ -27,13 +36,22 @@ from arena.http.schemas import (
     ArenaViewSchema,
     BoardSchema,
     FeedQuerySchema,
+    GenomeSchema,
+    HistoryQuerySchema,
+    HistorySchema,
+    LeaderboardQuerySchema,
+    LeaderboardSchema,
+    MetricsQuerySchema,
+    MetricsSchema,
+    OrganismSchema,
     PageQuerySchema,
     ProblemSchema,
     ReadQuerySchema,
 )
-from arena.readmodel.boards import read_board
+from arena.readmodel.boards import board_at, kept, read_board, recent_stats, ticks_between
 from arena.readmodel.projector import View
 from arena.readmodel.store import ArenaViews
+from arena.simulation import delta
 from arena.simulation.board import Board
 
 blp = Blueprint(
@@ -113,11 +131,13 @@ def _single_arena_query(
 
     def decorate(build: Callable[..., dict[str, Any]]) -> Callable[..., Response]:
         @functools.wraps(build)
-        def serve(self: MethodView, query: dict[str, Any], arena_id: uuid.UUID) -> Response:
+        def serve(
+            self: MethodView, query: dict[str, Any], arena_id: uuid.UUID, **path: Any
+        ) -> Response:
             view = _view_or_refusal(arena_id, query.get("minVersion"))
             if isinstance(view, Response):
                 return view
-            return _versioned(build(self, query, view), view["version"])
+            return _versioned(build(self, query, view, **path), view["version"])
 
         documented = blp.alt_response(503, **_BEHIND)(serve)
         documented = blp.alt_response(404, description="No such arena in the read model (yet)")(
@@ -157,14 +177,130 @@ class ArenaFeed(MethodView):
         return {"arenaId": view["id"], "version": view["version"], "events": events}
 
 
+# --- the dish (the board and what is read from it) ----------------------------------------------
+
+
+def _board_now(view: View) -> Board:
+    views = _views()
+    board = read_board(views.redis, views.keys(), view["id"])
+    return board or _empty_board(view)  # no tick yet: the dish as the first tick will find it
+
+
+def _empty_board(view: View) -> Board:
+    config = view["config"]
+    return Board.empty(config["width"], config["height"], config["temperature"]["value"])
+
+
+def _not_kept(view: View, first: int, last: int, asked: str) -> NoReturn:
+    current = _board_now(view)
+    views = _views()
+    held = kept(views.redis, views.keys(), view["id"], current)
+    flask_abort(
+        problem(
+            404,
+            f"{asked} is not in arena {view['id']}'s history, which holds ticks "
+            f"{held.first} to {held.last}.",
+            slug="tick-not-kept",
+            extra={"firstTick": held.first, "lastTick": held.last, "asked": [first, last]},
+        )
+    )
+
+
+def _with_view(view: View, body: dict[str, Any]) -> dict[str, Any]:
+    return {"arenaId": view["id"], "version": view["version"]} | body
+
+
 @blp.route("/<uuid:arena_id>/board")
 class ArenaBoard(MethodView):
     @_single_arena_query(ReadQuerySchema, BoardSchema)
     def get(self, _query: dict[str, Any], view: View) -> dict[str, Any]:
         """The board at the latest tick the read model has: organisms, nutrients, antibiotics."""
+        return board_body(_board_now(view), view)
+
+
+@blp.route("/<uuid:arena_id>/snapshots/<int:tick>")
+class ArenaBoardAt(MethodView):
+    @_single_arena_query(ReadQuerySchema, BoardSchema)
+    def get(self, _query: dict[str, Any], view: View, tick: int) -> dict[str, Any]:
+        """The board at a tick still in the history, in the shape of /board."""
         views = _views()
-        board = read_board(views.redis, views.keys(), view["id"])
-        if board is None:  # no tick yet: the dish as the first tick will find it
-            config = view["config"]
-            board = Board.empty(config["width"], config["height"], config["temperature"]["value"])
-        return board_body(board, view)
+        current = _board_now(view)
+        board = board_at(views.redis, views.keys(), view["id"], tick, current, _empty_board(view))
+        if board is None:
+            _not_kept(view, tick, tick, f"Tick {tick}")
+        return board_body(board, view) | {"stats": None}
+
+
+@blp.route("/<uuid:arena_id>/history")
+class ArenaHistory(MethodView):
+    @_single_arena_query(HistoryQuerySchema, HistorySchema)
+    def get(self, query: dict[str, Any], view: View) -> dict[str, Any]:
+        """Ticks fromTick … toTick: each tick's stats and delta (DELTA) or its board (FULL)."""
+        first, last, mode = query["fromTick"], query["toTick"], query["mode"]
+        widest = components().settings.history_max_range_ticks
+        if last - first + 1 > widest:
+            raise ValidationFailed({"toTick": f"at most {widest} ticks per request"})
+        views = _views()
+        keys, arena_id = views.keys(), view["id"]
+        ticks: list[dict[str, Any]] | None
+        if mode == "DELTA":
+            ticks = ticks_between(views.redis, keys, arena_id, max(first, 1), last)
+            if first == 0 and ticks is not None:  # tick 0 has no delta: the empty dish
+                ticks = [{"tick": 0, "stats": None, "delta": None, "advancedAt": None}, *ticks]
+        else:
+            current = _board_now(view)
+            board = board_at(views.redis, keys, arena_id, first, current, _empty_board(view))
+            later = ticks_between(views.redis, keys, arena_id, first + 1, last)
+            ticks = None
+            if board is not None and later is not None:
+                ticks = [board_body(board, view)]
+                for entry in later:
+                    board = delta.apply(board, delta.decode(entry["delta"]))
+                    ticks.append(board_body(board, view) | {"stats": entry["stats"]})
+        if ticks is None:
+            _not_kept(view, first, last, f"Ticks {first} to {last}")
+        body = {"mode": mode, "fromTick": first, "toTick": last, "ticks": ticks}
+        return _with_view(view, body)
+
+
+@blp.route("/<uuid:arena_id>/leaderboard")
+class ArenaLeaderboard(MethodView):
+    @_single_arena_query(LeaderboardQuerySchema, LeaderboardSchema)
+    def get(self, query: dict[str, Any], view: View) -> dict[str, Any]:
+        """The fittest organisms now, and each player's organisms and biomass."""
+        return _with_view(view, leaderboard_body(_board_now(view), view["players"], query["top"]))
+
+
+@blp.route("/<uuid:arena_id>/metrics")
+class ArenaMetrics(MethodView):
+    @_single_arena_query(MetricsQuerySchema, MetricsSchema)
+    def get(self, query: dict[str, Any], view: View) -> dict[str, Any]:
+        """Births, deaths and mutations per second over the last windowSeconds; top genomes."""
+        views = _views()
+        recent = recent_stats(views.redis, views.keys(), view["id"], views.history_ticks)
+        body = metrics_body(_board_now(view), recent, query["windowSeconds"], datetime.now(UTC))
+        return _with_view(view, body)
+
+
+@blp.route("/<uuid:arena_id>/organisms/<int:organism_id>")
+class ArenaOrganism(MethodView):
+    @_single_arena_query(ReadQuerySchema, OrganismSchema)
+    def get(self, _query: dict[str, Any], view: View, organism_id: int) -> dict[str, Any]:
+        """One live organism: position, energy, fitness, genome and lineage."""
+        found = organism_body(_board_now(view), organism_id)
+        if found is None:
+            flask_abort(problem(404, f"No live organism {organism_id} in arena {view['id']}."))
+        return _with_view(view, found)
+
+
+@blp.route("/<uuid:arena_id>/genomes/<string:signature>")
+class ArenaGenome(MethodView):
+    @_single_arena_query(ReadQuerySchema, GenomeSchema)
+    def get(self, _query: dict[str, Any], view: View, signature: str) -> dict[str, Any]:
+        """A genome's genes, and how many live organisms carry it."""
+        found = genome_body(_board_now(view), signature)
+        if found is None:
+            flask_abort(
+                problem(404, f"No live organism of arena {view['id']} has genome {signature}.")
+            )
+        return _with_view(view, found)

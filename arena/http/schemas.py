@@ -240,6 +240,104 @@ class ReadQuerySchema(Schema):
     )
 
 
+class HistoryQuerySchema(ReadQuerySchema):
+    fromTick = fields.Integer(required=True, validate=Range(min=0))
+    toTick = fields.Integer(required=True, validate=Range(min=0))
+    mode = fields.String(
+        load_default="DELTA",
+        validate=OneOf(["DELTA", "FULL"]),
+        metadata={"description": "DELTA: each tick's stats and delta; FULL: each tick's board."},
+    )
+
+    @validates_schema
+    def _ordered(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("fromTick", 0) > data.get("toTick", data.get("fromTick", 0)):
+            raise ValidationError("must not be below fromTick", "toTick")
+
+
+class LeaderboardQuerySchema(ReadQuerySchema):
+    top = fields.Integer(load_default=20, validate=Range(1, 100))
+
+
+class MetricsQuerySchema(ReadQuerySchema):
+    windowSeconds = fields.Integer(load_default=60, validate=Range(1, 3600))
+
+
+class HistorySchema(Schema):
+    arenaId = fields.String()
+    version = fields.Integer()
+    mode = fields.String()
+    fromTick = fields.Integer()
+    toTick = fields.Integer()
+    ticks = fields.List(
+        fields.Dict(),
+        metadata={
+            "description": "DELTA: {tick, stats, delta, advancedAt} per tick; FULL: the board of "
+            "each tick, as GET /board shows it."
+        },
+    )
+
+
+class LeaderboardSchema(Schema):
+    arenaId = fields.String()
+    version = fields.Integer()
+    tick = fields.Integer()
+    entries = fields.List(
+        fields.Dict(),
+        metadata={"description": "{rank, organismId, fitness, kind, genomeSignature, owner}"},
+    )
+    players = fields.List(
+        fields.Dict(), metadata={"description": "{playerId, displayName, organisms, biomass}"}
+    )
+
+
+class MetricsSchema(Schema):
+    arenaId = fields.String()
+    version = fields.Integer()
+    tick = fields.Integer()
+    windowSeconds = fields.Integer()
+    ticksInWindow = fields.Integer()
+    organismCount = fields.Integer()
+    birthsPerSec = fields.Float()
+    deathsPerSec = fields.Float()
+    mutationRateObserved = fields.Float(
+        metadata={"description": "Genes mutated per gene inherited by the window's births."}
+    )
+    topGenomes = fields.List(fields.Dict())
+
+
+class OrganismSchema(Schema):
+    arenaId = fields.String()
+    version = fields.Integer()
+    tick = fields.Integer()
+    id = fields.Integer()
+    x = fields.Integer()
+    y = fields.Integer()
+    kind = fields.String()
+    owner = fields.String()
+    energy = fields.Float()
+    fitness = fields.Float()
+    generation = fields.Integer()
+    parentId = fields.Integer(allow_none=True)
+    bornTick = fields.Integer()
+    offspring = fields.Integer()
+    mutations = fields.Integer()
+    genome = fields.Dict()
+    lineage = fields.Dict(metadata={"description": "{parentId, generation, mutations}"})
+
+
+class GenomeSchema(Schema):
+    arenaId = fields.String()
+    version = fields.Integer()
+    tick = fields.Integer()
+    signature = fields.String()
+    kind = fields.String()
+    genes = fields.Dict(
+        metadata={"description": "{growthRate, resistance: {A, B, C}, optimumTemperature}"}
+    )
+    liveOrganisms = fields.Integer()
+
+
 class PageQuerySchema(Schema):
     limit = fields.Integer(load_default=20, validate=Range(1, MAX_PAGE_SIZE))
     offset = fields.Integer(load_default=0, validate=Range(min=0))

@@ -127,7 +127,9 @@ def _apply_to(views: ArenaViews, keys: Keys, envelopes: Sequence[EventEnvelope])
     shown = [
         envelope for envelope, result in zip(envelopes, results, strict=True) if _shown(result)
     ]
-    follow_boards(redis, keys, shown)  # the boards follow the views (arena/readmodel/boards.py)
+    follow_boards(
+        redis, keys, shown, views.history_ticks
+    )  # the boards follow the views (arena/readmodel/boards.py)
     return results
 
 

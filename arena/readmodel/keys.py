@@ -40,6 +40,18 @@ class Keys:
         """The arena's board at the latest tick the read model has (readmodel/boards.py)."""
         return f"{self.base}:arena:{arena_id}:board"
 
+    def ticks(self, arena_id: str) -> str:
+        """Hash: tick → that tick's stats and delta, for the last ticks (readmodel/boards.py)."""
+        return f"{self.base}:arena:{arena_id}:ticks"
+
+    def tick_stats(self, arena_id: str) -> str:
+        """Sorted set by tick: {tick, at, stats} of each recent tick, for metrics windows."""
+        return f"{self.base}:arena:{arena_id}:tick-stats"
+
+    def snapshots(self, arena_id: str) -> str:
+        """Hash: tick → the board at that tick (compressed canonical encoding)."""
+        return f"{self.base}:arena:{arena_id}:snapshots"
+
     def stall(self, arena_id: str) -> str:
         return f"{self.base}:arena:{arena_id}:stall"
 

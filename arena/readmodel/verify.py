@@ -10,12 +10,14 @@ from typing import Any
 from sqlalchemy import select
 
 from arena.extensions import AnySession
-from arena.persistence.tables import ArenaRow, PlayerRow
+from arena.persistence.tables import ArenaRow, BoardRow, PlayerRow
+from arena.readmodel.boards import read_board
 from arena.readmodel.store import ArenaViews
 
 CHUNK = 500
 ARENAS = ArenaRow.__table__
 PLAYERS = PlayerRow.__table__
+BOARDS = BoardRow.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +32,20 @@ class Divergence:
 
 
 def divergences(session: AnySession, views: ArenaViews) -> list[Divergence]:
-    """Every difference in status, tick, version, players and config; empty when in sync."""
+    """Every difference in status, tick, version, players, config and, at the same tick, the
+    board (its hash, recomputed from the read model's board); empty when in sync."""
     found: list[Divergence] = []
+    keys = views.keys()
     for expected in _chunks(_write_model(session), CHUNK):
         actual = views.get_many([arena["id"] for arena in expected])
         for arena in expected:
-            found.extend(_compare(arena, actual.get(arena["id"])))
+            view = actual.get(arena["id"])
+            found.extend(_compare(arena, view))
+            if view is not None and view["tick"] == arena["tick"] and arena["boardHash"]:
+                board = read_board(views.redis, keys, arena["id"])
+                shown = None if board is None else board.hash()
+                if shown != arena["boardHash"]:
+                    found.append(Divergence(arena["id"], "boardHash", arena["boardHash"], shown))
     session.rollback()
     return found
 
@@ -74,8 +84,13 @@ def _write_model(session: AnySession) -> Iterator[dict[str, Any]]:
         select(PLAYERS.c.arena_id, PLAYERS.c.id, PLAYERS.c.display_name, PLAYERS.c.role)
     ):
         players.setdefault(row.arena_id, []).append((str(row.id), row.display_name, row.role))
+    boards = {
+        row.arena_id: row.board_hash
+        for row in session.execute(select(BOARDS.c.arena_id, BOARDS.c.board_hash))
+    }
     for row in session.execute(select(ARENAS).order_by(ARENAS.c.created_at)):
         yield {
+            "boardHash": boards.get(row.id),
             "id": str(row.id),
             "status": row.status,
             "tick": row.tick,

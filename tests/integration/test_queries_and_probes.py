@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -99,7 +100,7 @@ def test_openapi_spec_documents_every_route(app: Flask, client: FlaskClient) -> 
 
     documented = {(path, method.upper()) for path, item in spec["paths"].items() for method in item}
     routes = {
-        (rule.rule.replace("<uuid:", "{").replace("<", "{").replace(">", "}"), method)
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method)  # <int:tick> → {tick}
         for rule in app.url_map.iter_rules()
         if rule.endpoint
         not in {

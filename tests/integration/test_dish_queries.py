@@ -1,0 +1,218 @@
+"""The dish's queries over the real read model, fed with the real tick path's events.
+
+Ticks are made by the command bus on PostgreSQL (`AdvanceArena`, as the tick task sends it, with
+the arena made due by hand instead of by waiting); their outbox envelopes are applied to Redis
+with `apply_many`, the projection task's call. No workers: the e2e tests run those.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from arena.bootstrap import components
+from arena.domain.envelope import EventEnvelope
+from arena.extensions import db
+from arena.readmodel.batch import apply_many
+from arena.readmodel.verify import divergences
+from arena.services.commands import AdvanceArena
+from arena.simulation.board import Board
+from tests.support.api import arena_path, create_arena, drive, join, problem_of
+
+pytestmark = pytest.mark.integration
+
+CONFIG = {"width": 12, "height": 10, "seed": 7, "snapshotEveryTicks": 4, "tickMillis": 3_600_000}
+
+
+class Dish:
+    """One arena, ticked by hand and projected by hand."""
+
+    def __init__(self, app: Flask, client: FlaskClient, sql: psycopg.Connection) -> None:
+        self.app, self.client, self.sql = app, client, sql
+        self.id, self.ada = create_arena(client, name="Queried dish", config=CONFIG)
+        self.bob = join(client, self.id, "Bob")
+        drive(client, self.id, self.ada, "start")
+        self.projected = 0
+
+    def act(self, who: Any, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.post(arena_path(self.id, "/actions"), headers=who.auth, json=body)
+        assert response.status_code == 202, response.get_data(as_text=True)
+        return response.get_json()
+
+    def tick(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.sql.execute(
+                "UPDATE arenas SET next_tick_at = now() - interval '1 second' WHERE id = %s",
+                (self.id,),
+            )
+            with self.app.app_context():
+                made = components().bus.handle(AdvanceArena(self.id, max_catch_up=5))
+            assert made.advanced  # type: ignore[union-attr]
+        self.project()
+
+    def project(self) -> None:
+        rows = self.sql.execute(
+            "SELECT envelope::text FROM outbox WHERE aggregate_id = %s AND aggregate_version > %s"
+            " ORDER BY aggregate_version",
+            (self.id, self.projected),
+        ).fetchall()
+        envelopes = [EventEnvelope.from_json(text) for (text,) in rows]
+        with self.app.app_context():
+            apply_many(components().views, envelopes)
+        self.projected += len(envelopes)
+
+    def get(self, suffix: str, **query: Any) -> Any:
+        return self.client.get(arena_path(self.id, suffix), query_string=query)
+
+    def written(self) -> tuple[int, str, bytes]:
+        row = self.sql.execute(
+            "SELECT tick, board_hash, board FROM arena_boards WHERE arena_id = %s", (self.id,)
+        ).fetchone()
+        assert row is not None
+        return row[0], row[1], bytes(row[2])
+
+
+@pytest.fixture
+def dish(app: Flask, client: FlaskClient, sql: psycopg.Connection) -> Iterator[Dish]:
+    seeded = Dish(app, client, sql)
+    everywhere = {"area": {"x": 0, "y": 0, "width": 12, "height": 10}, "amount": 9.0}
+    seeded.act(seeded.ada, {"type": "ADD_NUTRIENTS", "payload": everywhere})
+    for x, kind in ((2, "BACTERIA"), (5, "BACTERIA"), (9, "FUNGI")):
+        payload = {"kind": kind, "position": {"x": x, "y": 5}}
+        seeded.act(seeded.bob, {"type": "SPAWN_ORGANISM", "payload": payload})
+    seeded.act(
+        seeded.ada,
+        {"type": "SPAWN_ORGANISM", "payload": {"kind": "PHAGE", "position": {"x": 6, "y": 5}}},
+    )
+    yield seeded
+
+
+def _layer(described: dict[str, Any]) -> np.ndarray:
+    raw = zlib.decompress(base64.b64decode(described["data"]))
+    return np.frombuffer(raw, described["dtype"]).reshape(described["shape"])
+
+
+def test_the_board_the_queries_show_is_the_write_models_at_the_same_tick(dish: Dish) -> None:
+    dish.tick(9)
+    shown = dish.get("/board").get_json()
+    tick, board_hash, stored = dish.written()
+    written = Board.decode(stored)
+    assert (shown["tick"], shown["boardHash"]) == (tick, board_hash) == (9, written.hash())
+    assert (shown["width"], shown["height"], shown["encoding"]) == (12, 10, "petri-board/1")
+    assert (_layer(shown["layers"]["nutrients"]) == written["nutrients"]).all()
+    assert shown["layers"]["nutrients"]["scale"] == 1000
+    assert _layer(shown["layers"]["antibiotic"]).shape == (3, 10, 12)
+    ids = sorted(o["id"] for o in shown["layers"]["organisms"])
+    assert ids == sorted(written["organism_id"][written.occupied()].tolist())
+    assert shown["stats"]["organismCount"] == len(ids)
+
+
+def test_any_tick_in_the_history_gives_its_board_and_history_is_deltas_or_boards(
+    dish: Dish,
+) -> None:
+    boards = {}
+    for tick in range(1, 11):
+        dish.tick()
+        boards[tick] = dish.written()[1]
+    for tick in (1, 3, 4, 7, 10):  # on and between snapshots (every 4 ticks)
+        response = dish.get(f"/snapshots/{tick}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert (response.get_json()["tick"], response.get_json()["boardHash"]) == (
+            tick,
+            boards[tick],
+        )
+    deltas = dish.get("/history", fromTick=2, toTick=6).get_json()
+    assert [entry["tick"] for entry in deltas["ticks"]] == [2, 3, 4, 5, 6]
+    assert all(set(entry) == {"tick", "stats", "delta", "advancedAt"} for entry in deltas["ticks"])
+    full = dish.get("/history", fromTick=5, toTick=8, mode="FULL").get_json()
+    assert [(b["tick"], b["boardHash"]) for b in full["ticks"]] == [
+        (t, boards[t]) for t in (5, 6, 7, 8)
+    ]
+    assert dish.get("/history", fromTick=0, toTick=1).get_json()["ticks"][0]["tick"] == 0
+
+
+def test_history_refuses_bad_ranges_and_says_what_it_keeps(
+    dish: Dish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with dish.app.app_context():
+        monkeypatch.setattr(components().views, "history_ticks", 5)
+    dish.tick(14)
+    problem = problem_of(dish.get("/history", fromTick=6, toTick=3), 422, "validation-failed")
+    assert [error["field"] for error in problem["errors"]] == ["toTick"]
+    widest = problem_of(dish.get("/history", fromTick=0, toTick=5000), 422, "validation-failed")
+    assert [error["field"] for error in widest["errors"]] == ["toTick"]
+    gone = problem_of(dish.get("/snapshots/1"), 404, "tick-not-kept")
+    first, last = gone["firstTick"], gone["lastTick"]
+    assert last == 14 and 1 < first <= 10  # at least the last 5 ticks, not all 14
+    assert first >= 14 - 5 - 2 * 4  # at most history + 2 x snapshotEveryTicks
+    assert dish.get(f"/snapshots/{first}").status_code == 200
+    assert dish.get(f"/snapshots/{first - 1}").status_code == 404
+    assert dish.get("/snapshots/15").status_code == 404
+    problem_of(dish.get("/history", fromTick=1, toTick=4), 404, "tick-not-kept")
+    assert dish.get("/history", fromTick=first + 1, toTick=14).status_code == 200
+
+
+def test_leaderboard_organism_genome_and_metrics(dish: Dish) -> None:
+    dish.tick(6)
+    board = Board.decode(dish.written()[2])
+    leaders = dish.get("/leaderboard", top=2).get_json()
+    assert [entry["rank"] for entry in leaders["entries"]] == [1, 2]
+    assert leaders["entries"][0]["fitness"] >= leaders["entries"][1]["fitness"]
+    standings = {p["playerId"]: p for p in leaders["players"]}
+    owners = [board.owners[o] for o in board["owner"][board.occupied()].tolist()]
+    assert {player: standings[player]["organisms"] for player in standings} == {
+        player: owners.count(player) for player in set(owners)
+    }
+    assert {p["displayName"] for p in leaders["players"]} <= {"Ada", "Bob"}
+
+    best = leaders["entries"][0]
+    organism = dish.get(f"/organisms/{best['organismId']}").get_json()
+    assert (organism["fitness"], organism["kind"]) == (best["fitness"], best["kind"])
+    assert set(organism["lineage"]) == {"parentId", "generation", "mutations"}
+    genome = dish.get(f"/genomes/{best['genomeSignature']}").get_json()
+    assert genome["liveOrganisms"] >= 1 and genome["kind"] == best["kind"]
+    assert dish.get("/organisms/999999").status_code == 404
+    assert dish.get("/genomes/ffffffffffffffff").status_code == 404
+
+    metrics = dish.get("/metrics", windowSeconds=3600).get_json()
+    recorded = dish.sql.execute(
+        "SELECT sum((envelope->'payload'->'stats'->>'births')::int) FROM outbox"
+        " WHERE aggregate_id = %s AND event_type = 'TickAdvanced'",
+        (dish.id,),
+    ).fetchone()[0]
+    assert metrics["ticksInWindow"] == 6
+    assert metrics["birthsPerSec"] == pytest.approx(recorded / 3600, abs=1e-4)
+    assert metrics["organismCount"] == board.organism_count()
+    assert sum(g["liveOrganisms"] for g in metrics["topGenomes"]) <= board.organism_count()
+    problem_of(dish.get("/metrics", windowSeconds=0), 422, "validation-failed")
+
+
+def test_a_redelivered_tick_changes_neither_the_board_nor_its_history(dish: Dish) -> None:
+    dish.tick(5)
+    before = dish.get("/board").get_json()["boardHash"]
+    dish.projected = 0
+    dish.project()  # every event again, as after a crash between the view and the board
+    assert dish.get("/board").get_json()["boardHash"] == before
+    assert json.dumps(dish.get("/history", fromTick=1, toTick=5).get_json()["ticks"])
+
+
+def test_verify_compares_the_read_models_board_with_the_write_models(dish: Dish) -> None:
+    dish.tick(3)
+    with dish.app.app_context():
+        views = components().views
+        assert [d for d in divergences(db.session, views) if d.arena_id == dish.id] == []
+        older = Board.decode(dish.written()[2])
+        older.tick -= 1  # a board behind its view, as if a delta had gone missing
+        older["energy"][:] = 0
+        views.redis.set(views.keys().board(dish.id), older.encode())
+        found = [d for d in divergences(db.session, views) if d.arena_id == dish.id]
+    assert [(d.field, d.expected) for d in found] == [("boardHash", dish.written()[1])]
