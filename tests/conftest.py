@@ -38,6 +38,7 @@ def settings() -> Settings:
         RUN_ID,
         kafka_events_partitions=3,
         outbox_relay_interval_seconds=0.2,
+        tick_lease_seconds=5.0,  # a killed tick task holds its arena this long, not 30 s
     )
 
 

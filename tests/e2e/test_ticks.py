@@ -116,3 +116,65 @@ def test_a_running_arena_ticks_and_its_board_matches_the_write_model(
     ]
     assert ticks == list(range(1, len(ticks) + 1))  # no tick lost, none made twice
     drive(client, arena_id, ada, "stop")
+
+
+def _ticks_recorded(sql: psycopg.Connection, arena_id: str) -> list[int]:
+    return [
+        tick
+        for (tick,) in sql.execute(
+            "SELECT (envelope->'payload'->>'tick')::int FROM outbox"
+            " WHERE aggregate_id = %s AND event_type = 'TickAdvanced' ORDER BY aggregate_version",
+            (arena_id,),
+        ).fetchall()
+    ]
+
+
+def test_a_worker_killed_while_arenas_tick_loses_no_tick_and_makes_none_twice(
+    client: FlaskClient, sql: psycopg.Connection, pipeline: Pipeline
+) -> None:
+    arenas = []
+    for number in range(3):
+        arena_id, admin = create_arena(client, name=f"Killed dish {number}", config=TICKING)
+        drive(client, arena_id, admin, "start")
+        _act(client, arena_id, admin.token, _spawn("BACTERIA", 3 + number, 3))
+        arenas.append((arena_id, admin))
+
+    def ticks_beyond(marks: dict[str, int], more: int) -> bool:
+        pipeline.assert_running()
+        return all(_written_board(sql, a)[0] >= marks[a] + more for a, _ in arenas if a in marks)
+
+    def written_ticks() -> dict[str, int]:
+        return {
+            arena_id: tick
+            for arena_id, tick in sql.execute(
+                "SELECT arena_id::text, tick FROM arena_boards WHERE arena_id = ANY(%s::uuid[])",
+                ([a for a, _ in arenas],),
+            ).fetchall()
+        }
+
+    wait_until(
+        lambda: len(written_ticks()) == 3 and ticks_beyond(written_ticks(), 0),
+        deadline_seconds=DEADLINE_SECONDS,
+        what="three arenas ticking",
+    )
+    before = written_ticks()
+    pipeline.kill("worker")  # SIGKILL: whatever tick it was making is cut off
+    pipeline.restart("worker")
+    wait_until(
+        lambda: ticks_beyond(before, 20),
+        deadline_seconds=DEADLINE_SECONDS,
+        what=f"20 more ticks each after the kill (logs in {pipeline.logs})",
+    )
+    versions = {}
+    for arena_id, admin in arenas:
+        paused = client.post(arena_path(arena_id, "/pause"), headers=admin.auth)
+        assert paused.status_code == 200
+        versions[arena_id] = paused.get_json()["version"]
+    for arena_id, version in versions.items():
+        ticks = _ticks_recorded(sql, arena_id)
+        assert ticks == list(range(1, len(ticks) + 1)), "a tick lost or made twice"
+        board = client.get(arena_path(arena_id, "/board"), query_string={"minVersion": version})
+        assert board.status_code == 200, board.get_data(as_text=True)
+        assert (board.get_json()["tick"], board.get_json()["boardHash"]) == _written_board(
+            sql, arena_id
+        )
