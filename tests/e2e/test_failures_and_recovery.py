@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -43,6 +44,7 @@ from arena.messaging.records import ReceivedRecord
 from arena.readmodel.store import ArenaViews
 from arena.settings import Settings
 from tasks.projections import longest_retry_wait
+from tests.support.api import arena_path, create_arena, drive
 from tests.support.pipeline import (
     ROOT,
     CommandLoad,
@@ -50,6 +52,7 @@ from tests.support.pipeline import (
     private_broker,
     running_pipeline,
 )
+from tests.support.ticks import TICKING, act, spawn, ticks_recorded, written_board
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -328,3 +331,65 @@ def test_a_projection_task_the_broker_lost_is_sent_again(
     finally:
         broker.close()
     assert views.get(created.aggregate_id)["version"] == 1
+
+
+def test_a_worker_killed_while_arenas_tick_loses_no_tick_and_makes_none_twice(
+    client: FlaskClient, sql: psycopg.Connection, pipeline: Pipeline
+) -> None:
+    arenas = []
+    for number in range(3):
+        arena_id, admin = create_arena(client, name=f"Killed dish {number}", config=TICKING)
+        drive(client, arena_id, admin, "start")
+        act(client, arena_id, admin.token, spawn("BACTERIA", 3 + number, 3))
+        arenas.append((arena_id, admin))
+
+    def ticks_beyond(marks: dict[str, int], more: int) -> bool:
+        pipeline.assert_running()
+        return all(written_board(sql, a)[0] >= marks[a] + more for a, _ in arenas if a in marks)
+
+    def written_ticks() -> dict[str, int]:
+        return {
+            arena_id: tick
+            for arena_id, tick in sql.execute(
+                "SELECT arena_id::text, tick FROM arena_boards WHERE arena_id = ANY(%s::uuid[])",
+                ([a for a, _ in arenas],),
+            ).fetchall()
+        }
+
+    wait_until(
+        lambda: len(written_ticks()) == 3 and ticks_beyond(written_ticks(), 0),
+        deadline_seconds=DEADLINE_SECONDS,
+        what="three arenas ticking",
+    )
+    before = written_ticks()
+    pipeline.kill("worker")  # SIGKILL: whatever tick (or projection) it was making is cut off
+    pipeline.start("worker")
+    wait_until(
+        lambda: ticks_beyond(before, 20),
+        deadline_seconds=DEADLINE_SECONDS,
+        what=f"20 more ticks each after the kill (logs in {pipeline.logs})",
+    )
+    versions = {}
+    for arena_id, admin in arenas:
+        paused = client.post(arena_path(arena_id, "/pause"), headers=admin.auth)
+        assert paused.status_code == 200
+        versions[arena_id] = paused.get_json()["version"]
+
+    # A projection task the killed worker held comes back through the broker or the resend.
+    def projected() -> bool:
+        pipeline.assert_running()
+        return all(
+            client.get(arena_path(a)).get_json()["version"] >= version
+            for a, version in versions.items()
+        )
+
+    wait_until(
+        projected,
+        deadline_seconds=RESEND_AFTER_SECONDS + RESEND_PROJECTIONS_EVERY_SECONDS + CATCH_UP_SECONDS,
+        what=f"the paused arenas projected (logs in {pipeline.logs})",
+    )
+    for arena_id in versions:
+        ticks = ticks_recorded(sql, arena_id)
+        assert ticks == list(range(1, len(ticks) + 1)), "a tick lost or made twice"
+        board = client.get(arena_path(arena_id, "/board")).get_json()
+        assert (board["tick"], board["boardHash"]) == written_board(sql, arena_id)
