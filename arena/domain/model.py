@@ -279,8 +279,14 @@ class Arena:
             self.finished_at = now
         self._record(transition.event(self._next_event(now), self.status.value, self.tick, now))
 
-    def update_config(self, actor: Player, changes: dict[str, Any], now: datetime) -> None:
-        """Change some settings (camelCase keys; temperature may be partial) while not running."""
+    def update_config(
+        self, actor: Player, changes: dict[str, Any], now: datetime
+    ) -> SubmittedAction | None:
+        """Change some settings (camelCase keys; temperature may be partial) while not running.
+
+        The dish's temperature comes from the config when it is made (at the first tick); after
+        that only a SET_TEMPERATURE changes it, so a new temperature for a dish that has ticked
+        is also submitted as one, for the next tick (returned: its action is to be queued)."""
         _require_admin(actor, "change the config")
         if self.status not in _CONFIGURABLE:
             raise IllegalTransition(
@@ -300,13 +306,17 @@ class Arena:
             )
         changed = sorted(name for name, value in config.to_dict().items() if value != current[name])
         if not changed:
-            return  # nothing differs: no change, no event, same version
+            return None  # nothing differs: no change, no event, same version
         self.config = config
         self._record(
             ArenaConfigUpdated(
                 **self._next_event(now), changes=changed, config=config.to_dict(), updated_at=now
             )
         )
+        if "temperature" not in changed or self.tick == 0:
+            return None
+        temperature = {"temperature": config.to_dict()["temperature"]}
+        return self.submit_action(actor, ActionType.SET_TEMPERATURE, temperature, None, now)
 
     # --- actions --------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from arena.domain.config import ArenaConfig
 from arena.domain.errors import Unauthenticated
-from arena.domain.model import Arena, Player, TickOutcome
+from arena.domain.model import Arena, Player, SubmittedAction, TickOutcome
 from arena.services.commands import (
     AdvanceArena,
     ChangeStatus,
@@ -83,8 +83,16 @@ def change_status(uow: UnitOfWork, command: ChangeStatus) -> ArenaChanged:
 
 def update_config(uow: UnitOfWork, command: UpdateConfig) -> ArenaChanged:
     arena = uow.arenas.get(command.arena_id)
-    arena.update_config(_actor(arena, command.actor_token_hash), command.changes, _now())
+    actor = _actor(arena, command.actor_token_hash)
+    follow_up = arena.update_config(actor, command.changes, _now())
+    if follow_up is not None:  # a new temperature for a dish that has ticked: its next tick
+        _queue(uow, arena, actor, follow_up)
     return _changed(arena)
+
+
+def _queue(uow: UnitOfWork, arena: Arena, actor: Player, action: SubmittedAction) -> None:
+    due = DueAction(action.action_id, actor.id, action.action_type, action.payload)
+    uow.pending_actions.add(arena.id, due, action.apply_at_tick)
 
 
 def submit_action(uow: UnitOfWork, command: SubmitAction) -> ActionAccepted:
@@ -93,8 +101,7 @@ def submit_action(uow: UnitOfWork, command: SubmitAction) -> ActionAccepted:
     action = arena.submit_action(
         actor, command.action_type, command.payload, command.apply_at_tick, _now()
     )
-    due = DueAction(action.action_id, actor.id, action.action_type, action.payload)
-    uow.pending_actions.add(arena.id, due, action.apply_at_tick)
+    _queue(uow, arena, actor, action)
     return ActionAccepted(arena.id, arena.version, action.action_id, action.apply_at_tick)
 
 

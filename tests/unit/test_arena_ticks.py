@@ -9,10 +9,23 @@ import pytest
 
 from arena.domain.config import ArenaConfig
 from arena.domain.errors import IllegalTransition
-from arena.domain.events import ActionApplied, ActionRejected, SnapshotTaken, TickAdvanced
+from arena.domain.events import (
+    ActionApplied,
+    ActionRejected,
+    ActionSubmitted,
+    ArenaConfigUpdated,
+    SnapshotTaken,
+    TickAdvanced,
+)
 from arena.domain.model import Arena, ArenaStatus, TickOutcome, hash_token
 from arena.services.bus import CommandBus
-from arena.services.commands import AdvanceArena, ChangeStatus, CreateArena, SubmitAction
+from arena.services.commands import (
+    AdvanceArena,
+    ChangeStatus,
+    CreateArena,
+    SubmitAction,
+    UpdateConfig,
+)
 from arena.services.idempotency import Reply
 from arena.services.results import ActionAccepted, ArenaOpened, Result, TickMade
 from arena.simulation import delta
@@ -191,3 +204,33 @@ class FakeUnitsOfWorkSharing(FakeUnitsOfWork):
     def __init__(self, shared: FakeUnitsOfWork) -> None:
         super().__init__()
         self.committed = shared.committed
+
+
+def test_a_new_temperature_for_a_dish_that_has_ticked_reaches_the_board_at_the_next_tick() -> None:
+    units = FakeUnitsOfWork()
+    bus = CommandBus(units, pause=lambda _: None)
+    opened, token = _opened_and_started(bus)
+    _make_due(units, opened.arena_id)
+    bus.handle(AdvanceArena(opened.arena_id, 5))
+    bus.execute(ChangeStatus(opened.arena_id, "pause", token), _reply)
+    seen = len(units.committed.events)
+    bus.execute(UpdateConfig(opened.arena_id, {"temperature": {"value": 30}}, token), _reply)
+    changed, queued = (event for _, event in units.committed.events[seen:])
+    assert isinstance(changed, ArenaConfigUpdated) and isinstance(queued, ActionSubmitted)
+    assert (queued.action_type, queued.apply_at_tick) == ("SET_TEMPERATURE", 2)
+    bus.execute(ChangeStatus(opened.arena_id, "resume", token), _reply)
+    _make_due(units, opened.arena_id)
+    bus.handle(AdvanceArena(opened.arena_id, 5))
+    assert (units.committed.boards[opened.arena_id]["temperature"] == 30.0).all()
+    applied = [e for _, e in units.committed.events if isinstance(e, ActionApplied)]
+    assert applied[-1].action_id == queued.action_id
+
+
+def test_a_temperature_set_before_the_first_tick_is_the_configs_alone() -> None:
+    arena, creator = Arena.create(
+        name="Dish", creator_display_name="Ada", config=ArenaConfig(seed=5), now=T0
+    )
+    arena.collect_events()
+    assert arena.update_config(creator.player, {"temperature": {"value": 20}}, T0) is None
+    (only,) = arena.collect_events()
+    assert isinstance(only, ArenaConfigUpdated)
