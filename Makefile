@@ -18,7 +18,7 @@ export FLASK_APP := app.py
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help setup services services-down services-status migrate run api worker beat consumer \
-        flower test test-unit bench bench-relay bench-simulation up down lint clean
+        flower test test-unit bench bench-relay bench-simulation bench-ticking up down lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ bench-relay: setup services ## Outbox relay benchmark: throughput and commit →
 
 bench-simulation: setup ## Simulation step benchmark: CPU ms per step for 64², 256², 512² boards
 	python -m bench simulation
+
+bench-ticking: setup services ## 100 arenas ticking on the whole pipeline: drift, tick → visible, CPU
+	python -m bench ticking
 
 up: ## The whole stack in Docker (needs a Docker engine with Compose v2)
 	docker compose up --build --detach

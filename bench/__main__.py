@@ -18,6 +18,7 @@ BENCHMARKS = {
     ),
     "relay": ("bench.relay", "the outbox relay: batched vs one-row throughput, commit → Kafka"),
     "simulation": ("bench.simulation", "one simulation step per board size: CPU ms, delta bytes"),
+    "ticking": ("bench.ticking", "many arenas ticking on the whole pipeline: drift, lag, CPU"),
 }
 
 
