@@ -48,7 +48,14 @@ from arena.http.schemas import (
     ProblemSchema,
     ReadQuerySchema,
 )
-from arena.readmodel.boards import board_at, kept, read_board, recent_stats, ticks_between
+from arena.readmodel.boards import (
+    board_at,
+    empty_board,
+    kept,
+    read_board,
+    recent_stats,
+    ticks_between,
+)
 from arena.readmodel.projector import View
 from arena.readmodel.store import ArenaViews
 from arena.simulation import delta
@@ -183,12 +190,7 @@ class ArenaFeed(MethodView):
 def _board_now(view: View) -> Board:
     views = _views()
     board = read_board(views.redis, views.keys(), view["id"])
-    return board or _empty_board(view)  # no tick yet: the dish as the first tick will find it
-
-
-def _empty_board(view: View) -> Board:
-    config = view["config"]
-    return Board.empty(config["width"], config["height"], config["temperature"]["value"])
+    return board or empty_board(view)  # no tick yet: the dish as the first tick will find it
 
 
 def _not_kept(view: View, first: int, last: int, asked: str) -> NoReturn:
@@ -225,7 +227,7 @@ class ArenaBoardAt(MethodView):
         """The board at a tick still in the history, in the shape of /board."""
         views = _views()
         current = _board_now(view)
-        board = board_at(views.redis, views.keys(), view["id"], tick, current, _empty_board(view))
+        board = board_at(views.redis, views.keys(), view["id"], tick, current, empty_board(view))
         if board is None:
             _not_kept(view, tick, tick, f"Tick {tick}")
         return board_body(board, view) | {"stats": None}
@@ -249,7 +251,7 @@ class ArenaHistory(MethodView):
                 ticks = [{"tick": 0, "stats": None, "delta": None, "advancedAt": None}, *ticks]
         else:
             current = _board_now(view)
-            board = board_at(views.redis, keys, arena_id, first, current, _empty_board(view))
+            board = board_at(views.redis, keys, arena_id, first, current, empty_board(view))
             later = ticks_between(views.redis, keys, arena_id, first + 1, last)
             ticks = None
             if board is not None and later is not None:

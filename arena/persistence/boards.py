@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from arena.simulation.board import Board
+from arena.simulation.board import Board, SealedBoard
 from arena.simulation.rules import DueAction
 
 _GET_BOARD = "SELECT board FROM arena_boards WHERE arena_id = %s"
@@ -39,8 +39,8 @@ class SqlBoards:
         row = self._connection.execute(_GET_BOARD, (arena_id,)).fetchone()
         return None if row is None else Board.decode(bytes(row[0]))
 
-    def put(self, arena_id: str, board: Board) -> None:
-        values = (arena_id, board.tick, board.encode(), board.hash())
+    def put(self, arena_id: str, board: SealedBoard) -> None:
+        values = (arena_id, board.tick, board.stored, board.hash)
         self._connection.execute(_PUT_BOARD, values)
 
 

@@ -144,11 +144,13 @@ def _advanced(
 
 
 def _empty_board(redis: Redis, keys: Keys, arena_id: str) -> Board | None:
-    """The board before the first tick, as the write model starts it, from the view's config."""
     raw = redis.get(keys.view(arena_id))
-    if raw is None:
-        return None
-    config = json.loads(raw)["config"]
+    return None if raw is None else empty_board(json.loads(raw))
+
+
+def empty_board(view: dict[str, Any]) -> Board:
+    """The board before the first tick, as the write model starts it, from the view's config."""
+    config = view["config"]
     return Board.empty(config["width"], config["height"], config["temperature"]["value"])
 
 

@@ -119,22 +119,17 @@ def advance_arena(uow: UnitOfWork, command: AdvanceArena) -> TickMade:
     )
     rules = Rules(config.seed, config.diffusion_rate, config.mutation_rate, config.max_organisms)
     made = step(board, uow.pending_actions.due(arena.id, arena.tick + 1), rules)
+    sealed = made.board.sealed()
     outcome = TickOutcome(
-        stats={
-            "organismCount": made.stats.organism_count,
-            "births": made.stats.births,
-            "deaths": made.stats.deaths,
-            "mutations": made.stats.mutations,
-            "avgFitness": made.stats.avg_fitness,
-        },
+        stats=made.stats.to_json(),
         delta=delta.encode(delta.diff(board, made.board)),
-        board_hash=made.board.hash(),
+        board_hash=sealed.hash,
         applied=made.applied,
         rejected=made.rejected,
-        snapshot=made.board.encode_text() if arena.takes_snapshot_at(made.board.tick) else None,
+        snapshot=sealed.text if arena.takes_snapshot_at(sealed.tick) else None,
     )
     arena.record_tick(outcome, now, max_catch_up=command.max_catch_up)
-    uow.boards.put(arena.id, made.board)
+    uow.boards.put(arena.id, sealed)
     uow.pending_actions.settle(arena.id, through_tick=arena.tick)
     return TickMade(arena.id, arena.version, arena.tick, True, another_due=arena.tick_due(now))
 

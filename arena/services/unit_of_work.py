@@ -15,7 +15,7 @@ from typing import Protocol
 
 from arena.domain.model import Arena
 from arena.services.idempotency import IdempotencyKey, Reply
-from arena.simulation.board import Board
+from arena.simulation.board import Board, SealedBoard
 from arena.simulation.rules import DueAction
 
 
@@ -59,7 +59,7 @@ class Boards(Protocol):
         """The board after the arena's latest tick; None before its first."""
         ...
 
-    def put(self, arena_id: str, board: Board) -> None: ...
+    def put(self, arena_id: str, board: SealedBoard) -> None: ...
 
 
 class PendingActions(Protocol):

@@ -17,7 +17,7 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -65,8 +65,6 @@ class Board:
     next_organism_id: int  # ids are 1, 2, 3… per arena, never reused
     owners: list[str]  # player ids; the `owner` layer holds indexes into this list
     layers: dict[str, Layer]
-
-    FIELDS: ClassVar[tuple[str, ...]] = tuple(LAYERS)
 
     @classmethod
     def empty(cls, width: int, height: int, temperature: float) -> Board:
@@ -133,6 +131,15 @@ class Board:
     def hash(self) -> str:
         return hashlib.sha256(self.canonical_bytes()).hexdigest()
 
+    def sealed(self) -> SealedBoard:
+        """The board's hash and stored form from one canonical encoding (a tick needs both)."""
+        canonical = self.canonical_bytes()
+        return SealedBoard(
+            self.tick,
+            hashlib.sha256(canonical).hexdigest(),
+            zlib.compress(canonical, BOARD_COMPRESSION),
+        )
+
     def encode(self) -> bytes:
         """The canonical bytes, compressed (zlib): what the write model stores. Level 1: every
         tick stores its board on both sides, and level 6 cost five times the CPU (7 ms for a
@@ -142,10 +149,6 @@ class Board:
     @classmethod
     def decode(cls, stored: bytes) -> Board:
         return cls.from_canonical(zlib.decompress(stored))
-
-    def encode_text(self) -> str:
-        """`encode()` in base64: a snapshot as events and JSON carry it."""
-        return base64.b64encode(self.encode()).decode()
 
     @classmethod
     def decode_text(cls, text: str) -> Board:
@@ -172,6 +175,20 @@ class Board:
 
     def same_as(self, other: Board) -> bool:
         return self.canonical_bytes() == other.canonical_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBoard:
+    """A board as the write model keeps it: its tick, hash and stored (compressed) bytes."""
+
+    tick: int
+    hash: str
+    stored: bytes
+
+    @property
+    def text(self) -> str:
+        """The stored bytes in base64: a snapshot as events and JSON carry it."""
+        return base64.b64encode(self.stored).decode()
 
 
 def _shape(name: str, width: int, height: int) -> tuple[int, ...]:

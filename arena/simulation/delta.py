@@ -33,9 +33,6 @@ class Patch:
     cells: npt.NDArray[np.int32] | None
     flips: npt.NDArray[Any]
 
-    def size(self) -> int:
-        return int(self.flips.size if self.cells is None else self.cells.size)
-
 
 @dataclass(frozen=True, slots=True)
 class Delta:

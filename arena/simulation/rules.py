@@ -80,6 +80,16 @@ class TickStats:
     mutations: int
     avg_fitness: float
 
+    def to_json(self) -> dict[str, Any]:
+        """As `TickAdvanced` carries them (the engine adds `ticksSkipped`)."""
+        return {
+            "organismCount": self.organism_count,
+            "births": self.births,
+            "deaths": self.deaths,
+            "mutations": self.mutations,
+            "avgFitness": self.avg_fitness,
+        }
+
 
 @dataclass(slots=True)
 class TickResult:

@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 
 from tests.e2e.conftest import Pipeline
 from tests.support.api import arena_path, create_arena, drive, join
-from tests.support.ticks import TICKING, act, spawn, view_of, written_board
+from tests.support.ticks import TICKING, act, spawn, ticks_recorded, view_of, written_board
 from tests.support.waiting import wait_until
 
 DEADLINE_SECONDS = 60
@@ -78,13 +78,6 @@ def test_a_running_arena_ticks_and_its_board_matches_the_write_model(
         return written_board(sql, arena_id)[0] > written_tick
 
     wait_until(ticked_on, deadline_seconds=DEADLINE_SECONDS, what="ticks after the resume")
-    ticks = [
-        tick
-        for (tick,) in sql.execute(
-            "SELECT (envelope->'payload'->>'tick')::int FROM outbox"
-            " WHERE aggregate_id = %s AND event_type = 'TickAdvanced' ORDER BY aggregate_version",
-            (arena_id,),
-        ).fetchall()
-    ]
+    ticks = ticks_recorded(sql, arena_id)
     assert ticks == list(range(1, len(ticks) + 1))  # no tick lost, none made twice
     drive(client, arena_id, ada, "stop")

@@ -17,7 +17,7 @@ from arena.domain.events import DomainEvent
 from arena.domain.model import Arena
 from arena.services.idempotency import IdempotencyKey, IdempotencyKeyReused, Reply
 from arena.services.unit_of_work import ConcurrentUpdate, Provenance
-from arena.simulation.board import Board
+from arena.simulation.board import Board, SealedBoard
 from arena.simulation.rules import DueAction
 
 
@@ -76,8 +76,8 @@ class FakeBoards:
         found = self._committed.boards.get(arena_id)
         return None if found is None else found.copy()
 
-    def put(self, arena_id: str, board: Board) -> None:
-        self.written[arena_id] = board.copy()
+    def put(self, arena_id: str, board: SealedBoard) -> None:
+        self.written[arena_id] = Board.decode(board.stored)
 
 
 class FakePendingActions:
