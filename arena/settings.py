@@ -49,6 +49,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "tick_schedule_seconds": ("TICK_SCHEDULE_SECONDS", "0.25"),
     "tick_max_catch_up": ("TICK_MAX_CATCH_UP", "5"),
     "tick_lease_seconds": ("TICK_LEASE_SECONDS", "30"),
+    "tick_batch_cells": ("TICK_BATCH_CELLS", "65536"),
     "log_level": ("LOG_LEVEL", "INFO"),
 }
 
@@ -105,6 +106,7 @@ class Settings:
     tick_schedule_seconds: float
     tick_max_catch_up: int
     tick_lease_seconds: float
+    tick_batch_cells: int
     log_level: str
 
     @classmethod

@@ -24,6 +24,7 @@ import numpy as np
 from arena.simulation import delta
 from arena.simulation.board import Board
 from arena.simulation.rules import DueAction, Rules, step
+from arena.stored_board import encode
 from bench.table import print_markdown
 
 KINDS = ("BACTERIA", "BACTERIA", "FUNGI", "PHAGE")
@@ -84,7 +85,7 @@ def measure(side: int, steps: int, settle: int, seed: int) -> list[str]:
         f"{copy_ms:.3f}",
         f"{p50 / copy_ms:.1f}",
         f"{statistics.median(delta_bytes) / 1024:,.1f}",
-        f"{len(board.encode()) / 1024:,.1f}",
+        f"{len(encode(board)) / 1024:,.1f}",
         verdict,
     ]
 

@@ -1,4 +1,4 @@
-"""The tick engine: beat's scheduling pass, and the task that makes one arena's due ticks."""
+"""The tick engine: beat's scheduling pass, and the task that makes a batch of arenas' due ticks."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from celery import shared_task
 
 from arena.bootstrap import components
 from arena.extensions import db
-from arena.messaging.celery import ADVANCE_ARENA_TASK, SCHEDULE_TICKS_TASK
+from arena.messaging.celery import ADVANCE_ARENAS_TASK, SCHEDULE_TICKS_TASK
 from arena.persistence.connections import pooled_connection
-from arena.persistence.tick_leases import claim_due, release
-from arena.services.commands import AdvanceArena
-from arena.services.results import TickMade
+from arena.persistence.tick_leases import batches, claim_due, release
+from arena.services.commands import AdvanceArenas
+from arena.services.results import TicksMade
 
 log = logging.getLogger(__name__)
 
@@ -21,34 +21,36 @@ CLAIMS_PER_PASS = 500
 
 @shared_task(name=SCHEDULE_TICKS_TASK)
 def schedule_ticks() -> int:
-    """Claim every running arena whose next tick is due and send one `advance_arena` for each."""
-    settings = components().settings
+    """Claim every running arena whose next tick is due and send `advance_arenas` for them, a
+    task per TICK_BATCH_CELLS cells of boards: few transactions, yet every worker busy."""
+    parts = components()
     with pooled_connection(db.engine) as connection:
         due = claim_due(
-            connection, limit=CLAIMS_PER_PASS, lease_seconds=settings.tick_lease_seconds
+            connection, limit=CLAIMS_PER_PASS, lease_seconds=parts.settings.tick_lease_seconds
         )
-    for arena_id in due:
-        components().celery.send_task(ADVANCE_ARENA_TASK, args=[arena_id])
+    for arena_ids in batches(due, parts.settings.tick_batch_cells):
+        parts.celery.send_task(ADVANCE_ARENAS_TASK, args=[arena_ids])
     return len(due)
 
 
-@shared_task(name=ADVANCE_ARENA_TASK)
-def advance_arena(arena_id: str) -> int:
-    """Make the arena's due ticks, each in its own transaction: up to TICK_MAX_CATCH_UP of
-    them (an arena further behind skips ahead instead), then free the arena's lease."""
+@shared_task(name=ADVANCE_ARENAS_TASK)
+def advance_arenas(arena_ids: list[str]) -> int:
+    """Make the arenas' due ticks, a transaction for all of them per tick: each arena up to
+    TICK_MAX_CATCH_UP of them (one further behind skips ahead instead), then free the leases."""
     parts = components()
-    command = AdvanceArena(arena_id, max_catch_up=parts.settings.tick_max_catch_up)
-    made = tick = 0
+    max_catch_up = parts.settings.tick_max_catch_up
+    behind, made = list(arena_ids), 0
     try:
-        for _ in range(command.max_catch_up):
-            result = parts.bus.handle(command)
-            assert isinstance(result, TickMade)
-            made, tick = made + result.advanced, result.tick
-            if not result.another_due:
+        for _ in range(max_catch_up):
+            result = parts.bus.handle(AdvanceArenas(tuple(behind), max_catch_up))
+            assert isinstance(result, TicksMade)
+            made += sum(tick.advanced for tick in result.ticks)
+            behind = result.another_due()
+            if not behind:
                 break
     finally:
         with pooled_connection(db.engine) as connection:
-            release(connection, arena_id)
-    if made > 1:
-        log.info("arena %s caught up %d ticks (now at tick %d)", arena_id, made, tick)
+            release(connection, arena_ids)
+    if made > len(arena_ids):
+        log.info("%d arenas made %d ticks, catching up", len(arena_ids), made)
     return made

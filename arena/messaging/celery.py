@@ -28,7 +28,7 @@ PRUNE_OUTBOX_EVERY_SECONDS = 60.0
 PURGE_IDEMPOTENCY_TASK = "tasks.idempotency.purge_expired_keys"
 PURGE_IDEMPOTENCY_EVERY_SECONDS = 3600.0
 SCHEDULE_TICKS_TASK = "tasks.ticks.schedule_ticks"
-ADVANCE_ARENA_TASK = "tasks.ticks.advance_arena"
+ADVANCE_ARENAS_TASK = "tasks.ticks.advance_arenas"
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
                 "task": PURGE_IDEMPOTENCY_TASK,
                 "schedule": PURGE_IDEMPOTENCY_EVERY_SECONDS,
             },
-            # Finds running arenas whose next tick is due and sends one advance_arena each.
+            # Finds running arenas whose next tick is due and sends advance_arenas for them.
             "schedule-ticks": {
                 "task": SCHEDULE_TICKS_TASK,
                 "schedule": settings.tick_schedule_seconds,

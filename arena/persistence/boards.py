@@ -7,12 +7,14 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from arena.simulation.board import Board, SealedBoard
+from arena.simulation.board import Board
 from arena.simulation.rules import DueAction
+from arena.stored_board import SealedBoard, decode
 
-_GET_BOARD = "SELECT board FROM arena_boards WHERE arena_id = %s"
-_PUT_BOARD = """
-INSERT INTO arena_boards (arena_id, tick, board, board_hash) VALUES (%s, %s, %s, %s)
+_GET_BOARDS = "SELECT arena_id::text, board FROM arena_boards WHERE arena_id = ANY(%s::uuid[])"
+_PUT_BOARDS = """
+INSERT INTO arena_boards (arena_id, tick, board, board_hash)
+SELECT * FROM unnest(%s::uuid[], %s::int[], %s::bytea[], %s::text[])
 ON CONFLICT (arena_id) DO UPDATE
    SET tick = EXCLUDED.tick, board = EXCLUDED.board, board_hash = EXCLUDED.board_hash
 """
@@ -21,12 +23,17 @@ INSERT INTO pending_actions (action_id, arena_id, player_id, action_type, payloa
 VALUES (%s, %s, %s, %s, %s, %s)
 """
 _DUE_ACTIONS = """
-SELECT action_id::text, player_id::text, action_type, payload
-  FROM pending_actions
- WHERE arena_id = %s AND apply_at_tick = %s
- ORDER BY seq
+SELECT a.arena_id::text, a.action_id::text, a.player_id::text, a.action_type, a.payload
+  FROM pending_actions a
+  JOIN unnest(%s::uuid[], %s::int[]) AS due(arena_id, tick)
+    ON a.arena_id = due.arena_id AND a.apply_at_tick = due.tick
+ ORDER BY a.arena_id, a.seq
 """
-_SETTLE_ACTIONS = "DELETE FROM pending_actions WHERE arena_id = %s AND apply_at_tick <= %s"
+_SETTLE_ACTIONS = """
+DELETE FROM pending_actions a
+ USING unnest(%s::uuid[], %s::int[]) AS settled(arena_id, tick)
+ WHERE a.arena_id = settled.arena_id AND a.apply_at_tick <= settled.tick
+"""
 
 
 class SqlBoards:
@@ -35,13 +42,22 @@ class SqlBoards:
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
         self._connection = connection
 
-    def get(self, arena_id: str) -> Board | None:
-        row = self._connection.execute(_GET_BOARD, (arena_id,)).fetchone()
-        return None if row is None else Board.decode(bytes(row[0]))
+    def get_many(self, arena_ids: list[str]) -> dict[str, Board]:
+        if not arena_ids:
+            return {}
+        rows = self._connection.execute(_GET_BOARDS, (arena_ids,)).fetchall()
+        return {arena_id: decode(bytes(stored)) for arena_id, stored in rows}
 
-    def put(self, arena_id: str, board: SealedBoard) -> None:
-        values = (arena_id, board.tick, board.stored, board.hash)
-        self._connection.execute(_PUT_BOARD, values)
+    def put_many(self, boards: dict[str, SealedBoard]) -> None:
+        if boards:
+            sealed = list(boards.values())
+            columns = (
+                list(boards),
+                [board.tick for board in sealed],
+                [board.stored for board in sealed],
+                [board.hash for board in sealed],
+            )
+            self._connection.execute(_PUT_BOARDS, columns)
 
 
 class SqlPendingActions:
@@ -59,9 +75,16 @@ class SqlPendingActions:
         )
         self._connection.execute(_ADD_ACTION, values)
 
-    def due(self, arena_id: str, tick: int) -> list[DueAction]:
-        rows = self._connection.execute(_DUE_ACTIONS, (arena_id, tick)).fetchall()
-        return [DueAction(*row) for row in rows]
+    def due_many(self, ticks: dict[str, int]) -> dict[str, list[DueAction]]:
+        if not ticks:
+            return {}
+        rows = self._connection.execute(_DUE_ACTIONS, (list(ticks), list(ticks.values())))
+        due: dict[str, list[DueAction]] = {}
+        for arena_id, *action in rows.fetchall():
+            due.setdefault(arena_id, []).append(DueAction(*action))
+        return due
 
-    def settle(self, arena_id: str, through_tick: int) -> None:
-        self._connection.execute(_SETTLE_ACTIONS, (arena_id, through_tick))
+    def settle_many(self, through_ticks: dict[str, int]) -> None:
+        if through_ticks:
+            columns = (list(through_ticks), list(through_ticks.values()))
+            self._connection.execute(_SETTLE_ACTIONS, columns)

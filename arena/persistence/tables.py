@@ -70,7 +70,7 @@ class BoardRow(Model):
         UUID(as_uuid=True), ForeignKey("arenas.id", ondelete="CASCADE"), primary_key=True
     )
     tick: Mapped[int] = mapped_column(BigInteger)
-    board: Mapped[bytes] = mapped_column(LargeBinary)  # canonical encoding, zlib-compressed
+    board: Mapped[bytes] = mapped_column(LargeBinary)  # canonical encoding in an LZ4 frame
     board_hash: Mapped[str] = mapped_column(String(64))
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
+from arena import stored_board
 from arena.domain.envelope import EventEnvelope
 from arena.readmodel.keys import Keys
 from arena.simulation import delta
@@ -57,7 +58,7 @@ def follow_boards(
     stored = redis.mget([keys.board(arena_id) for arena_id in arena_ids])
     changed: dict[str, Board] = {}
     for arena_id, raw in zip(arena_ids, stored, strict=True):
-        board = None if raw is None else Board.decode(raw)
+        board = None if raw is None else stored_board.decode(raw)
         before = board
         for envelope in by_arena[arena_id]:
             board = _advanced(redis, keys, arena_id, board, envelope)
@@ -65,7 +66,12 @@ def follow_boards(
             changed[arena_id] = board
     with redis.pipeline(transaction=False) as pipe:
         if changed:
-            pipe.mset({keys.board(arena_id): board.encode() for arena_id, board in changed.items()})
+            pipe.mset(
+                {
+                    keys.board(arena_id): stored_board.encode(board)
+                    for arena_id, board in changed.items()
+                }
+            )
         for arena_id, events in by_arena.items():
             _record_history(pipe, keys, arena_id, events, history_ticks)
         pipe.execute()
@@ -116,7 +122,7 @@ def _trim_snapshots(redis: Redis, keys: Keys, arena_id: str, window_start: int) 
 
 def read_board(redis: Redis, keys: Keys, arena_id: str) -> Board | None:
     raw = redis.get(keys.board(arena_id))
-    return None if raw is None else Board.decode(raw)
+    return None if raw is None else stored_board.decode(raw)
 
 
 def _advanced(
@@ -127,7 +133,7 @@ def _advanced(
     if envelope.event_type == "SnapshotTaken":
         if board is not None and board.tick > tick:
             return board
-        return Board.decode_text(payload["board"])
+        return stored_board.decode_text(payload["board"])
     if board is None and tick == 1:
         board = _empty_board(redis, keys, arena_id)
     if board is None or board.tick != tick - 1:
@@ -191,7 +197,7 @@ def board_at(
     else:
         raw = redis.hget(keys.snapshots(arena_id), str(base_tick))
         assert raw is not None
-        board = Board.decode(raw)
+        board = stored_board.decode(raw)
     entries = ticks_between(redis, keys, arena_id, base_tick + 1, tick)
     if entries is None:
         return None

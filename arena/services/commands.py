@@ -56,11 +56,12 @@ class SubmitAction:
 
 
 @dataclass(frozen=True, slots=True)
-class AdvanceArena:
-    """Sent by the tick engine, not by a client: make the arena's next tick if it is due."""
+class AdvanceArenas:
+    """Sent by the tick engine, not by a client: make the next tick of each of these arenas
+    that is due, all in one transaction (a tick's cost is mostly per transaction, not per cell)."""
 
-    arena_id: str
-    max_catch_up: int  # ticks behind at which the arena skips ahead instead of catching up
+    arena_ids: tuple[str, ...]
+    max_catch_up: int  # ticks behind at which an arena skips ahead instead of catching up
 
 
 Command = (
@@ -70,5 +71,5 @@ Command = (
     | ChangeStatus
     | UpdateConfig
     | SubmitAction
-    | AdvanceArena
+    | AdvanceArenas
 )

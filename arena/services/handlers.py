@@ -14,7 +14,7 @@ from arena.domain.config import ArenaConfig
 from arena.domain.errors import Unauthenticated
 from arena.domain.model import Arena, Player, SubmittedAction, TickOutcome
 from arena.services.commands import (
-    AdvanceArena,
+    AdvanceArenas,
     ChangeStatus,
     Command,
     CreateArena,
@@ -30,11 +30,13 @@ from arena.services.results import (
     PlayerAdmitted,
     Result,
     TickMade,
+    TicksMade,
 )
 from arena.services.unit_of_work import UnitOfWork
 from arena.simulation import delta
 from arena.simulation.board import Board
 from arena.simulation.rules import DueAction, Rules, step
+from arena.stored_board import SealedBoard, seal
 
 
 def _now() -> datetime:
@@ -105,33 +107,59 @@ def submit_action(uow: UnitOfWork, command: SubmitAction) -> ActionAccepted:
     return ActionAccepted(arena.id, arena.version, action.action_id, action.apply_at_tick)
 
 
-def advance_arena(uow: UnitOfWork, command: AdvanceArena) -> TickMade:
-    """One tick, if due: the board, its due actions, the step, and the tick's events, in the
-    unit's one transaction (a command that changed the arena meanwhile makes the bus run the
-    tick again on the new version)."""
-    arena = uow.arenas.get(command.arena_id)
+def advance_arenas(uow: UnitOfWork, command: AdvanceArenas) -> TicksMade:
+    """The next tick of each arena that is due: its board, its due actions, the step and the
+    tick's events, all in the unit's one transaction (a command that changed one of the arenas
+    meanwhile makes the bus run them all again on the new versions). Loads and stores go a
+    statement for all the arenas, not one each."""
     now = _now()
-    if not arena.tick_due(now):
-        return TickMade(arena.id, arena.version, arena.tick, advanced=False, another_due=False)
-    config = arena.config
-    board = uow.boards.get(arena.id) or Board.empty(
-        config.width, config.height, config.temperature.value
+    arenas = uow.arenas.get_many(list(command.arena_ids))
+    due = [arena for arena in arenas if arena.tick_due(now)]
+    boards = uow.boards.get_many([arena.id for arena in due])
+    actions = uow.pending_actions.due_many({arena.id: arena.tick + 1 for arena in due})
+    uow.boards.put_many(
+        {
+            arena.id: _tick(
+                arena, boards.get(arena.id), actions.get(arena.id, []), now, command.max_catch_up
+            )
+            for arena in due
+        }
     )
+    uow.pending_actions.settle_many({arena.id: arena.tick for arena in due})
+    advanced = {arena.id for arena in due}
+    return TicksMade(
+        tuple(
+            TickMade(
+                arena.id,
+                arena.version,
+                arena.tick,
+                advanced=arena.id in advanced,
+                another_due=arena.id in advanced and arena.tick_due(now),
+            )
+            for arena in arenas
+        )
+    )
+
+
+def _tick(
+    arena: Arena, board: Board | None, actions: list[DueAction], now: datetime, max_catch_up: int
+) -> SealedBoard:
+    """Step the arena's board once and record the tick on the arena: the board it stores."""
+    config = arena.config
+    before = board or Board.empty(config.width, config.height, config.temperature.value)
     rules = Rules(config.seed, config.diffusion_rate, config.mutation_rate, config.max_organisms)
-    made = step(board, uow.pending_actions.due(arena.id, arena.tick + 1), rules)
-    sealed = made.board.sealed()
+    made = step(before, actions, rules)
+    sealed = seal(made.board)
     outcome = TickOutcome(
         stats=made.stats.to_json(),
-        delta=delta.encode(delta.diff(board, made.board)),
+        delta=delta.encode(delta.diff(before, made.board)),
         board_hash=sealed.hash,
         applied=made.applied,
         rejected=made.rejected,
         snapshot=sealed.text if arena.takes_snapshot_at(sealed.tick) else None,
     )
-    arena.record_tick(outcome, now, max_catch_up=command.max_catch_up)
-    uow.boards.put(arena.id, sealed)
-    uow.pending_actions.settle(arena.id, through_tick=arena.tick)
-    return TickMade(arena.id, arena.version, arena.tick, True, another_due=arena.tick_due(now))
+    arena.record_tick(outcome, now, max_catch_up=max_catch_up)
+    return sealed
 
 
 HANDLERS: dict[type[Any], Callable[[UnitOfWork, Any], Result]] = {
@@ -141,7 +169,7 @@ HANDLERS: dict[type[Any], Callable[[UnitOfWork, Any], Result]] = {
     ChangeStatus: change_status,
     UpdateConfig: update_config,
     SubmitAction: submit_action,
-    AdvanceArena: advance_arena,
+    AdvanceArenas: advance_arenas,
 }
 
 

@@ -46,7 +46,8 @@ class ActionAccepted:
 
 @dataclass(frozen=True, slots=True)
 class TickMade:
-    """AdvanceArena: whether a tick was made (none was due: no), and whether another is due."""
+    """One arena of an AdvanceArenas: whether a tick was made (none was due: no), and whether
+    another is due."""
 
     arena_id: str
     version: int
@@ -55,4 +56,15 @@ class TickMade:
     another_due: bool
 
 
-Result = ArenaOpened | PlayerAdmitted | ArenaChanged | ActionAccepted | TickMade
+@dataclass(frozen=True, slots=True)
+class TicksMade:
+    """AdvanceArenas: each arena it found, in the order asked for."""
+
+    ticks: tuple[TickMade, ...]
+
+    def another_due(self) -> list[str]:
+        """The arenas still behind: a catch-up runs them again."""
+        return [made.arena_id for made in self.ticks if made.another_due]
+
+
+Result = ArenaOpened | PlayerAdmitted | ArenaChanged | ActionAccepted | TicksMade

@@ -15,8 +15,9 @@ from typing import Protocol
 
 from arena.domain.model import Arena
 from arena.services.idempotency import IdempotencyKey, Reply
-from arena.simulation.board import Board, SealedBoard
+from arena.simulation.board import Board
 from arena.simulation.rules import DueAction
+from arena.stored_board import SealedBoard
 
 
 class ConcurrentUpdate(Exception):
@@ -44,6 +45,10 @@ class Arenas(Protocol):
         """A fresh load; raises `NotFound` when there is no such arena."""
         ...
 
+    def get_many(self, arena_ids: list[str]) -> list[Arena]:
+        """Fresh loads of those of `arena_ids` that exist, in their order."""
+        ...
+
 
 class RememberedReplies(Protocol):
     def find(self, key: IdempotencyKey) -> Reply | None:
@@ -55,22 +60,26 @@ class RememberedReplies(Protocol):
 
 
 class Boards(Protocol):
-    def get(self, arena_id: str) -> Board | None:
-        """The board after the arena's latest tick; None before its first."""
+    def get_many(self, arena_ids: list[str]) -> dict[str, Board]:
+        """The board after each arena's latest tick; an arena before its first has none."""
         ...
 
-    def put(self, arena_id: str, board: SealedBoard) -> None: ...
+    def put_many(self, boards: dict[str, SealedBoard]) -> None:
+        """Keep each arena's new board (arena id → board)."""
+        ...
 
 
 class PendingActions(Protocol):
     def add(self, arena_id: str, action: DueAction, apply_at_tick: int) -> None: ...
 
-    def due(self, arena_id: str, tick: int) -> list[DueAction]:
-        """The actions for `tick`, in submission order."""
+    def due_many(self, ticks: dict[str, int]) -> dict[str, list[DueAction]]:
+        """Each arena's actions for its tick (arena id → tick), in submission order; an arena
+        with none is left out."""
         ...
 
-    def settle(self, arena_id: str, through_tick: int) -> None:
-        """Forget the actions of every tick up to `through_tick`: they were applied or rejected."""
+    def settle_many(self, through_ticks: dict[str, int]) -> None:
+        """Forget each arena's actions of every tick up to its tick (arena id → tick): they
+        were applied or rejected."""
         ...
 
 

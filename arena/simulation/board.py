@@ -5,17 +5,16 @@ handful of whole-grid array operations and a delta is simply the cells that chan
 An empty cell has `organism_id == 0` and `kind == EMPTY`; its other organism layers hold zeros.
 
 Invariant: `canonical_bytes()` is the one encoding of a board's whole state. The board hash is its
-SHA-256, the stored (compressed) board is it, and `Board.decode(board.encode())` equals the board.
+SHA-256, the stored (compressed) board is it (`arena.stored_board`), and
+`Board.from_canonical(board.canonical_bytes())` equals the board.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import json
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,6 @@ KIND_CODES = {name: code for code, name in KIND_NAMES.items()}
 ANTIBIOTICS = ("A", "B", "C")
 NO_OWNER = -1
 ENCODING = "petri-board/1"  # the canonical encoding's name and version (docs/simulation.md)
-BOARD_COMPRESSION = 1  # zlib level of stored boards and snapshots (see `encode`)
 
 Layer = npt.NDArray[Any]
 
@@ -131,29 +129,6 @@ class Board:
     def hash(self) -> str:
         return hashlib.sha256(self.canonical_bytes()).hexdigest()
 
-    def sealed(self) -> SealedBoard:
-        """The board's hash and stored form from one canonical encoding (a tick needs both)."""
-        canonical = self.canonical_bytes()
-        return SealedBoard(
-            self.tick,
-            hashlib.sha256(canonical).hexdigest(),
-            zlib.compress(canonical, BOARD_COMPRESSION),
-        )
-
-    def encode(self) -> bytes:
-        """The canonical bytes, compressed (zlib): what the write model stores. Level 1: every
-        tick stores its board on both sides, and level 6 cost five times the CPU (7 ms for a
-        64 x 64 board here) for a fifth fewer bytes."""
-        return zlib.compress(self.canonical_bytes(), BOARD_COMPRESSION)
-
-    @classmethod
-    def decode(cls, stored: bytes) -> Board:
-        return cls.from_canonical(zlib.decompress(stored))
-
-    @classmethod
-    def decode_text(cls, text: str) -> Board:
-        return cls.decode(base64.b64decode(text, validate=True))
-
     @classmethod
     def from_canonical(cls, data: bytes) -> Board:
         (length,) = struct.unpack_from("<I", data)
@@ -175,20 +150,6 @@ class Board:
 
     def same_as(self, other: Board) -> bool:
         return self.canonical_bytes() == other.canonical_bytes()
-
-
-@dataclass(frozen=True, slots=True)
-class SealedBoard:
-    """A board as the write model keeps it: its tick, hash and stored (compressed) bytes."""
-
-    tick: int
-    hash: str
-    stored: bytes
-
-    @property
-    def text(self) -> str:
-        """The stored bytes in base64: a snapshot as events and JSON carry it."""
-        return base64.b64encode(self.stored).decode()
 
 
 def _shape(name: str, width: int, height: int) -> tuple[int, ...]:

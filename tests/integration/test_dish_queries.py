@@ -1,6 +1,6 @@
 """The dish's queries over the real read model, fed with the real tick path's events.
 
-Ticks are made by the command bus on PostgreSQL (`AdvanceArena`, as the tick task sends it, with
+Ticks are made by the command bus on PostgreSQL (`AdvanceArenas`, as the tick task sends it, with
 the arena made due by hand instead of by waiting); their outbox envelopes are applied to Redis
 with `apply_many`, the projection task's call. No workers: the e2e tests run those.
 """
@@ -19,13 +19,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from arena import stored_board
 from arena.bootstrap import components
 from arena.domain.envelope import EventEnvelope
 from arena.extensions import db
 from arena.readmodel.batch import apply_many
 from arena.readmodel.verify import divergences
-from arena.services.commands import AdvanceArena
-from arena.simulation.board import Board
+from arena.services.commands import AdvanceArenas
+from arena.services.results import TicksMade
 from tests.support.api import arena_path, create_arena, drive, join, problem_of
 
 pytestmark = pytest.mark.integration
@@ -55,8 +56,8 @@ class Dish:
                 (self.id,),
             )
             with self.app.app_context():
-                made = components().bus.handle(AdvanceArena(self.id, max_catch_up=5))
-            assert made.advanced  # type: ignore[union-attr]
+                made = components().bus.handle(AdvanceArenas((self.id,), max_catch_up=5))
+            assert isinstance(made, TicksMade) and [t.advanced for t in made.ticks] == [True]
         self.project()
 
     def project(self) -> None:
@@ -105,7 +106,7 @@ def test_the_board_the_queries_show_is_the_write_models_at_the_same_tick(dish: D
     dish.tick(9)
     shown = dish.get("/board").get_json()
     tick, board_hash, stored = dish.written()
-    written = Board.decode(stored)
+    written = stored_board.decode(stored)
     assert (shown["tick"], shown["boardHash"]) == (tick, board_hash) == (9, written.hash())
     assert (shown["width"], shown["height"], shown["encoding"]) == (12, 10, "petri-board/1")
     assert (_layer(shown["layers"]["nutrients"]) == written["nutrients"]).all()
@@ -163,7 +164,7 @@ def test_history_refuses_bad_ranges_and_says_what_it_keeps(
 
 def test_leaderboard_organism_genome_and_metrics(dish: Dish) -> None:
     dish.tick(6)
-    board = Board.decode(dish.written()[2])
+    board = stored_board.decode(dish.written()[2])
     leaders = dish.get("/leaderboard", top=2).get_json()
     assert [entry["rank"] for entry in leaders["entries"]] == [1, 2]
     assert leaders["entries"][0]["fitness"] >= leaders["entries"][1]["fitness"]
@@ -210,9 +211,9 @@ def test_verify_compares_the_read_models_board_with_the_write_models(dish: Dish)
     with dish.app.app_context():
         views = components().views
         assert [d for d in divergences(db.session, views) if d.arena_id == dish.id] == []
-        older = Board.decode(dish.written()[2])
+        older = stored_board.decode(dish.written()[2])
         older.tick -= 1  # a board behind its view, as if a delta had gone missing
         older["energy"][:] = 0
-        views.redis.set(views.keys().board(dish.id), older.encode())
+        views.redis.set(views.keys().board(dish.id), stored_board.encode(older))
         found = [d for d in divergences(db.session, views) if d.arena_id == dish.id]
     assert [(d.field, d.expected) for d in found] == [("boardHash", dish.written()[1])]

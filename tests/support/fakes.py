@@ -17,8 +17,9 @@ from arena.domain.events import DomainEvent
 from arena.domain.model import Arena
 from arena.services.idempotency import IdempotencyKey, IdempotencyKeyReused, Reply
 from arena.services.unit_of_work import ConcurrentUpdate, Provenance
-from arena.simulation.board import Board, SealedBoard
+from arena.simulation.board import Board
 from arena.simulation.rules import DueAction
+from arena.stored_board import SealedBoard, decode
 
 
 @dataclass
@@ -41,11 +42,18 @@ class FakeArenas:
         self.seen.append((arena, 0))
 
     def get(self, arena_id: str) -> Arena:
-        stored = self._committed.arenas.get(arena_id)
-        if stored is None:
+        found = self.get_many([arena_id])
+        if not found:
             raise NotFound(f"Arena {arena_id} does not exist.")
-        loaded = copy.deepcopy(stored)
-        self.seen.append((loaded, loaded.version))
+        return found[0]
+
+    def get_many(self, arena_ids: list[str]) -> list[Arena]:
+        loaded = [
+            copy.deepcopy(self._committed.arenas[i])
+            for i in arena_ids
+            if i in self._committed.arenas
+        ]
+        self.seen += [(arena, arena.version) for arena in loaded]
         return loaded
 
 
@@ -72,12 +80,12 @@ class FakeBoards:
         self._committed = committed
         self.written: dict[str, Board] = {}
 
-    def get(self, arena_id: str) -> Board | None:
-        found = self._committed.boards.get(arena_id)
-        return None if found is None else found.copy()
+    def get_many(self, arena_ids: list[str]) -> dict[str, Board]:
+        committed = self._committed.boards
+        return {i: committed[i].copy() for i in arena_ids if i in committed}
 
-    def put(self, arena_id: str, board: SealedBoard) -> None:
-        self.written[arena_id] = Board.decode(board.stored)
+    def put_many(self, boards: dict[str, SealedBoard]) -> None:
+        self.written |= {i: decode(board.stored) for i, board in boards.items()}
 
 
 class FakePendingActions:
@@ -89,14 +97,18 @@ class FakePendingActions:
     def add(self, arena_id: str, action: DueAction, apply_at_tick: int) -> None:
         self.actions.append((arena_id, action, apply_at_tick))
 
-    def due(self, arena_id: str, tick: int) -> list[DueAction]:
-        return [action for arena, action, at in self.actions if (arena, at) == (arena_id, tick)]
+    def due_many(self, ticks: dict[str, int]) -> dict[str, list[DueAction]]:
+        due: dict[str, list[DueAction]] = {}
+        for arena, action, at in self.actions:
+            if ticks.get(arena) == at:
+                due.setdefault(arena, []).append(action)
+        return due
 
-    def settle(self, arena_id: str, through_tick: int) -> None:
+    def settle_many(self, through_ticks: dict[str, int]) -> None:
         self.actions = [
             (arena, action, at)
             for arena, action, at in self.actions
-            if arena != arena_id or at > through_tick
+            if arena not in through_ticks or at > through_ticks[arena]
         ]
 
 

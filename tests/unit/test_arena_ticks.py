@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from arena.domain.config import ArenaConfig
@@ -20,16 +21,17 @@ from arena.domain.events import (
 from arena.domain.model import Arena, ArenaStatus, TickOutcome, hash_token
 from arena.services.bus import CommandBus
 from arena.services.commands import (
-    AdvanceArena,
+    AdvanceArenas,
     ChangeStatus,
     CreateArena,
     SubmitAction,
     UpdateConfig,
 )
 from arena.services.idempotency import Reply
-from arena.services.results import ActionAccepted, ArenaOpened, Result, TickMade
+from arena.services.results import ActionAccepted, ArenaOpened, Result, TickMade, TicksMade
 from arena.simulation import delta
 from arena.simulation.board import BACTERIA, Board
+from arena.stored_board import decode_text
 from tests.support.fakes import FakeUnitsOfWork
 
 T0 = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
@@ -141,6 +143,13 @@ def _spawn(arena_id: str, token: str, x: int, y: int) -> SubmitAction:
     return SubmitAction(arena_id, "SPAWN_ORGANISM", payload, None, token)  # type: ignore[arg-type]
 
 
+def _advance(bus: CommandBus, arena_id: str) -> TickMade:
+    result = bus.handle(AdvanceArenas((arena_id,), 5))
+    assert isinstance(result, TicksMade)
+    (made,) = result.ticks
+    return made
+
+
 def test_a_tick_applies_the_due_actions_keeps_the_board_and_records_the_tick() -> None:
     units = FakeUnitsOfWork()
     bus = CommandBus(units, pause=lambda _: None)
@@ -151,12 +160,12 @@ def test_a_tick_applies_the_due_actions_keeps_the_board_and_records_the_tick() -
     first, second, third = kept
     assert isinstance(first, ActionAccepted) and isinstance(second, ActionAccepted)
 
-    assert bus.handle(AdvanceArena(opened.arena_id, 5)) == TickMade(
+    assert _advance(bus, opened.arena_id) == TickMade(
         opened.arena_id, 5, 0, advanced=False, another_due=False
     )  # not due yet: nothing happens
     _make_due(units, opened.arena_id)
-    made = bus.handle(AdvanceArena(opened.arena_id, 5))
-    assert isinstance(made, TickMade) and made.advanced and made.tick == 1
+    made = _advance(bus, opened.arena_id)
+    assert made.advanced and made.tick == 1
 
     events = [event for _, event in units.committed.events]
     settled = [e for e in events if isinstance(e, ActionApplied | ActionRejected)]
@@ -174,10 +183,10 @@ def test_a_tick_applies_the_due_actions_keeps_the_board_and_records_the_tick() -
     assert units.committed.actions == []  # settled
 
     _make_due(units, opened.arena_id)
-    bus.handle(AdvanceArena(opened.arena_id, 5))  # tick 2: a snapshot tick
+    _advance(bus, opened.arena_id)  # tick 2: a snapshot tick
     snapshot = [e for _, e in units.committed.events if isinstance(e, SnapshotTaken)]
     assert [s.tick for s in snapshot] == [2]
-    assert Board.decode_text(snapshot[0].board).same_as(units.committed.boards[opened.arena_id])
+    assert decode_text(snapshot[0].board).same_as(units.committed.boards[opened.arena_id])
 
 
 def test_a_tick_racing_a_pause_is_run_again_and_then_finds_nothing_due() -> None:
@@ -192,7 +201,7 @@ def test_a_tick_racing_a_pause_is_run_again_and_then_finds_nothing_due() -> None
         rival.execute(ChangeStatus(opened.arena_id, "pause", token), _reply)
 
     units.before_commit = pause_first
-    made = bus.handle(AdvanceArena(opened.arena_id, 5))
+    made = _advance(bus, opened.arena_id)
     assert made == TickMade(opened.arena_id, 3, 0, advanced=False, another_due=False)
     assert units.committed.arenas[opened.arena_id].status is ArenaStatus.PAUSED
     assert opened.arena_id not in units.committed.boards
@@ -211,7 +220,7 @@ def test_a_new_temperature_for_a_dish_that_has_ticked_reaches_the_board_at_the_n
     bus = CommandBus(units, pause=lambda _: None)
     opened, token = _opened_and_started(bus)
     _make_due(units, opened.arena_id)
-    bus.handle(AdvanceArena(opened.arena_id, 5))
+    _advance(bus, opened.arena_id)
     bus.execute(ChangeStatus(opened.arena_id, "pause", token), _reply)
     seen = len(units.committed.events)
     bus.execute(UpdateConfig(opened.arena_id, {"temperature": {"value": 30}}, token), _reply)
@@ -220,7 +229,7 @@ def test_a_new_temperature_for_a_dish_that_has_ticked_reaches_the_board_at_the_n
     assert (queued.action_type, queued.apply_at_tick) == ("SET_TEMPERATURE", 2)
     bus.execute(ChangeStatus(opened.arena_id, "resume", token), _reply)
     _make_due(units, opened.arena_id)
-    bus.handle(AdvanceArena(opened.arena_id, 5))
+    _advance(bus, opened.arena_id)
     assert (units.committed.boards[opened.arena_id]["temperature"] == 30.0).all()
     applied = [e for _, e in units.committed.events if isinstance(e, ActionApplied)]
     assert applied[-1].action_id == queued.action_id
@@ -234,3 +243,34 @@ def test_a_temperature_set_before_the_first_tick_is_the_configs_alone() -> None:
     assert arena.update_config(creator.player, {"temperature": {"value": 20}}, T0) is None
     (only,) = arena.collect_events()
     assert isinstance(only, ArenaConfigUpdated)
+
+
+def test_one_unit_ticks_every_due_arena_of_a_batch_each_with_its_own_actions() -> None:
+    units = FakeUnitsOfWork()
+    bus = CommandBus(units, pause=lambda _: None)
+    (first, first_token), (second, second_token), (idle, _) = (
+        _opened_and_started(bus) for _ in range(3)
+    )
+    bus.execute(_spawn(first.arena_id, first_token, 1, 1), _reply)
+    bus.execute(_spawn(second.arena_id, second_token, 6, 6), _reply)
+    _make_due(units, first.arena_id)
+    _make_due(units, second.arena_id)
+    units_before = len(units.opened)
+
+    batch = (first.arena_id, "not-an-arena", second.arena_id, idle.arena_id)
+    result = bus.handle(AdvanceArenas(batch, 5))
+
+    assert len(units.opened) == units_before + 1  # one unit of work: one transaction
+    assert isinstance(result, TicksMade)
+    assert [(t.arena_id, t.advanced, t.tick) for t in result.ticks] == [
+        (first.arena_id, True, 1),
+        (second.arena_id, True, 1),
+        (idle.arena_id, False, 0),
+    ]
+    boards = units.committed.boards
+    assert np.argwhere(boards[first.arena_id]["kind"] == BACTERIA).tolist() == [[1, 1]]
+    assert np.argwhere(boards[second.arena_id]["kind"] == BACTERIA).tolist() == [[6, 6]]
+    assert idle.arena_id not in boards
+    advanced = [e for _, e in units.committed.events if isinstance(e, TickAdvanced)]
+    assert sorted(e.aggregate_id for e in advanced) == sorted((first.arena_id, second.arena_id))
+    assert units.committed.actions == []

@@ -17,9 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def imports_of(package: str) -> dict[str, set[str]]:
-    """Module path → the top two levels of every module it imports (`arena.http`, `flask`…)."""
+    """Module path → the top two levels of every module it imports (`arena.http`, `flask`…), for a
+    package or a single module."""
     found = {}
-    for path in sorted((ROOT / package.replace(".", "/")).rglob("*.py")):
+    where = ROOT / package.replace(".", "/")
+    paths = sorted(where.rglob("*.py")) if where.is_dir() else [where.with_suffix(".py")]
+    assert paths, package
+    for path in paths:
         names = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
@@ -37,8 +41,12 @@ FRAMEWORKS = {"flask", "flask_smorest", "sqlalchemy", "psycopg", "kafka", "redis
     ("package", "inward"),
     [
         ("arena.domain", {"arena.domain"}),
-        ("arena.services", {"arena.domain", "arena.services", "arena.simulation"}),
+        (
+            "arena.services",
+            {"arena.domain", "arena.services", "arena.simulation", "arena.stored_board"},
+        ),
         ("arena.simulation", {"arena.simulation"}),
+        ("arena.stored_board", {"arena.simulation"}),
     ],
 )
 def test_inner_layers_import_no_framework_and_only_inward(package, inward):
@@ -54,14 +62,20 @@ def test_inner_layers_import_no_framework_and_only_inward(package, inward):
     assert {module: names for module, names in wrong.items() if names} == {}
 
 
-def test_the_simulation_needs_numpy_and_the_standard_library_only():
+@pytest.mark.parametrize(
+    ("package", "libraries"), [("arena.simulation", {"numpy"}), ("arena.stored_board", {"lz4"})]
+)
+def test_the_simulation_needs_numpy_and_the_standard_library_only_and_its_storage_lz4(
+    package, libraries
+):
     outside = {
         module: sorted(
             name
             for name in names
-            if name.split(".")[0] not in sys.stdlib_module_names | {"numpy", "arena", "__future__"}
+            if name.split(".")[0]
+            not in sys.stdlib_module_names | {"numpy", "arena", "__future__"} | libraries
         )
-        for module, names in imports_of("arena.simulation").items()
+        for module, names in imports_of(package).items()
     }
     assert {module: names for module, names in outside.items() if names} == {}
 
