@@ -12,9 +12,10 @@ from arena.simulation.rules import DueAction
 from arena.stored_board import SealedBoard, decode
 
 _GET_BOARDS = "SELECT arena_id::text, board FROM arena_boards WHERE arena_id = ANY(%s::uuid[])"
+# Binary parameters (%b): a bytea array as text escapes every byte, 100 ms for 16 boards here.
 _PUT_BOARDS = """
 INSERT INTO arena_boards (arena_id, tick, board, board_hash)
-SELECT * FROM unnest(%s::uuid[], %s::int[], %s::bytea[], %s::text[])
+SELECT * FROM unnest(%b::uuid[], %b::int[], %b::bytea[], %b::text[])
 ON CONFLICT (arena_id) DO UPDATE
    SET tick = EXCLUDED.tick, board = EXCLUDED.board, board_hash = EXCLUDED.board_hash
 """
@@ -45,7 +46,8 @@ class SqlBoards:
     def get_many(self, arena_ids: list[str]) -> dict[str, Board]:
         if not arena_ids:
             return {}
-        rows = self._connection.execute(_GET_BOARDS, (arena_ids,)).fetchall()
+        # Binary results: a bytea in text comes as hex, twice its size, encoded and decoded.
+        rows = self._connection.execute(_GET_BOARDS, (arena_ids,), binary=True).fetchall()
         return {arena_id: decode(bytes(stored)) for arena_id, stored in rows}
 
     def put_many(self, boards: dict[str, SealedBoard]) -> None:

@@ -21,11 +21,13 @@ from arena.persistence.idempotency import IdempotencyStore
 from arena.persistence.repository import ArenaRepository
 from arena.services.unit_of_work import ConcurrentUpdate, Provenance
 
-# Any number of events in one statement; the envelope is stored as the JSON text built here.
+# Any number of events in one statement; the envelope is stored as the JSON text built here. The
+# arrays go in binary (%b): as text, psycopg quotes and PostgreSQL unquotes every character of
+# every envelope, four times the client's CPU for a tick's events.
 _INSERT_EVENTS = """
 INSERT INTO outbox (event_id, event_type, aggregate_id, aggregate_version, envelope)
 SELECT event_id, event_type, aggregate_id, aggregate_version, envelope::jsonb
-  FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::int[], %s::text[])
+  FROM unnest(%b::uuid[], %b::text[], %b::uuid[], %b::int[], %b::text[])
     AS events(event_id, event_type, aggregate_id, aggregate_version, envelope)
 """
 # The same, plus the relay's wake-up notice, in the same round trip. PostgreSQL delivers the
