@@ -38,6 +38,7 @@ from tests.support.services import forget_celery_queues, isolated_settings, libp
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 MINIMAL_RELAY_TOPIC_SUFFIX = ".minimal-relay"  # the yardstick relay's (bench/minimal_relay.py)
 SERVICE_WAIT_SECONDS = 300  # Kafka may be mid-restart (another engineer's tests)
+DROP_DATABASE_SECONDS = 60.0  # an autovacuum worker in the run's database holds the drop up
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,18 @@ def drop_resources(
                 db.session.remove()
                 db.engine.dispose()
         name = make_url(settings.database_url).database
+        # FORCE ends our own sessions, but not an autovacuum worker's (a superuser's), which a
+        # run's churn often has in the database at the end: it moves on within seconds.
+        deadline = time.monotonic() + DROP_DATABASE_SECONDS
         with psycopg.connect(libpq_dsn(run.base), autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            while True:
+                try:
+                    connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    return
+                except psycopg.errors.InsufficientPrivilege:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
 
     def delete_topics_and_groups() -> None:
         wait_for(settings, "Kafka")

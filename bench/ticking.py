@@ -2,8 +2,9 @@
 
 `--arenas` arenas of `--side` x `--side` cells are opened through the API (in this process),
 fed, seeded with organisms of two players and started, each ticking every `--tick-millis`; a
-real Celery worker (concurrency 2, every queue), Celery beat and `flask consume` make and
-project their ticks. After `--warmup` seconds, for `--seconds` it measures:
+real Celery worker for ticks and projections (concurrency 2) and one for the relay (concurrency
+1), as `make run` starts them, Celery beat and `flask consume` make and project their ticks.
+After `--warmup` seconds, for `--seconds` it measures:
 
 - the tick rate achieved against the rate scheduled (arenas x seconds / tickMillis), i.e. the
   drift; the issue's target is at most 5 %;
@@ -33,6 +34,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
 from arena.bootstrap import components
+from arena.messaging.celery import relay_queue
 from arena.settings import Settings
 from bench.cpu import KAFKA, POSTGRES_OURS, REDIS_BROKER, REDIS_READ_MODEL, CpuMeter, Usage
 from bench.resources import (
@@ -54,7 +56,16 @@ from tests.support.processes import (
 
 POLL_SECONDS = 0.025
 SEEDS_PER_ARENA = 12
-KINDS = ("worker", "beat", "consumer", POSTGRES_OURS, REDIS_BROKER, REDIS_READ_MODEL, KAFKA)
+KINDS = (
+    "worker",
+    "relay",
+    "beat",
+    "consumer",
+    POSTGRES_OURS,
+    REDIS_BROKER,
+    REDIS_READ_MODEL,
+    KAFKA,
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -165,10 +176,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     meter.start()
     watcher: Watcher | None = None
     try:
-        processes.start("worker", celery_worker_command(f"{run.worker_prefix}@%h", 2), environment)
+        # The workers of `make run` (Procfile): the relay's drainer has a worker of its own, and
+        # the tick and projection tasks share the other's two processes.
+        queue = run.settings.celery_queue
+        relay = celery_worker_command(f"{run.worker_prefix}-relay@%h", 1, relay_queue(run.settings))
+        processes.start("relay", relay, environment)
+        worker = celery_worker_command(f"{run.worker_prefix}@%h", 2, queue)
+        processes.start("worker", worker, environment)
         processes.start("beat", celery_beat_command(workdir / "celerybeat-schedule"), environment)
         processes.start("consumer", flask_command("consume"), environment)
         processes.wait_for_line("worker", " ready.")
+        processes.wait_for_line("relay", " ready.")
         arena_ids = open_arenas(app.test_client(), args)
         watcher = Watcher(app, arena_ids)
         watcher.start()
@@ -188,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             watcher.stop()
         processes.stop_all()
         meter.stop()
-        for problem in drop_resources(run, [app]):
+        for problem in drop_resources(run, [app], queues=[relay_queue(run.settings)]):
             click.echo(f"clean-up: {problem}", err=True)
     return 0
 
