@@ -391,13 +391,14 @@ start_redis() {
     fi
     mkdir -p "$R_DIR"
     log "$R_NAME" "starting on 127.0.0.1:$R_PORT"
-    redis-server --daemonize yes --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
+    # Started in the background here rather than with --daemonize: a daemonized server writes its
+    # pid file only after its parent has returned, so a check right after start could find no pid
+    # file and take a live server loading a large append-only file for a dead one. setsid: the
+    # server outlives the shell that ran `up`.
+    nohup setsid redis-server --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
         --save "" --appendonly yes --appendfsync everysec \
-        --dir "$R_DIR" --logfile "$R_LOG" --pidfile "$R_PID" ||
-        {
-            show_tail "$R_LOG"
-            die "$R_NAME" "redis-server failed to start (see $R_LOG)"
-        }
+        --dir "$R_DIR" --logfile "$R_LOG" --pidfile "$R_PID" >/dev/null 2>&1 &
+    echo $! >"$R_PID"
     wait_for "$R_NAME" "$REDIS_TIMEOUT" redis_answers redis_alive "$R_LOG"
     log "$R_NAME" "up on 127.0.0.1:$R_PORT"
 }
