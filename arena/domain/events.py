@@ -54,6 +54,9 @@ class DomainEvent:
     """
 
     schema_version: ClassVar[int] = 1
+    # Older schemas of this type that the current fields still read faithfully: events written
+    # before an upgrade may still wait in the outbox or in Kafka.
+    also_reads_schema_versions: ClassVar[frozenset[int]] = frozenset()
 
     aggregate_id: str
     version: int
@@ -159,6 +162,11 @@ class ActionRejected(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TickAdvanced(DomainEvent):
+    # 2: integer differences in `delta` travel in the narrowest width, named by a patch's `width`;
+    # a schema-1 delta (no `width`) decodes as before.
+    schema_version: ClassVar[int] = 2
+    also_reads_schema_versions: ClassVar[frozenset[int]] = frozenset({1})
+
     tick: int  # the arena's tick after this one
     stats: JsonObject  # organismCount, births, deaths, mutations, avgFitness, ticksSkipped
     delta: JsonObject  # the board's changed cells (docs/simulation.md, "Encodings")
@@ -206,7 +214,10 @@ def decode_event(
     cls = EVENT_TYPES.get(event_type)
     if cls is None:
         raise UnknownEvent(f"unknown event type {event_type!r}")
-    if schema_version != cls.schema_version:
+    if (
+        schema_version != cls.schema_version
+        and schema_version not in cls.also_reads_schema_versions
+    ):
         raise UnknownEvent(f"{event_type} schema version {schema_version} is not supported")
     when = _read_datetime("occurredAt", occurred_at)
     try:

@@ -139,3 +139,14 @@ def test_keys_a_schema_does_not_name_are_ignored():
     )
 
     assert extra.event() == started.event()
+
+
+@pytest.mark.parametrize("cls", EVENT_TYPES.values(), ids=lambda cls: cls.__name__)
+def test_an_event_reads_its_older_schemas_it_says_it_reads_and_no_newer(cls):
+    event = next(event for event in every_kind_of_event() if type(event) is cls)
+    wire = on_the_wire(event).to_dict()
+    for version in {cls.schema_version, *cls.also_reads_schema_versions}:
+        assert EventEnvelope.from_dict(wire | {"schemaVersion": version}).event() == event
+    with pytest.raises(PoisonEvent, match="schema version"):
+        EventEnvelope.from_dict(wire | {"schemaVersion": cls.schema_version + 1}).event()
+    assert all(version < cls.schema_version for version in cls.also_reads_schema_versions)
