@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import dataclasses
 import os
 import threading
 import time
@@ -135,19 +136,29 @@ class Watcher(threading.Thread):
 
 
 def _ticks_made(run: Run, since: datetime, until: datetime) -> list[tuple[str, int, float, int]]:
-    """(arena, tick, advancedAt epoch, bytes of all that tick's envelopes) in the window."""
+    """(arena, tick, advancedAt epoch, bytes of all that tick's envelopes) in the window.
+
+    One pass over the outbox grouped by (arena, tick), joined to the window's ticks: a subquery
+    per tick read each arena's rows once per tick, minutes for a 5-minute run.
+    """
     with psycopg.connect(run.dsn) as connection:
         rows = connection.execute(
             """
-            SELECT t.aggregate_id::text, (t.envelope->'payload'->>'tick')::int,
-                   EXTRACT(EPOCH FROM (t.envelope->'payload'->>'advancedAt')::timestamptz),
-                   (SELECT sum(octet_length(o.envelope::text)) FROM outbox o
-                     WHERE o.aggregate_id = t.aggregate_id
-                       AND o.envelope->'payload'->>'tick' = t.envelope->'payload'->>'tick'
-                       AND o.event_type IN
-                           ('TickAdvanced', 'SnapshotTaken', 'ActionApplied', 'ActionRejected'))
-              FROM outbox t
-             WHERE t.event_type = 'TickAdvanced' AND t.created_at >= %s AND t.created_at < %s
+            WITH made AS (
+                SELECT aggregate_id, (envelope->'payload'->>'tick')::int AS tick,
+                       EXTRACT(EPOCH FROM (envelope->'payload'->>'advancedAt')::timestamptz) AS at
+                  FROM outbox
+                 WHERE event_type = 'TickAdvanced' AND created_at >= %s AND created_at < %s
+            ), sizes AS (
+                SELECT aggregate_id, (envelope->'payload'->>'tick')::int AS tick,
+                       sum(octet_length(envelope::text)) AS size
+                  FROM outbox
+                 WHERE event_type IN
+                       ('TickAdvanced', 'SnapshotTaken', 'ActionApplied', 'ActionRejected')
+                 GROUP BY 1, 2
+            )
+            SELECT made.aggregate_id::text, made.tick, made.at, sizes.size
+              FROM made JOIN sizes USING (aggregate_id, tick)
             """,
             (since, until),
         ).fetchall()
@@ -195,8 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         since, window = datetime.now(UTC), meter.begin()
         time.sleep(args.seconds)
         until = datetime.now(UTC)
+        usage = meter.end(window)  # before reading the outbox: that query is no tick's cost
         made = _ticks_made(run, since, until)
-        usage = meter.end(window, len(made))
+        usage = dataclasses.replace(usage, events=len(made))
         time.sleep(2.0)  # let the last ticks of the window reach the read model
         watcher.stop()
         report(args, made, watcher.seen, usage, load_at_start, (until - since).total_seconds())
