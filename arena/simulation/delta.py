@@ -98,25 +98,23 @@ def decode(data: dict[str, Any]) -> Delta:
 
 
 def _encode_patch(name: str, patch: Patch) -> dict[str, Any]:
-    encoded: dict[str, Any] = {"cells": None if patch.cells is None else _pack(patch.cells, "<i4")}
-    if _counts(name):
-        width = _narrowest_width(patch.flips)
-        encoded["width"] = width
-        encoded["flips"] = _pack(patch.flips.view(f"<i{patch.flips.dtype.itemsize}"), f"<i{width}")
-    else:
-        encoded["flips"] = _pack(patch.flips, _wire_dtype(name, None))
-    return encoded
+    cells = None if patch.cells is None else _pack(patch.cells, "<i4")
+    if not _counts(name):
+        return {"cells": cells, "flips": _pack(patch.flips, _wire_dtype(name, None))}
+    differences = patch.flips.view(f"<i{patch.flips.dtype.itemsize}")  # wrapped → signed
+    width = _narrowest_width(differences)
+    return {"cells": cells, "width": width, "flips": _pack(differences, f"<i{width}")}
 
 
 def _narrowest_width(differences: npt.NDArray[Any]) -> int:
-    """Bytes of the narrowest signed integer that holds every (wrapped) difference."""
-    signed = differences.view(f"<i{differences.dtype.itemsize}")
-    low, high = (int(signed.min()), int(signed.max())) if signed.size else (0, 0)
-    for width in (1, 2, 4):
-        limits = np.iinfo(f"i{width}")
-        if width >= differences.dtype.itemsize or (limits.min <= low and high <= limits.max):
-            return width
-    return differences.dtype.itemsize
+    """Bytes of the narrowest signed integer that holds every difference (at most their own)."""
+    low, high = (int(differences.min()), int(differences.max())) if differences.size else (0, 0)
+    return next(
+        width
+        for width in (1, 2, 4, 8)
+        if width == differences.dtype.itemsize
+        or np.iinfo(f"i{width}").min <= low <= high <= np.iinfo(f"i{width}").max
+    )
 
 
 def _wire_dtype(name: str, width: Any) -> str:
