@@ -103,6 +103,14 @@ pid_matches() {
     [[ $cmdline == *"$needle"* ]]
 }
 
+# True when the process with this pid exists and has not exited (a zombie has exited). Unlike
+# pid_matches it reads no command line, which is briefly empty while a process execs.
+pid_running() {
+    local state
+    state="$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" || return 1
+    [[ -n $state && $state != Z ]]
+}
+
 # True when something accepts TCP connections on 127.0.0.1:$1.
 port_open() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
@@ -339,7 +347,7 @@ status_postgres() {
 # $REDIS_PORT) and `readmodel` (read model, on $READMODEL_REDIS_PORT). The functions below take
 # NAME PORT; redis_use sets the instance the helpers (and wait_for's callbacks) work on.
 
-R_NAME="" R_PORT="" R_DIR="" R_PID="" R_LOG=""
+R_NAME="" R_PORT="" R_DIR="" R_PID="" R_LOG="" R_STARTED=""
 
 redis_use() {
     local stem
@@ -360,7 +368,7 @@ redis_pid() {
         echo "$pid"
     fi
 }
-redis_alive() { [[ -n "$(redis_pid)" ]]; }
+redis_started_alive() { pid_running "$R_STARTED"; } # the server start_redis has just launched
 redis_answers() {
     command -v redis-cli >/dev/null &&
         [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$R_PORT" ping 2>/dev/null)" == PONG ]]
@@ -393,13 +401,15 @@ start_redis() {
     log "$R_NAME" "starting on 127.0.0.1:$R_PORT"
     # Started in the background here rather than with --daemonize: a daemonized server writes its
     # pid file only after its parent has returned, so a check right after start could find no pid
-    # file and take a live server loading a large append-only file for a dead one. setsid: the
-    # server outlives the shell that ran `up`.
+    # file and take a live server loading a large append-only file for a dead one. Until the
+    # server answers, "alive" means the process launched here still runs (its command line and
+    # title change while it execs and starts). setsid: the server outlives the shell that ran `up`.
     nohup setsid redis-server --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
         --save "" --appendonly yes --appendfsync everysec \
         --dir "$R_DIR" --logfile "$R_LOG" --pidfile "$R_PID" >/dev/null 2>&1 &
-    echo $! >"$R_PID"
-    wait_for "$R_NAME" "$REDIS_TIMEOUT" redis_answers redis_alive "$R_LOG"
+    R_STARTED=$!
+    echo "$R_STARTED" >"$R_PID"
+    wait_for "$R_NAME" "$REDIS_TIMEOUT" redis_answers redis_started_alive "$R_LOG"
     log "$R_NAME" "up on 127.0.0.1:$R_PORT"
 }
 
