@@ -7,6 +7,7 @@ import logging
 from flask import Flask
 
 from arena.extensions import db, migrate
+from arena.process_memory import reuse_large_blocks
 from arena.settings import Settings
 
 
@@ -19,6 +20,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or Settings.from_env()
     _configure_logging(settings.log_level)
+    reuse_large_blocks()
     app = Flask(__name__)
     app.config.update(
         SQLALCHEMY_DATABASE_URI=settings.database_url,
