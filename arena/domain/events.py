@@ -162,10 +162,11 @@ class ActionRejected(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TickAdvanced(DomainEvent):
-    # 2: integer differences in `delta` travel in the narrowest width, named by a patch's `width`;
-    # a schema-1 delta (no `width`) decodes as before.
-    schema_version: ClassVar[int] = 2
-    also_reads_schema_versions: ClassVar[frozenset[int]] = frozenset({1})
+    # 3: `delta` packs every layer into one zlib stream and carries energy as steps of its grid;
+    # 2: integer differences in the narrowest width, named by a patch's `width`; 1: no `width`.
+    # Schemas 1 and 2 decode as before.
+    schema_version: ClassVar[int] = 3
+    also_reads_schema_versions: ClassVar[frozenset[int]] = frozenset({1, 2})
 
     tick: int  # the arena's tick after this one
     stats: JsonObject  # organismCount, births, deaths, mutations, avgFitness, ticksSkipped

@@ -48,6 +48,9 @@ LAYERS: dict[str, tuple[str, bool]] = {
     "resistance": ("<f4", True),
     "optimum_temperature": ("<f4", False),
 }
+# The rules keep energy on this grid, rounded down: exact in float32 up to 2**14, and a tick
+# changes it by whole steps, which a delta carries as small integers.
+ENERGY_QUANTUM = 2**-10
 ORGANISM_LAYERS = tuple(
     name for name in LAYERS if name not in ("nutrients", "antibiotic", "temperature")
 )

@@ -22,6 +22,7 @@ from arena.simulation.board import (
     ANTIBIOTICS,
     BACTERIA,
     EMPTY,
+    ENERGY_QUANTUM,
     FUNGI,
     KIND_CODES,
     PHAGE,
@@ -249,7 +250,7 @@ def _feed(board: Board) -> None:
     uptake = np.where(eaters, np.minimum(board["nutrients"], wanted.astype(np.int64)), 0)
     board["nutrients"][...] = board["nutrients"] - uptake
     gained = uptake / FIELD_SCALE * ENERGY_PER_NUTRIENT
-    board["energy"][...] = (board["energy"] + gained).astype(np.float32)
+    board["energy"][...] = _on_grid(board["energy"] + gained)
 
 
 def _metabolise(board: Board) -> None:
@@ -257,7 +258,16 @@ def _metabolise(board: Board) -> None:
     base = np.select([kind == code for code in BASE_COST], list(BASE_COST.values()), 0.0)
     distance = np.abs(board["temperature"] - board["optimum_temperature"])
     cost = np.where(board.occupied(), base + TEMPERATURE_COST * distance, 0.0)
-    board["energy"][...] = (board["energy"] - cost).astype(np.float32)
+    board["energy"][...] = _on_grid(board["energy"] - cost)
+
+
+def _on_grid(energy: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """Energy rounded down to ENERGY_QUANTUM: an organism never holds more than exact arithmetic
+    would give it, and each tick changes it by whole steps, which deltas carry as small
+    integers (`delta.FLOAT_SCALES`) instead of float bits."""
+    steps = np.floor(energy.astype(np.float64) / ENERGY_QUANTUM)
+    on_grid: npt.NDArray[np.float32] = (steps * ENERGY_QUANTUM).astype(np.float32)
+    return on_grid
 
 
 def _die(board: Board) -> int:
@@ -321,7 +331,7 @@ def _reproduce(board: Board, rules: Rules, rng: np.random.Generator, counts: _Co
         return
     py, px = ready_y[parents], ready_x[parents]
     cy, cx = np.concatenate(child_y), np.concatenate(child_x)
-    half = (board["energy"][py, px] / 2).astype(np.float32)
+    half = _on_grid(board["energy"][py, px] / 2)
     board["energy"][py, px] = half
     board["offspring"][py, px] += 1
     _bear(board, (py, px), (cy, cx), half, rules, rng, counts)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from arena.simulation import rules
-from arena.simulation.board import BACTERIA, EMPTY, FUNGI, PHAGE, Board
+from arena.simulation.board import BACTERIA, EMPTY, ENERGY_QUANTUM, FUNGI, PHAGE, Board
 from arena.simulation.rules import DueAction, Rules, step
 
 PLAYER = "11111111-1111-1111-1111-111111111111"
@@ -31,6 +33,11 @@ def _nutrients(amount: float, width: int, height: int) -> DueAction:
 
 def _board(width: int = 5, height: int = 5, temperature: float = 37.0) -> Board:
     return Board.empty(width, height, temperature)
+
+
+def _grid(energy: float) -> float:
+    """Energy as the rules keep it: rounded down to ENERGY_QUANTUM."""
+    return math.floor(energy / ENERGY_QUANTUM) * ENERGY_QUANTUM
 
 
 def test_diffusion_conserves_the_total_exactly_and_spreads_to_neighbours() -> None:
@@ -73,10 +80,10 @@ def test_an_organism_feeds_from_its_cell_and_pays_for_the_temperature() -> None:
     board["nutrients"][2, 2] = 1_000
     fed = step(board, [_spawn("BACTERIA", 2, 2)], STILL).board
     assert fed["nutrients"][2, 2] == 1_000 - 1 - 500  # decay, then the uptake limit of 0.5
-    assert fed["energy"][2, 2] == pytest.approx(rules.SPAWN_ENERGY + 0.5 - 0.10)
+    assert fed["energy"][2, 2] == _grid(rules.SPAWN_ENERGY + 0.5 - 0.10)
 
     cold = step(_board(temperature=17.0), [_spawn("BACTERIA", 2, 2)], STILL).board
-    assert cold["energy"][2, 2] == pytest.approx(1.0 - 0.10 - rules.TEMPERATURE_COST * 20)
+    assert cold["energy"][2, 2] == _grid(1.0 - 0.10 - rules.TEMPERATURE_COST * 20)
 
 
 def test_a_starving_organism_dies_when_its_energy_runs_out() -> None:
@@ -112,7 +119,7 @@ def test_division_needs_a_free_neighbour() -> None:
     board = step(_board(), crowd, STILL).board
     board["energy"][2, 2] = 5.0
     boxed = step(board, [], STILL)
-    assert boxed.stats.births == 0 and boxed.board["energy"][2, 2] == pytest.approx(4.9)
+    assert boxed.stats.births == 0 and boxed.board["energy"][2, 2] == _grid(4.9)
 
     board["kind"][2, 1] = EMPTY  # the west neighbour (x 1, y 2) leaves
     board.clear(board["kind"] == EMPTY)
@@ -122,7 +129,22 @@ def test_division_needs_a_free_neighbour() -> None:
     assert child["kind"][2, 1] == BACTERIA
     assert child["parent_id"][2, 1] == board["organism_id"][2, 2]
     assert child["generation"][2, 1] == 1 and child["offspring"][2, 2] == 1
-    assert child["energy"][2, 1] == child["energy"][2, 2] == pytest.approx(4.9 / 2)
+    assert child["energy"][2, 1] == child["energy"][2, 2] == _grid(_grid(4.9) / 2)
+
+
+def test_energy_stays_on_its_grid_however_it_changes() -> None:
+    """Feeding, metabolism at any temperature, division and infection all round down to it."""
+    busy = Rules(seed=11, diffusion_rate=0.2, mutation_rate=0.2, max_organisms=400)
+    kinds = ("BACTERIA", "FUNGI", "PHAGE")
+    spawns = [_spawn(kinds[(x + y) % 3], x, y) for x in range(0, 20, 3) for y in range(0, 20, 2)]
+    board = step(_board(20, 20, 31.3), [*spawns, _nutrients(4.0, 20, 20)], busy).board
+    births = 0
+    for _ in range(40):
+        result = step(board, [], busy)
+        board, births = result.board, births + result.stats.births
+        steps = board["energy"].astype(np.float64) / ENERGY_QUANTUM
+        assert (steps == np.floor(steps)).all()
+    assert births > 0
 
 
 def test_spawns_and_births_stop_at_the_cap() -> None:
