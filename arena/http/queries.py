@@ -189,8 +189,7 @@ class ArenaFeed(MethodView):
 
 def _board_now(view: View) -> Board:
     views = _views()
-    board = read_board(views.redis, views.keys(), view["id"])
-    return board or empty_board(view)  # no tick yet: the dish as the first tick will find it
+    return read_board(views.redis, views.keys(), view["id"], empty_board(view))
 
 
 def _not_kept(view: View, first: int, last: int, asked: str) -> NoReturn:

@@ -1,24 +1,28 @@
-"""Each arena's board in the read model, kept by the events that carry it.
+"""Each arena's board in the read model: its history, and the board at any tick kept in it.
 
-`TickAdvanced` carries the tick's delta and `SnapshotTaken` the whole board; the board key holds
-the board as the write model stores it (the canonical encoding, compressed), under the same
-generation as the views. It follows the arena's view: the caller hands over the events it has
-just applied to views (or found already applied, after a crash between the two writes), and
-each is applied to the board at most once, by tick: a delta only to the board of the tick
-before it, a snapshot to any board not past it. So redelivery changes nothing, and a board that
-missed a delta waits for the next snapshot instead of going wrong.
+`TickAdvanced` carries the tick's delta and `SnapshotTaken` the whole board (the canonical
+encoding, compressed, as the write model stores it). The projection only records them, under
+the same generation as the views: each tick's stats and delta by tick, each snapshot by tick, so
+redelivery writes the same entries again and changes nothing. It never decodes a board: that is
+work for a reader, who may never come, and not for every tick of every arena.
 
-Beside the board, a bounded history from which the board of each of the last `history_ticks`
-ticks can be rebuilt: the snapshots since the newest one at or before that window's start (its
-base), and each tick's stats and delta since that base. Both are trimmed as each snapshot
-arrives, so at most `history_ticks` + 2 x `snapshotEveryTicks` ticks are kept.
+The board at tick t is the newest snapshot at or before t with the deltas after it applied (or,
+before the first snapshot, the empty dish of the view's config with every delta since tick 1).
+The current board is the newest the history gives that way: a missing delta stops it there
+until the next snapshot, instead of letting it go wrong. Readers keep the board they built under
+`Keys.board` (for `BOARD_CACHE_SECONDS`), so the next read starts from it and applies only the
+ticks since.
+
+The history is bounded: the snapshots since the newest one at or before the window of the last
+`history_ticks` ticks (its base), and each tick's stats and delta since that base. Both are
+trimmed as each snapshot arrives, so at most `history_ticks` + 2 x `snapshotEveryTicks` ticks
+are kept.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +36,13 @@ from arena.readmodel.keys import Keys
 from arena.simulation import delta
 from arena.simulation.board import Board
 
-log = logging.getLogger(__name__)
-
 BOARD_EVENTS = frozenset({"TickAdvanced", "SnapshotTaken"})
 
 
 DEFAULT_HISTORY_TICKS = 1000
+# A reader's board outlives its generation (a rebuild drops the old one while reads finish) by
+# no more than this.
+BOARD_CACHE_SECONDS = 600
 
 
 def follow_boards(
@@ -46,32 +51,14 @@ def follow_boards(
     envelopes: Sequence[EventEnvelope],
     history_ticks: int = DEFAULT_HISTORY_TICKS,
 ) -> None:
-    """Bring each arena's board and history up to the board events among `envelopes` (in order
-    per arena)."""
+    """Record the board events among `envelopes` (in order per arena) in each arena's history."""
     by_arena: dict[str, list[EventEnvelope]] = {}
     for envelope in envelopes:
         if envelope.event_type in BOARD_EVENTS:
             by_arena.setdefault(envelope.aggregate_id, []).append(envelope)
     if not by_arena:
         return
-    arena_ids = list(by_arena)
-    stored = redis.mget([keys.board(arena_id) for arena_id in arena_ids])
-    changed: dict[str, Board] = {}
-    for arena_id, raw in zip(arena_ids, stored, strict=True):
-        board = None if raw is None else stored_board.decode(raw)
-        before = board
-        for envelope in by_arena[arena_id]:
-            board = _advanced(redis, keys, arena_id, board, envelope)
-        if board is not None and board is not before:
-            changed[arena_id] = board
     with redis.pipeline(transaction=False) as pipe:
-        if changed:
-            pipe.mset(
-                {
-                    keys.board(arena_id): stored_board.encode(board)
-                    for arena_id, board in changed.items()
-                }
-            )
         for arena_id, events in by_arena.items():
             _record_history(pipe, keys, arena_id, events, history_ticks)
         pipe.execute()
@@ -120,38 +107,37 @@ def _trim_snapshots(redis: Redis, keys: Keys, arena_id: str, window_start: int) 
         pipe.execute()
 
 
-def read_board(redis: Redis, keys: Keys, arena_id: str) -> Board | None:
-    raw = redis.get(keys.board(arena_id))
-    return None if raw is None else stored_board.decode(raw)
-
-
-def _advanced(
-    redis: Redis, keys: Keys, arena_id: str, board: Board | None, envelope: EventEnvelope
-) -> Board | None:
-    payload = envelope.payload
-    tick = payload["tick"]
-    if envelope.event_type == "SnapshotTaken":
-        if board is not None and board.tick > tick:
-            return board
-        return stored_board.decode_text(payload["board"])
-    if board is None and tick == 1:
-        board = _empty_board(redis, keys, arena_id)
-    if board is None or board.tick != tick - 1:
-        if board is None or board.tick < tick:
-            log.warning(
-                "arena %s: the read model's board is at tick %s, cannot apply tick %d's delta; "
-                "it waits for the next snapshot",
-                arena_id,
-                None if board is None else board.tick,
-                tick,
-            )
+def read_board(redis: Redis, keys: Keys, arena_id: str, empty: Board) -> Board:
+    """The newest board the history gives (`empty`, the dish before tick 1, if it has none):
+    from the reader's board or the newest snapshot, whichever is later, and the deltas since."""
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.get(keys.board(arena_id))
+        pipe.hkeys(keys.snapshots(arena_id))
+        pipe.zrange(keys.tick_stats(arena_id), -1, -1, withscores=True)
+        cached, snapshots, newest = pipe.execute()
+    last_recorded = int(newest[0][1]) if newest else 0
+    newest_snapshot = max((int(tick) for tick in snapshots), default=0)
+    board = None if cached is None else stored_board.decode(cached)
+    if board is None or board.tick < newest_snapshot:
+        board = _snapshot(redis, keys, arena_id, newest_snapshot) or empty
+    if board.tick >= last_recorded:
         return board
-    return delta.apply(board, delta.decode(payload["delta"]))
+    start = board.tick
+    recorded = redis.hmget(
+        keys.ticks(arena_id), [str(t) for t in range(start + 1, last_recorded + 1)]
+    )
+    for entry in recorded:
+        if entry is None:
+            break
+        board = delta.apply(board, delta.decode(json.loads(entry)["delta"]))
+    if board.tick > start:
+        redis.set(keys.board(arena_id), stored_board.encode(board), ex=BOARD_CACHE_SECONDS)
+    return board
 
 
-def _empty_board(redis: Redis, keys: Keys, arena_id: str) -> Board | None:
-    raw = redis.get(keys.view(arena_id))
-    return None if raw is None else empty_board(json.loads(raw))
+def _snapshot(redis: Redis, keys: Keys, arena_id: str, tick: int) -> Board | None:
+    raw = None if tick == 0 else redis.hget(keys.snapshots(arena_id), str(tick))
+    return None if raw is None else stored_board.decode(raw)
 
 
 def empty_board(view: dict[str, Any]) -> Board:
@@ -192,12 +178,9 @@ def board_at(
         return None
     snapshots = [int(t) for t in redis.hkeys(keys.snapshots(arena_id)) if int(t) <= tick]
     base_tick = max(snapshots, default=0)
-    if base_tick == 0:
-        board = empty
-    else:
-        raw = redis.hget(keys.snapshots(arena_id), str(base_tick))
-        assert raw is not None
-        board = stored_board.decode(raw)
+    board = empty if base_tick == 0 else _snapshot(redis, keys, arena_id, base_tick)
+    if board is None:
+        return None  # trimmed since its tick was listed
     entries = ticks_between(redis, keys, arena_id, base_tick + 1, tick)
     if entries is None:
         return None

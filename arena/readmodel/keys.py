@@ -37,7 +37,8 @@ class Keys:
         return f"{self.base}:arena:{arena_id}:feed"
 
     def board(self, arena_id: str) -> str:
-        """The arena's board at the latest tick the read model has (readmodel/boards.py)."""
+        """The board a reader last built from the history, where the next read starts
+        (readmodel/boards.py)."""
         return f"{self.base}:arena:{arena_id}:board"
 
     def ticks(self, arena_id: str) -> str:

@@ -140,7 +140,7 @@ class ArenaViews:
         self, envelope: EventEnvelope, *, generation: str | None = None, replaying: bool = False
     ) -> Outcome:
         """Apply the next event of its arena; `replaying` lets parked events past the stall.
-        The arena's board follows the view (arena/readmodel/boards.py)."""
+        The arena's board history follows the view (arena/readmodel/boards.py)."""
         keys = self.keys(generation)
         outcome = self._apply_to_view(envelope, keys, replaying)
         if outcome is not Outcome.PARKED:

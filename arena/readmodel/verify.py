@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from arena.extensions import AnySession
 from arena.persistence.tables import ArenaRow, BoardRow, PlayerRow
-from arena.readmodel.boards import read_board
+from arena.readmodel.boards import empty_board, read_board
 from arena.readmodel.store import ArenaViews
 
 CHUNK = 500
@@ -42,8 +42,7 @@ def divergences(session: AnySession, views: ArenaViews) -> list[Divergence]:
             view = actual.get(arena["id"])
             found.extend(_compare(arena, view))
             if view is not None and view["tick"] == arena["tick"] and arena["boardHash"]:
-                board = read_board(views.redis, keys, arena["id"])
-                shown = None if board is None else board.hash()
+                shown = read_board(views.redis, keys, arena["id"], empty_board(view)).hash()
                 if shown != arena["boardHash"]:
                     found.append(Divergence(arena["id"], "boardHash", arena["boardHash"], shown))
     session.rollback()
