@@ -21,6 +21,8 @@ from arena.messaging.celery import celery_init_app
 from arena.messaging.in_flight import ProjectionsInFlight
 from arena.messaging.publishers import Publishers
 from arena.persistence.unit_of_work import SqlUnitsOfWork
+from arena.readmodel.keys import applied_channel
+from arena.readmodel.live import AppliedNotices, StreamSlots
 from arena.readmodel.store import ArenaViews
 from arena.services.bus import CommandBus
 from arena.settings import Settings
@@ -34,6 +36,8 @@ class Components:
     settings: Settings
     read_model: Redis  # the read model's Redis (queries, projections)
     views: ArenaViews  # the read model: arena views, feeds, indexes, stalls
+    notices: AppliedNotices  # wake this process's live streams when a view is written
+    stream_slots: StreamSlots  # how many live streams this process may hold at once
     projections_in_flight: ProjectionsInFlight  # kept in the Celery broker's Redis
     publishers: Publishers  # this process's Kafka producers (events, DLQ)
     celery: Celery
@@ -43,15 +47,18 @@ class Components:
 def bootstrap(app: Flask, settings: Settings) -> Components:
     """Build the collaborators for `app` (its database is already bound) and keep them on it."""
     read_model = _redis(settings.redis_url)
+    views = ArenaViews(
+        read_model,
+        settings.read_model_prefix,
+        max_waiters=settings.read_max_waiters,
+        history_ticks=settings.read_model_history_ticks,
+    )
     parts = Components(
         settings=settings,
         read_model=read_model,
-        views=ArenaViews(
-            read_model,
-            settings.read_model_prefix,
-            max_waiters=settings.read_max_waiters,
-            history_ticks=settings.read_model_history_ticks,
-        ),
+        views=views,
+        notices=AppliedNotices(read_model, applied_channel(settings.read_model_prefix)),
+        stream_slots=StreamSlots(settings.stream_max_open),
         projections_in_flight=ProjectionsInFlight(
             _redis(settings.celery_broker_url),
             settings.celery_queue,

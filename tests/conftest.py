@@ -39,6 +39,7 @@ def settings() -> Settings:
         kafka_events_partitions=3,
         outbox_relay_interval_seconds=0.2,
         tick_lease_seconds=5.0,  # a killed tick task holds its arena this long, not 30 s
+        stream_keepalive_seconds=1.0,  # a quiet live stream shows it is alive within a second
     )
 
 

@@ -35,7 +35,12 @@ class Readiness(MethodView):
             "kafka": kafka_reachable(components().settings),
         }
         ready = all(checks.values())
-        body = {"status": "ready" if ready else "unavailable", "checks": checks}
+        slots = components().stream_slots
+        body = {
+            "status": "ready" if ready else "unavailable",
+            "checks": checks,
+            "streams": {"open": slots.open, "limit": slots.limit},  # this server process's
+        }
         return body, 200 if ready else 503
 
 

@@ -361,6 +361,32 @@ class ArenaPlayersSchema(Schema):
     players = fields.List(fields.Nested(PlayerViewSchema))
 
 
+class StreamQuerySchema(Schema):
+    mode = fields.String(
+        load_default="DELTA",
+        validate=OneOf(["DELTA", "FULL"]),
+        metadata={
+            "description": "DELTA: a TickAdvanced frame carries the tick's delta; FULL: the "
+            "board of its tick, as GET /board shows it."
+        },
+    )
+
+
+class StreamHeadersSchema(Schema):
+    last_event_id = fields.Integer(
+        data_key="Last-Event-ID",
+        validate=Range(min=0),
+        metadata={
+            "description": "The `id` of the last frame received (an arena version): the stream "
+            "resumes right after it. A browser's EventSource sends it when it reconnects."
+        },
+    )
+
+
+class MetricsStreamQuerySchema(Schema):
+    windowSeconds = fields.Integer(load_default=60, validate=Range(1, 3600))
+
+
 class FeedQuerySchema(ReadQuerySchema):
     limit = fields.Integer(load_default=20, validate=Range(1, FEED_LENGTH))
 

@@ -21,6 +21,12 @@ def building_pointer(prefix: str) -> str:
     return f"{prefix}:building"
 
 
+def applied_channel(prefix: str) -> str:
+    """Pub/sub channel: `<arena id> <version>` after each write of a view, for waiting readers
+    and live streams (not generation-specific: a reader re-reads the live view anyway)."""
+    return f"{prefix}:applied"
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str
@@ -73,9 +79,7 @@ class Keys:
 
     @property
     def applied_channel(self) -> str:
-        """Pub/sub channel: `<arena id> <version>` after each write of a view, for waiting
-        readers (not generation-specific: a reader re-reads the live view anyway)."""
-        return f"{self.prefix}:applied"
+        return applied_channel(self.prefix)
 
     @property
     def stalled(self) -> str:

@@ -293,6 +293,21 @@ class ArenaViews:
         raw = self._redis.lrange(self.keys().feed(arena_id), 0, limit - 1)
         return [json.loads(entry) for entry in raw]
 
+    def feed_after(self, arena_id: str, version: int) -> list[dict[str, Any]] | None:
+        """The feed's entries past `version`, oldest first; None if it no longer reaches back to
+        the one right after (only the last FEED_LENGTH are kept)."""
+        newest_first = self._redis.lrange(self.keys().feed(arena_id), 0, -1)
+        entries: list[dict[str, Any]] = []
+        for raw in newest_first:
+            entry = json.loads(raw)
+            if entry["version"] <= version:
+                break
+            entries.append(entry)
+        entries.reverse()
+        if entries and entries[0]["version"] != version + 1:
+            return None
+        return entries
+
     def stalls(self, generation: str | None = None) -> list[Stall]:
         keys = self.keys(generation)
         arena_ids = sorted(member.decode() for member in self._redis.smembers(keys.stalled))

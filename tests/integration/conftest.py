@@ -1,14 +1,17 @@
-"""Fixtures shared by the relay tests."""
+"""Fixtures shared by the integration tests: the relay's, and a dish ticked by hand."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from arena.bootstrap import components
 from arena.messaging.kafka import KafkaPublisher
 from arena.outbox.relay import RelayPolicy
 from arena.settings import Settings
+from tests.support.dish import Dish, seeded_dish
 
 
 @pytest.fixture
@@ -20,3 +23,8 @@ def publisher(app: Flask, kafka_topics: None) -> KafkaPublisher:
 @pytest.fixture
 def policy(settings: Settings) -> RelayPolicy:
     return RelayPolicy.from_settings(settings)
+
+
+@pytest.fixture
+def dish(app: Flask, client: FlaskClient, sql: psycopg.Connection) -> Dish:
+    return seeded_dish(app, client, sql)

@@ -92,6 +92,7 @@ def test_readyz_reports_every_real_service_reachable(client: FlaskClient) -> Non
     assert response.get_json() == {
         "status": "ready",
         "checks": {"postgres": True, "redis": True, "kafka": True},
+        "streams": {"open": 0, "limit": 8},
     }
 
 

@@ -1,0 +1,207 @@
+"""Live streams (Server-Sent Events) over the real read model, fed by the real tick path's events.
+
+The streams run in the test's process (Flask's test client, unbuffered), so each frame is read
+as the server yields it; their wake-ups come from the real Redis notices of the projection.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from werkzeug.test import TestResponse
+
+from arena.bootstrap import components
+from arena.readmodel.keys import applied_channel
+from arena.settings import Settings
+from tests.support.api import arena_path, problem_of
+from tests.support.dish import Dish
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+FRAME_DEADLINE_SECONDS = 10.0  # keep-alives come every second here, so a read never hangs
+
+
+@contextmanager
+def _stream(client: FlaskClient, path: str, **headers: str) -> Iterator[_Frames]:
+    response = client.get(path, headers=headers, buffered=False)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "text/event-stream"
+    try:
+        yield _Frames(response)
+    finally:
+        response.close()
+
+
+class _Frames:
+    """The stream's frames as a client parses them: {event, id, data} or a comment."""
+
+    def __init__(self, response: TestResponse) -> None:
+        self._chunks = iter(response.response)
+
+    def next(self) -> dict[str, Any]:
+        chunk = next(self._chunks)
+        text = chunk.decode() if isinstance(chunk, bytes) else chunk
+        frame: dict[str, Any] = {}
+        for line in text.strip("\n").split("\n"):
+            field, _, value = line.partition(": ")
+            if line.startswith(":"):
+                frame["comment"] = line[1:].strip()
+            elif field == "data":
+                frame["data"] = json.loads(value)
+            else:
+                frame[field] = value
+        return frame
+
+    def events(self, *, through_version: int) -> list[dict[str, Any]]:
+        """Event frames until the one of `through_version`; comments and `retry:` skipped."""
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + FRAME_DEADLINE_SECONDS
+        while not found or int(found[-1]["id"]) < through_version:
+            assert time.monotonic() < deadline, f"no frame of version {through_version}: {found}"
+            frame = self.next()
+            if "event" in frame:
+                found.append(frame)
+        return found
+
+    def next_event_or_keepalive(self) -> dict[str, Any]:
+        while True:
+            frame = self.next()
+            if "event" in frame or "comment" in frame:
+                return frame
+
+
+def _version(dish: Dish) -> int:
+    """The version of the arena's view, with every event so far projected."""
+    dish.project()
+    return int(dish.get("").get_json()["version"])
+
+
+def test_a_client_connected_before_a_burst_gets_every_event_once_in_order(dish: Dish) -> None:
+    before = _version(dish)
+    with _stream(dish.client, arena_path(dish.id, "/stream")) as frames:
+        assert "retry" in frames.next()
+        dish.tick(6)
+        after = _version(dish)
+        got = frames.events(through_version=after)
+    assert [int(f["id"]) for f in got] == list(range(before + 1, after + 1))
+    feed = dish.get("/events", limit=50).get_json()["events"][::-1]
+    sent = [f["data"] for f in got]
+    assert [(e["version"], e["type"]) for e in sent] == [
+        (e["version"], e["type"]) for e in feed if e["version"] > before
+    ]
+    assert all(f["event"] == f["data"]["type"] for f in got)
+    ticks = [e for e in sent if e["type"] == "TickAdvanced"]
+    assert [e["payload"]["tick"] for e in ticks] == [1, 2, 3, 4, 5, 6]
+    history = dish.get("/history", fromTick=1, toTick=6).get_json()["ticks"]
+    assert [e["payload"]["delta"] for e in ticks] == [entry["delta"] for entry in history]
+
+
+def test_a_client_that_reconnects_gets_exactly_what_it_missed(dish: Dish) -> None:
+    dish.tick(3)
+    start = _version(dish)
+    dish.tick(3)
+    latest = _version(dish)
+    path = arena_path(dish.id, "/stream")
+    with _stream(dish.client, path, **{"Last-Event-ID": str(start)}) as frames:
+        got = frames.events(through_version=latest)
+        assert "comment" in frames.next_event_or_keepalive()  # and nothing after the last one
+    assert [int(f["id"]) for f in got] == list(range(start + 1, latest + 1))
+
+
+def test_a_client_further_behind_than_the_feed_is_told_to_reload(dish: Dish) -> None:
+    dish.tick(60)  # more events than the feed keeps
+    latest = _version(dish)
+    with _stream(dish.client, arena_path(dish.id, "/stream"), **{"Last-Event-ID": "1"}) as frames:
+        reset = frames.next_event_or_keepalive()
+    assert (reset["event"], int(reset["id"])) == ("reset", latest)
+    assert reset["data"]["version"] == latest
+
+
+def test_a_full_stream_carries_each_ticks_board(dish: Dish) -> None:
+    dish.tick(2)
+    with _stream(dish.client, arena_path(dish.id, "/stream") + "?mode=FULL") as frames:
+        dish.tick(3)
+        got = frames.events(through_version=_version(dish))
+    boards = [f["data"]["payload"]["board"] for f in got if f["event"] == "TickAdvanced"]
+    assert [board["tick"] for board in boards] == [3, 4, 5]
+    tick, board_hash, _ = dish.written()
+    assert (boards[-1]["tick"], boards[-1]["boardHash"]) == (tick, board_hash)
+    assert "delta" not in got[-1]["data"]["payload"]
+
+
+def test_the_metrics_stream_sends_what_the_metrics_query_answers(dish: Dish) -> None:
+    dish.tick(4)
+    with _stream(dish.client, arena_path(dish.id, "/metrics/stream")) as frames:
+        frame = frames.next_event_or_keepalive()
+    assert frame["event"] == "metrics"
+    queried = dish.get("/metrics").get_json()
+    for field in ("tick", "organismCount", "version"):
+        assert frame["data"][field] == queried[field]
+
+
+def test_bad_stream_requests_are_refused_naming_the_field(dish: Dish) -> None:
+    dish.project()
+    path = arena_path(dish.id, "/stream")
+    refused = problem_of(dish.client.get(path + "?mode=SIDEWAYS"), 422, "validation-failed")
+    assert [e["field"] for e in refused["errors"]] == ["mode"]
+    refused = problem_of(
+        dish.client.get(path, headers={"Last-Event-ID": "yesterday"}), 422, "validation-failed"
+    )
+    assert [e["field"] for e in refused["errors"]] == ["Last-Event-ID"]
+    unknown = "/api/v1/arenas/00000000-0000-4000-8000-000000000000/stream"
+    problem_of(dish.client.get(unknown), 404, "not-found")
+
+
+def test_open_streams_are_bounded_and_reported(app: Flask, dish: Dish) -> None:
+    slots = components(app).stream_slots
+    dish.project()
+    path = arena_path(dish.id, "/stream")
+    with ExitStack() as held:
+        for _ in range(slots.limit):
+            held.enter_context(_stream(dish.client, path))
+        assert dish.client.get("/readyz").get_json()["streams"] == {
+            "open": slots.limit,
+            "limit": slots.limit,
+        }
+        busy = dish.client.get(path)
+        problem_of(busy, 503, "too-many-streams")
+        assert busy.headers["Retry-After"]
+    assert slots.open == 0  # every closed stream gave its slot back
+    with _stream(dish.client, path) as frames:
+        assert "retry" in frames.next()
+
+
+def test_a_notice_of_the_projection_wakes_a_waiting_stream(app: Flask, settings: Settings) -> None:
+    notices = components(app).notices
+    arena_id = str(uuid.uuid4())
+    woken: list[bool] = []
+    waiter = threading.Thread(target=lambda: woken.append(notices.wait_past(arena_id, 4, 30)))
+    waiter.start()
+    publisher = Redis.from_url(settings.redis_url)
+    try:
+        # The listener subscribes on its own thread: say it until the waiter has heard it.
+        wait_until(
+            lambda: (
+                publisher.publish(applied_channel(settings.read_model_prefix), f"{arena_id} 5")
+                is not None
+                and not waiter.is_alive()
+            ),
+            deadline_seconds=10,
+            what="the waiting stream woken",
+        )
+    finally:
+        publisher.close()
+    assert woken == [True]
+    assert notices.wait_past(arena_id, 4, 0.0)  # already past: no wait at all
+    assert not notices.wait_past(arena_id, 5, 0.05)  # nothing past 5 yet: the timeout
