@@ -18,7 +18,7 @@ export FLASK_APP := app.py
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help setup services services-down services-status migrate run api worker beat consumer \
-        flower test test-unit bench bench-relay bench-simulation bench-ticking up down lint clean
+        flower test test-unit browser bench bench-relay bench-simulation bench-ticking up down lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,8 +65,11 @@ consumer: setup ## The Kafka consumer that dispatches events to projection tasks
 flower: setup ## Flower on 127.0.0.1:5555
 	celery -A tasks flower --address=127.0.0.1 --port=5555
 
-test: setup services ## Every test: unit, integration and end-to-end, on the real services
+test: setup services browser ## Every test: unit, integration, end-to-end and in a browser, on the real services
 	pytest
+
+browser: ## Install Debian's Chromium for the browser tests (first time)
+	scripts/services.sh browser
 
 test-unit: setup ## Only the fast unit tests (no services needed)
 	pytest tests/unit

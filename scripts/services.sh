@@ -8,6 +8,7 @@
 # Usage: scripts/services.sh up|down|status
 #            start-postgres|stop-postgres|start-redis|stop-redis|start-readmodel|stop-readmodel
 #            start-kafka|stop-kafka
+#        scripts/services.sh browser    (Debian's Chromium for the browser tests; installs once)
 #
 # All data and logs live in var/ at the project root (ignored by git):
 #   var/postgres/   cluster (data/) and socket dir (run/), owned by the `postgres` system user
@@ -632,6 +633,17 @@ usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 }
 
+# Debian's Chromium, for the browser tests (Playwright drives it; it never downloads a browser).
+ensure_browser() {
+    ensure_dirs
+    if command -v chromium >/dev/null 2>&1; then
+        log browser "$(chromium --version 2>/dev/null || echo chromium) at $(command -v chromium)"
+        return 0
+    fi
+    apt_install chromium
+    log browser "installed $(chromium --version 2>/dev/null || echo chromium)"
+}
+
 main() {
     local cmd="${1:-}" rc=0
     case "$cmd" in
@@ -662,6 +674,7 @@ main() {
     stop-readmodel) stop_redis readmodel "$READMODEL_REDIS_PORT" ;;
     start-kafka) start_kafka ;;
     stop-kafka) stop_kafka ;;
+    browser) ensure_browser ;;
     -h | --help | help) usage ;;
     *)
         usage >&2

@@ -1,0 +1,23 @@
+"""The web page at `/`: the arenas, and one arena live, as plain files (no build step, no CDN).
+
+The page is a client of the public API like any other: queries and streams for what it shows,
+commands with the bearer token an arena gave this browser (kept in its local storage) for what
+it does. It is not part of the API's OpenAPI description.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, send_from_directory
+
+PAGE_FILES = Path(__file__).resolve().parent.parent / "web"
+
+blp = Blueprint("web", __name__, static_folder=str(PAGE_FILES), static_url_path="/web")
+
+
+@blp.get("/")
+def page() -> Response:
+    response = send_from_directory(PAGE_FILES, "index.html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
