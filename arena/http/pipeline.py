@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 
 from arena.bootstrap import components
 from arena.extensions import db
-from arena.messaging.lag import consumer_lag
+from arena.messaging.lag import consumer_lag, dead_letters
 from arena.outbox.operations import outbox_metrics
 from arena.readmodel.metrics import projection_metrics
 from arena.settings import Settings
@@ -26,11 +26,23 @@ class PipelineStatus(MethodView):
         """Outbox backlog and held rows, consumer lag per partition, projection lag, stalls."""
         settings = components().settings
         views = components().views
+        projections = projection_metrics(db.session, views).to_dict() | _in_flight()
+        for stall in projections["stalledArenas"]:  # what an operator runs once it is fixed
+            stall["replayCommand"] = f"flask dlq replay --arena {stall['arenaId']}"
         return {
             "outbox": outbox_metrics(db.session).to_dict(),
             "consumer": _consumer(settings),
-            "projections": projection_metrics(db.session, views).to_dict() | _in_flight(),
+            "projections": projections,
+            "deadLetters": _dead_letters(settings),
+            "flower": settings.flower_url,
         }
+
+
+def _dead_letters(settings: Settings) -> dict[str, Any]:
+    try:
+        return {"topic": settings.kafka_dlq_topic, "records": dead_letters(settings)}
+    except KafkaError as error:
+        return {"topic": settings.kafka_dlq_topic, "records": None, "error": repr(error)}
 
 
 def _in_flight() -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""The web page at `/`: the arenas, and one arena live, as plain files (no build step, no CDN).
+"""The web pages, as plain files (no build step, no CDN): the arenas and one arena live at `/`,
+the pipeline at a glance at `/pipeline`.
 
-The page is a client of the public API like any other: queries and streams for what it shows,
+The pages are clients of the public API like any other: queries and streams for what it shows,
 commands with the bearer token an arena gave this browser (kept in its local storage) for what
-it does. It is not part of the API's OpenAPI description.
+it does. They are not part of the API's OpenAPI description.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ blp = Blueprint("web", __name__, static_folder=str(PAGE_FILES), static_url_path=
 
 
 @blp.get("/")
-def page() -> Response:
-    response = send_from_directory(PAGE_FILES, "index.html")
+def arenas() -> Response:
+    return _page("index.html")
+
+
+@blp.get("/pipeline")
+def pipeline() -> Response:
+    return _page("pipeline.html")
+
+
+def _page(name: str) -> Response:
+    response = send_from_directory(PAGE_FILES, name)
     response.headers["Cache-Control"] = "no-cache"
     return response

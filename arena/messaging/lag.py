@@ -6,6 +6,20 @@ from arena.messaging.kafka import admin_client, topic_partitions, topic_reader
 from arena.settings import Settings
 
 
+def dead_letters(settings: Settings) -> int:
+    """How many records the DLQ topic holds (what retention has not yet removed)."""
+    reader = topic_reader(settings, "arena-metrics")
+    try:
+        partitions = topic_partitions(reader, settings.kafka_dlq_topic)
+        if not partitions:
+            return 0
+        ends = reader.end_offsets(partitions)
+        starts = reader.beginning_offsets(partitions)
+    finally:
+        reader.close()
+    return sum(ends[partition] - starts[partition] for partition in partitions)
+
+
 def consumer_lag(settings: Settings) -> dict[str, dict[str, int | None]]:
     """Per partition: end offset, the group's committed offset, and the lag between them."""
     admin = admin_client(settings, "arena-metrics")

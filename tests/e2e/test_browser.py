@@ -18,7 +18,10 @@ from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from werkzeug.serving import make_server
 
+from arena.settings import Settings
 from tests.e2e.conftest import Pipeline
+from tests.support.pipeline import produce
+from tests.support.poison import poisoned_arena
 
 pytestmark = pytest.mark.e2e
 
@@ -146,3 +149,21 @@ def test_two_players_play_a_game_in_the_browser(
     expect(ada.locator("#status")).to_have_text("PAUSED")
     expect(bob.locator("#status")).to_have_text("PAUSED")
     expect(bob.get_by_role("group", name="Admin controls")).to_be_hidden()
+
+
+def test_the_pipeline_page_shows_a_stalled_arena_after_a_poison_event(
+    site: str, browser: Browser, settings: Settings, tmp_path: Path
+) -> None:
+    expect.set_options(timeout=WAIT_MS)
+    arena, _, stream = poisoned_arena()
+    produce(settings, stream)  # version 3 is an event type no projection knows
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.goto(site + "/pipeline")
+    stalled = page.locator("#stalled tbody")
+    expect(stalled).to_contain_text(arena.id)
+    expect(stalled).to_contain_text(f"flask dlq replay --arena {arena.id}")
+    expect(page.locator("#parked")).not_to_have_text("0")
+    expect(page.locator("#dead-letters")).not_to_have_text("0")
+    expect(page.locator("#lag tbody tr")).to_have_count(settings.kafka_events_partitions)
+    expect(page.get_by_role("link", name="Flower")).to_have_attribute("href", settings.flower_url)
+    _keep(page, "pipeline.png", tmp_path)

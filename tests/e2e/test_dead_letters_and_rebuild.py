@@ -13,7 +13,7 @@ import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,10 +22,7 @@ from flask.testing import FlaskClient
 
 from arena.bootstrap import components
 from arena.domain import events
-from arena.domain.config import ArenaConfig
-from arena.domain.envelope import EventEnvelope
 from arena.domain.events import DomainEvent
-from arena.domain.model import Arena
 from arena.readmodel import projector
 from arena.readmodel.rebuild import rebuild
 from arena.readmodel.replay import replay
@@ -39,11 +36,11 @@ from tests.support.pipeline import (
     produce,
     running_pipeline,
 )
+from tests.support.poison import UNKNOWN_TYPE, envelope_of, poisoned_arena
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
-UNKNOWN_TYPE = "ArenaRenamed"
 # Covers process start-up (worker, beat, the consumer joining its group) on a small machine.
 DEADLINE_SECONDS = 60
 VERIFY_WAIT_SECONDS = 90
@@ -61,37 +58,6 @@ def pipeline(
 @pytest.fixture
 def views(app: Flask) -> ArenaViews:
     return components(app).views
-
-
-def _envelope(event: Any) -> EventEnvelope:
-    return EventEnvelope.wrap(event, correlation_id="dlq-test", causation_id="dlq-test")
-
-
-def _synthetic_arena() -> tuple[Arena, Any, list[EventEnvelope]]:
-    """v1 ArenaCreated, v2 PlayerJoined, v3 ArenaRenamed (unknown), v4 ArenaStarted, v5 Paused."""
-    now = datetime.now(UTC)
-    arena, creator = Arena.create(
-        name=f"Synthetic {uuid.uuid4().hex[:6]}",
-        creator_display_name="Ada",
-        config=ArenaConfig(),
-        now=now,
-    )
-    arena.join("Bob", now)
-    created, joined = (_envelope(event) for event in arena.collect_events())
-    renamed = dataclasses.replace(
-        joined,
-        event_id=str(uuid.uuid4()),
-        event_type=UNKNOWN_TYPE,
-        aggregate_version=3,
-        payload={"name": "Renamed dish", "renamedAt": (now + timedelta(seconds=1)).isoformat()},
-    )
-    arena.transition("start", creator.player, now + timedelta(seconds=2))
-    arena.transition("pause", creator.player, now + timedelta(seconds=3))
-    started, paused = (
-        dataclasses.replace(_envelope(event), aggregate_version=event.version + 1)
-        for event in arena.collect_events()
-    )
-    return arena, creator.player, [created, joined, renamed, started, paused]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,7 +86,7 @@ def test_a_poison_event_stalls_only_its_arena_until_a_fix_is_replayed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     healthy = [create_arena(client, name=f"Healthy {n}") for n in range(3)]
-    arena, admin, stream = _synthetic_arena()
+    arena, admin, stream = poisoned_arena()
     arena_id = arena.id
 
     produced = produce(settings, stream)
@@ -210,7 +176,7 @@ def test_a_poison_event_stalls_only_its_arena_until_a_fix_is_replayed(
     # And it flows again: the pipeline's workers apply its next event.
     arena.transition("resume", admin, datetime.now(UTC))
     (resumed,) = arena.collect_events()
-    produce(settings, [dataclasses.replace(_envelope(resumed), aggregate_version=6)])
+    produce(settings, [dataclasses.replace(envelope_of(resumed), aggregate_version=6)])
 
     def at_version_6() -> bool:
         pipeline.assert_running()
