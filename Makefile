@@ -47,7 +47,11 @@ migrate: setup services ## Apply database migrations (flask db upgrade)
 
 run: setup services migrate ## The whole system: API :5000, worker, beat, consumer, Flower :5555
 	@mkdir -p var/run
-	honcho --procfile Procfile start
+	@# Every process writes its Prometheus samples here and /metrics adds them up; a new run
+	@# starts from zero, or the last run's counters would add up with this one's.
+	export PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/var/metrics}" && \
+	  rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && \
+	  honcho --procfile Procfile start
 
 api: setup ## The API alone, with Flask's development server on 127.0.0.1:5000
 	flask run --host 127.0.0.1 --port 5000

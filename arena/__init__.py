@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 
+from arena import telemetry
 from arena.extensions import db, migrate
 from arena.process_memory import reuse_large_blocks
 from arena.settings import Settings
@@ -20,6 +21,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or Settings.from_env()
     _configure_logging(settings.log_level)
+    telemetry.configure(settings)
     reuse_large_blocks()
     app = Flask(__name__)
     app.config.update(

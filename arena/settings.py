@@ -43,6 +43,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "read_max_waiters": ("READ_MAX_WAITERS", "4"),
     "read_model_history_ticks": ("READ_MODEL_HISTORY_TICKS", "1000"),
     "flower_url": ("FLOWER_URL", "http://127.0.0.1:5555/"),
+    "prometheus_multiproc_dir": ("PROMETHEUS_MULTIPROC_DIR", ""),
     "stream_max_open": ("STREAM_MAX_OPEN", "8"),
     "stream_keepalive_seconds": ("STREAM_KEEPALIVE_SECONDS", "15"),
     "history_max_range_ticks": ("HISTORY_MAX_RANGE_TICKS", "200"),
@@ -103,6 +104,7 @@ class Settings:
     read_max_waiters: int
     read_model_history_ticks: int
     flower_url: str
+    prometheus_multiproc_dir: str  # empty: each process counts alone (arena/telemetry.py)
     stream_max_open: int
     stream_keepalive_seconds: float
     history_max_range_ticks: int

@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task, shared_task
 
+from arena import telemetry
 from arena.bootstrap import components
 from arena.messaging.celery import PROJECT_TASK, RESEND_PROJECTIONS_TASK
 from arena.messaging.records import ReceivedRecord
@@ -76,6 +78,7 @@ def project_events(
     """
     views = components().views
     outcomes: Counter[str] = Counter()
+    started = time.perf_counter()
     try:
         progress = project_batch(views, [ReceivedRecord(**event) for event in events])
         outcomes.update(progress.outcomes)
@@ -95,6 +98,7 @@ def project_events(
             _retry_or_give_up(self, waiting, reason, first_failure_at, outcomes)
     finally:
         _log_outcomes(events, outcomes)
+        _count(outcomes, time.perf_counter() - started)
     components().projections_in_flight.done(self.request.id)
     return dict(outcomes)
 
@@ -114,6 +118,7 @@ def _retry_or_give_up(
         countdown = _backoff(
             task.request.retries, longest_retry_wait(settings.celery_visibility_timeout_seconds)
         )
+        outcomes["retried"] += len(waiting)
         log.info(
             "%d event(s) of arena(s) %s: retry %d in %.1f s (%s: %s)",
             len(waiting),
@@ -139,6 +144,13 @@ def _retry_or_give_up(
         except (*POISON, *RETRYABLE) as error:
             _dead_letter(task, received, error, first_failure_at)
             outcomes["dead-lettered"] += 1
+
+
+def _count(outcomes: Counter[str], seconds: float) -> None:
+    metrics = telemetry.metrics()
+    metrics.projection_batch_seconds.observe(seconds)
+    for outcome, count in outcomes.items():
+        metrics.projection_outcomes.labels(outcome).inc(count)
 
 
 def _log_outcomes(events: list[dict[str, Any]], outcomes: Counter[str]) -> None:

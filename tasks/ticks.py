@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 
+from arena import telemetry
 from arena.bootstrap import components
 from arena.extensions import db
 from arena.messaging.celery import ADVANCE_ARENAS_TASK, SCHEDULE_TICKS_TASK
@@ -39,18 +41,24 @@ def advance_arenas(arena_ids: list[str]) -> int:
     TICK_MAX_CATCH_UP of them (one further behind skips ahead instead), then free the leases."""
     parts = components()
     max_catch_up = parts.settings.tick_max_catch_up
-    behind, made = list(arena_ids), 0
+    behind, made, skipped = list(arena_ids), 0, 0
+    started = time.perf_counter()
     try:
         for _ in range(max_catch_up):
             result = parts.bus.handle(AdvanceArenas(tuple(behind), max_catch_up))
             assert isinstance(result, TicksMade)
             made += sum(tick.advanced for tick in result.ticks)
+            skipped += sum(tick.skipped for tick in result.ticks)
             behind = result.another_due()
             if not behind:
                 break
     finally:
         with pooled_connection(db.engine) as connection:
             release(connection, arena_ids)
+        metrics = telemetry.metrics()
+        metrics.tick_run_seconds.observe(time.perf_counter() - started)
+        metrics.ticks_made.inc(made)
+        metrics.ticks_skipped.inc(skipped)
     if made > len(arena_ids):
         log.info("%d arenas made %d ticks, catching up", len(arena_ids), made)
     return made

@@ -371,6 +371,13 @@ class Arena:
     def takes_snapshot_at(self, tick: int) -> bool:
         return tick % self.config.snapshot_every_ticks == 0
 
+    def ticks_to_skip(self, now: datetime, max_catch_up: int) -> int:
+        """How many ticks the next one leaves out: every one it is behind, once that is
+        `max_catch_up` or more (see `record_tick`)."""
+        assert self.next_tick_at is not None
+        behind = (now - self.next_tick_at) // self.tick_period
+        return behind if behind >= max_catch_up else 0
+
     def record_tick(self, outcome: TickOutcome, now: datetime, *, max_catch_up: int) -> None:
         """Record the next tick: its due actions' fates, the tick, and a snapshot when due.
 
@@ -382,8 +389,7 @@ class Arena:
         if not self.tick_due(now):
             raise IllegalTransition(f"No tick is due for an arena that is {self.status.value}.")
         assert self.next_tick_at is not None
-        behind = (now - self.next_tick_at) // self.tick_period
-        skipped = behind if behind >= max_catch_up else 0
+        skipped = self.ticks_to_skip(now, max_catch_up)
         start = now if skipped else self.next_tick_at
         self.next_tick_at = start + self.tick_period
         self.tick += 1

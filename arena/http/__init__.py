@@ -6,7 +6,17 @@ from flask import Flask, Response, send_from_directory
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from arena.http import commands, create_arena, health, pipeline, problems, queries, streams, web
+from arena.http import (
+    commands,
+    create_arena,
+    health,
+    pipeline,
+    problems,
+    prometheus,
+    queries,
+    streams,
+    web,
+)
 from arena.http.docs import register_components
 from arena.http.schemas import ProblemSchema
 
@@ -39,6 +49,8 @@ def init_http(app: Flask) -> None:
     api.register_blueprint(health.blp)
     api.register_blueprint(pipeline.blp)
     app.register_blueprint(web.blp)
+    app.register_blueprint(prometheus.blp)
+    prometheus.time_requests(app)
     problems.register(app)
 
 

@@ -24,18 +24,23 @@ class PipelineStatus(MethodView):
     @blp.response(200)
     def get(self) -> dict[str, Any]:
         """Outbox backlog and held rows, consumer lag per partition, projection lag, stalls."""
-        settings = components().settings
-        views = components().views
-        projections = projection_metrics(db.session, views).to_dict() | _in_flight()
-        for stall in projections["stalledArenas"]:  # what an operator runs once it is fixed
-            stall["replayCommand"] = f"flask dlq replay --arena {stall['arenaId']}"
-        return {
-            "outbox": outbox_metrics(db.session).to_dict(),
-            "consumer": _consumer(settings),
-            "projections": projections,
-            "deadLetters": _dead_letters(settings),
-            "flower": settings.flower_url,
-        }
+        return pipeline_status()
+
+
+def pipeline_status() -> dict[str, Any]:
+    """What GET /api/v1/pipeline answers, and what /metrics reports as gauges."""
+    settings = components().settings
+    views = components().views
+    projections = projection_metrics(db.session, views).to_dict() | _in_flight()
+    for stall in projections["stalledArenas"]:  # what an operator runs once it is fixed
+        stall["replayCommand"] = f"flask dlq replay --arena {stall['arenaId']}"
+    return {
+        "outbox": outbox_metrics(db.session).to_dict(),
+        "consumer": _consumer(settings),
+        "projections": projections,
+        "deadLetters": _dead_letters(settings),
+        "flower": settings.flower_url,
+    }
 
 
 def _dead_letters(settings: Settings) -> dict[str, Any]:

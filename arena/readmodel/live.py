@@ -21,6 +21,8 @@ import time
 from redis import Redis
 from redis.exceptions import RedisError
 
+from arena import telemetry
+
 log = logging.getLogger(__name__)
 
 LISTEN_SECONDS = 1.0  # below the client's socket timeout, so a quiet channel is not an error
@@ -95,8 +97,10 @@ class StreamSlots:
             if self._open >= self.limit:
                 return False
             self._open += 1
-            return True
+        telemetry.metrics().open_streams.inc()
+        return True
 
     def give_back(self) -> None:
         with self._lock:
             self._open -= 1
+        telemetry.metrics().open_streams.dec()

@@ -117,6 +117,7 @@ def advance_arenas(uow: UnitOfWork, command: AdvanceArenas) -> TicksMade:
     due = [arena for arena in arenas if arena.tick_due(now)]
     boards = uow.boards.get_many([arena.id for arena in due])
     actions = uow.pending_actions.due_many({arena.id: arena.tick + 1 for arena in due})
+    skipped = {arena.id: arena.ticks_to_skip(now, command.max_catch_up) for arena in due}
     uow.boards.put_many(
         {
             arena.id: _tick(
@@ -135,6 +136,7 @@ def advance_arenas(uow: UnitOfWork, command: AdvanceArenas) -> TicksMade:
                 arena.tick,
                 advanced=arena.id in advanced,
                 another_due=arena.id in advanced and arena.tick_due(now),
+                skipped=skipped.get(arena.id, 0),
             )
             for arena in arenas
         )

@@ -54,6 +54,7 @@ class TickMade:
     tick: int
     advanced: bool
     another_due: bool
+    skipped: int = 0  # ticks left out because it was too far behind
 
 
 @dataclass(frozen=True, slots=True)

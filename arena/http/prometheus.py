@@ -1,0 +1,100 @@
+"""`/metrics` for Prometheus, and the request hooks that time every route.
+
+The counters and histograms come from every process of the machine (`arena.telemetry`); the
+pipeline's state is read at scrape time from the same figures as GET /api/v1/pipeline, so it is
+as fresh as the scrape and costs nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from arena import telemetry
+from arena.bootstrap import components
+from arena.http.pipeline import pipeline_status
+
+blp = Blueprint("prometheus", __name__)
+
+COMMAND_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+@blp.get("/metrics")
+def scrape() -> Response:
+    body, content_type = telemetry.exposition(components().settings, _PipelineState())
+    return Response(body, content_type=content_type)
+
+
+def time_requests(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.started_at = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.pop("started_at", None)
+        if started is None:
+            return response
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        status = str(response.status_code)
+        metrics = telemetry.metrics()
+        metrics.http_seconds.labels(route, request.method, status).observe(
+            time.perf_counter() - started
+        )
+        if request.method in COMMAND_METHODS and route.startswith("/api/"):
+            outcome = "accepted" if response.status_code < 400 else "refused"
+            metrics.commands.labels(route, outcome).inc()
+        return response
+
+
+class _PipelineState(Collector):
+    def collect(self) -> Iterator[Metric]:
+        status = pipeline_status()
+        outbox, projections = status["outbox"], status["projections"]
+        yield _gauge("arena_outbox_backlog", "Outbox rows pending", outbox["backlog"])
+        yield _gauge(
+            "arena_outbox_oldest_pending_seconds",
+            "Age of the oldest pending outbox row",
+            outbox["oldest_pending_age_seconds"],
+        )
+        yield _gauge(
+            "arena_outbox_held", "Outbox rows held after too many failures", outbox["held"]
+        )
+        lag = GaugeMetricFamily(
+            "arena_consumer_lag", "Records not yet handed to projections", labels=["partition"]
+        )
+        for partition, figures in (status["consumer"]["lagByPartition"] or {}).items():
+            lag.add_metric([partition], figures["lag"])
+        yield lag
+        yield _gauge(
+            "arena_projection_arenas_behind",
+            "Arenas whose view trails their write model",
+            projections["arenasBehind"],
+        )
+        yield _gauge(
+            "arena_projection_stalled_arenas",
+            "Arenas stalled by a dead-lettered event",
+            len(projections["stalledArenas"]),
+        )
+        yield _gauge(
+            "arena_projection_parked_events",
+            "Events parked behind stalls",
+            projections["parkedEvents"],
+        )
+        in_flight = projections.get("tasksInFlight")
+        if in_flight is not None:
+            yield _gauge(
+                "arena_projection_tasks_in_flight", "Projection tasks sent, not done", in_flight
+            )
+        dead = status["deadLetters"]["records"]
+        if dead is not None:
+            yield _gauge("arena_dead_letters", "Records the DLQ topic holds", dead)
+
+
+def _gauge(name: str, documentation: str, value: Any) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
