@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
 from arena import telemetry
 from arena.extensions import db, migrate
+from arena.logs import configure_logging
 from arena.process_memory import reuse_large_blocks
 from arena.settings import Settings
 
@@ -20,7 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from arena.http import init_http
 
     settings = settings or Settings.from_env()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     telemetry.configure(settings)
     reuse_large_blocks()
     app = Flask(__name__)
@@ -43,10 +42,3 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_http(app)
     register_commands(app)
     return app
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
-    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines drown ours

@@ -55,6 +55,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "tick_lease_seconds": ("TICK_LEASE_SECONDS", "30"),
     "tick_batch_cells": ("TICK_BATCH_CELLS", "65536"),
     "log_level": ("LOG_LEVEL", "INFO"),
+    "log_format": ("LOG_FORMAT", "text"),
 }
 
 
@@ -116,6 +117,7 @@ class Settings:
     tick_lease_seconds: float
     tick_batch_cells: int
     log_level: str
+    log_format: str  # text (for people) or json (one object per line, for machines)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

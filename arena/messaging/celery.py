@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 
 from celery import Celery, Task
-from celery.signals import after_setup_logger
+from celery.signals import setup_logging
 from flask import Flask
 from kombu.entity import Queue
 
+from arena.logs import configure_logging
 from arena.messaging.broker_transport import TRANSPORT
 from arena.settings import Settings
 
@@ -135,11 +136,13 @@ def celery_init_app(flask_app: Flask, settings: Settings) -> Celery:
     celery_app.conf.update(celery_config(settings))
     celery_app.flask_app = flask_app
     celery_app.set_default()
+
+    def our_logging(loglevel: int, **_: object) -> None:
+        """A worker or beat logs as every other process (LOG_FORMAT), at its --loglevel."""
+        configure_logging(loglevel, settings.log_format)
+        if loglevel > logging.DEBUG:
+            for name in _CHATTY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
+
+    setup_logging.connect(our_logging, weak=False)
     return celery_app
-
-
-@after_setup_logger.connect
-def _quiet_per_task_chatter(logger: logging.Logger, loglevel: int, **_: object) -> None:
-    if loglevel > logging.DEBUG:
-        for name in _CHATTY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)

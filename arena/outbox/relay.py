@@ -22,6 +22,7 @@ from uuid import UUID
 import psycopg
 
 from arena import telemetry
+from arena.logs import log_event
 from arena.messaging.ports import Delivery, MessageRejected, Publisher
 from arena.outbox.wakeups import IDLE_LOOK_SECONDS
 from arena.pacing import Pace
@@ -59,7 +60,8 @@ ranked AS (
 -- An arena's pending versions run without gaps from its first pending one, so a claimed row may
 -- go only if every pending version before it is claimed here too: its place among this batch's
 -- rows of the arena equals its distance from the first pending version.
-SELECT o.id, o.aggregate_id, o.envelope::text AS envelope, o.event_type, o.event_id,
+SELECT o.id, o.aggregate_id, o.aggregate_version, o.envelope::text AS envelope, o.event_type,
+       o.event_id,
        o.envelope->>'schemaVersion' AS schema_version,
        o.envelope->>'correlationId' AS correlation_id,
        (SELECT count(*) FROM claimed) AS claimed
@@ -108,6 +110,7 @@ class _Claimed(NamedTuple):
 
     id: int
     aggregate_id: UUID
+    aggregate_version: int
     envelope: str
     event_type: str
     event_id: UUID
@@ -196,6 +199,14 @@ def relay_batch(
             failures[row.aggregate_id] = (row.id, _describe(error))
             continue
         published.append(row.id)
+        log_event(
+            log,
+            "published",
+            row.event_type,
+            str(row.aggregate_id),
+            row.aggregate_version,
+            row.correlation_id,
+        )
     settled = _settle(connection, published, failures, policy)
     metrics.relay_batch_seconds.observe(time.perf_counter() - began)
     metrics.events_published.inc(settled.published)

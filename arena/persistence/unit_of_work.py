@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -14,12 +15,15 @@ from sqlalchemy.engine import Engine
 
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import DomainEvent
+from arena.logs import log_event
 from arena.outbox.wakeups import OUTBOX_CHANNEL
 from arena.persistence.boards import SqlBoards, SqlPendingActions
 from arena.persistence.connections import pooled_connection
 from arena.persistence.idempotency import IdempotencyStore
 from arena.persistence.repository import ArenaRepository
 from arena.services.unit_of_work import ConcurrentUpdate, Provenance
+
+log = logging.getLogger(__name__)
 
 # Any number of events in one statement; the envelope is stored as the JSON text built here. The
 # arrays go in binary (%b): as text, psycopg quotes and PostgreSQL unquotes every character of
@@ -111,6 +115,15 @@ class SqlUnitOfWork:
             # A unique constraint caught a concurrent writer (arena version, display name, key).
             self._connection.rollback()
             raise ConcurrentUpdate(str(error)) from error
+        for envelope in envelopes:
+            log_event(
+                log,
+                "recorded",
+                envelope.event_type,
+                envelope.aggregate_id,
+                envelope.aggregate_version,
+                envelope.correlation_id,
+            )
 
     def _envelope(self, event: DomainEvent) -> EventEnvelope:
         return EventEnvelope.wrap(

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import PoisonEvent
+from arena.logs import log_event
 from arena.messaging.dead_letter import dead_letter_record
 from arena.messaging.ports import Publisher
 from arena.messaging.records import ReceivedRecord
@@ -70,9 +71,17 @@ def project_batch(views: ArenaViews, events: list[ReceivedRecord]) -> BatchProgr
                 rejected_arenas.add(received.key)
         progress.one_by_one.append(received)
     results = apply_many(views, [envelope for _, envelope in batch])
-    for (received, _), result in zip(batch, results, strict=True):
+    for (received, envelope), result in zip(batch, results, strict=True):
         if isinstance(result, Outcome):
             progress.outcomes[result] += 1
+            log_event(
+                log,
+                str(result),
+                envelope.event_type,
+                envelope.aggregate_id,
+                envelope.aggregate_version,
+                envelope.correlation_id,
+            )
         elif isinstance(result, EventOutOfOrder):
             progress.waiting.append(received)
         else:  # rejected by the projection, or after a rejected one

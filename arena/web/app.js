@@ -257,6 +257,11 @@ function paint() {
       pen.fillRect(x + 1, y + 1, size - 2, size - 2);
     }
   }
+  if (document.activeElement === canvas) { // the keyboard's cursor
+    pen.strokeStyle = "#1b1f24";
+    pen.lineWidth = 2;
+    pen.strokeRect(cursor.x * size + 1, cursor.y * size + 1, size - 2, size - 2);
+  }
 }
 
 function drawSparkline() {
@@ -289,11 +294,43 @@ function cellAt(pointer) {
 let dragFrom = null;
 $("#board").addEventListener("pointerdown", (pointer) => { if (state.board) dragFrom = cellAt(pointer); });
 $("#board").addEventListener("pointerup", async (pointer) => {
-  const mine = seat(state.arena);
-  if (!dragFrom || !mine) return;
-  const to = cellAt(pointer);
+  if (!dragFrom) return;
   const from = dragFrom;
   dragFrom = null;
+  await act(from, cellAt(pointer));
+});
+
+// The keyboard does what the pointer does: arrows move the cursor cell, Enter or Space acts
+// there (an area tool takes two presses: one corner, then the other).
+const cursor = { x: 0, y: 0, from: null };
+$("#board").addEventListener("keydown", async (key) => {
+  if (!state.board) return;
+  const moves = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+  if (moves[key.key]) {
+    key.preventDefault();
+    cursor.x = Math.min(state.board.width - 1, Math.max(0, cursor.x + moves[key.key][0]));
+    cursor.y = Math.min(state.board.height - 1, Math.max(0, cursor.y + moves[key.key][1]));
+    paint();
+  } else if (key.key === "Enter" || key.key === " ") {
+    key.preventDefault();
+    const here = { x: cursor.x, y: cursor.y };
+    const area = ["NUTRIENTS", "ANTIBIOTIC"].includes(document.querySelector("input[name=tool]:checked").value);
+    if (area && !cursor.from) {
+      cursor.from = here;
+      say(`Corner at ${here.x}, ${here.y}: move to the other corner and press Enter.`);
+      return;
+    }
+    const from = cursor.from || here;
+    cursor.from = null;
+    await act(from, here);
+  }
+});
+$("#board").addEventListener("focus", paint);
+$("#board").addEventListener("blur", paint);
+
+async function act(from, to) {
+  const mine = seat(state.arena);
+  if (!mine) return;
   const tool = document.querySelector("input[name=tool]:checked").value;
   const area = { x: Math.min(from.x, to.x), y: Math.min(from.y, to.y),
     width: Math.abs(to.x - from.x) + 1, height: Math.abs(to.y - from.y) + 1 };
@@ -303,7 +340,7 @@ $("#board").addEventListener("pointerup", async (pointer) => {
     action = { type: "DROP_ANTIBIOTIC", payload: { area, kind: $("#antibiotic").value, concentration: 2 } };
   } else action = { type: "SPAWN_ORGANISM", payload: { kind: tool, position: to } };
   await command(`${API}/${state.arena}/actions`, { method: "POST", body: action, token: mine.token });
-});
+}
 
 $("#join").addEventListener("submit", async (submitted) => {
   submitted.preventDefault();

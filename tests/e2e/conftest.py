@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
 from flask import Flask
+from werkzeug.serving import make_server
 
 from arena.settings import Settings
 from tests.support.processes import (
@@ -35,3 +37,16 @@ def pipeline(
         yield processes
     finally:
         processes.stop_all()
+
+
+@pytest.fixture(scope="module")
+def site(app: Flask, pipeline: Pipeline) -> Iterator[str]:
+    """The app on a real threaded HTTP server on loopback (for browsers and raw sockets), with
+    the pipeline running behind it."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    serving = threading.Thread(target=server.serve_forever, name="web", daemon=True)
+    serving.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from werkzeug.serving import make_server
 
 from arena.settings import Settings
-from tests.e2e.conftest import Pipeline
 from tests.support.pipeline import produce
 from tests.support.poison import poisoned_arena
 
@@ -39,17 +35,6 @@ QUIET_FLAGS = [
 SIDE = 16
 VIEWPORT = {"width": 1280, "height": 1300}  # the whole board in view: a click lands on its cell
 WAIT_MS = 20_000  # Playwright's expectations wait until this deadline, polling
-
-
-@pytest.fixture(scope="module")
-def site(app: Flask, pipeline: Pipeline) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    serving = threading.Thread(target=server.serve_forever, name="web", daemon=True)
-    serving.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +119,14 @@ def test_two_players_play_a_game_in_the_browser(
             spot = _cell(page, x, y)
             page.mouse.click(spot["x"], spot["y"])
     expect(ada.locator("#notice")).to_have_text("")
+    # The keyboard reaches the board too: arrows move its cursor, Enter spawns there.
+    bob.locator("#board").focus()
+    for key in ("ArrowRight", "ArrowRight", "ArrowDown", "ArrowDown"):
+        bob.keyboard.press(key)
+    with bob.expect_response(lambda r: r.url.endswith("/actions")) as answered:
+        bob.keyboard.press("Enter")
+    assert answered.value.status == 202
+    assert answered.value.request.post_data_json["payload"]["position"] == {"x": 2, "y": 2}
     for name in ("Ada", "Bob"):  # each player's organisms are on the board
         expect(bob.locator("#players tbody")).to_contain_text(name)
     ticked_from = _tick(bob)
