@@ -19,6 +19,7 @@ LISTED = 20
 @dataclass(frozen=True, slots=True)
 class ProjectionMetrics:
     arenas: int
+    applied_total: int  # every arena's view version added up: events the projection applied
     behind: int
     behind_examples: list[dict[str, Any]]
     stalled: list[dict[str, Any]]
@@ -27,6 +28,7 @@ class ProjectionMetrics:
     def to_dict(self) -> dict[str, Any]:
         return {
             "arenas": self.arenas,
+            "appliedTotal": self.applied_total,
             "arenasBehind": self.behind,
             "arenasBehindExamples": self.behind_examples,
             "stalledArenas": self.stalled,
@@ -39,11 +41,13 @@ def projection_metrics(session: AnySession, views: ArenaViews) -> ProjectionMetr
     rows = session.execute(select(ARENAS.c.id, ARENAS.c.version)).all()
     session.rollback()
     behind: list[dict[str, Any]] = []
+    applied = 0
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
         seen = views.get_many([str(row.id) for row in chunk])
         for row in chunk:
             view_version = seen[str(row.id)]["version"] if str(row.id) in seen else 0
+            applied += view_version
             if view_version < row.version:
                 behind.append(
                     {
@@ -56,6 +60,7 @@ def projection_metrics(session: AnySession, views: ArenaViews) -> ProjectionMetr
     parked = sum(len(views.parked(stall.arena_id)) for stall in stalls)
     return ProjectionMetrics(
         arenas=len(rows),
+        applied_total=applied,
         behind=len(behind),
         behind_examples=behind[:LISTED],
         stalled=[

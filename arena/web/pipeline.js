@@ -3,7 +3,7 @@
 const EVERY_MS = 2000;
 const KEPT = 150; // samples in each sparkline: five minutes
 const $ = (selector) => document.querySelector(selector);
-const history = { published: [], consumed: [] };
+const history = { published: [], consumed: [], applied: [] };
 let previous = null;
 
 function rows(table, cells) {
@@ -29,6 +29,7 @@ function counts(status) {
     at: performance.now(),
     published: status.outbox.published_total,
     consumed: partitions.reduce((sum, p) => sum + (p.committedOffset > 0 ? p.committedOffset : 0), 0),
+    applied: status.projections.appliedTotal,
   };
 }
 

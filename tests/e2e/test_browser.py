@@ -8,6 +8,7 @@ keep the screenshots (the README's come from here).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,5 +159,9 @@ def test_the_pipeline_page_shows_a_stalled_arena_after_a_poison_event(
     expect(page.locator("#parked")).not_to_have_text("0")
     expect(page.locator("#dead-letters")).not_to_have_text("0")
     expect(page.locator("#lag tbody tr")).to_have_count(settings.kafka_events_partitions)
+    for stage in ("published", "consumed", "applied"):  # a rate once two samples are in
+        expect(page.locator(f"#rates tr[data-stage={stage}] td").first).to_have_text(
+            re.compile(r"^\d+\.\d$")
+        )
     expect(page.get_by_role("link", name="Flower")).to_have_attribute("href", settings.flower_url)
     _keep(page, "pipeline.png", tmp_path)

@@ -171,3 +171,14 @@ def test_verify_compares_the_read_models_board_with_the_write_models(dish: Dish)
         views.redis.set(views.keys().board(dish.id), stored_board.encode(older))
         found = [d for d in divergences(db.session, views) if d.arena_id == dish.id]
     assert [(d.field, d.expected) for d in found] == [("boardHash", dish.written()[1])]
+
+
+def test_the_pipeline_counts_every_applied_event(dish: Dish) -> None:
+    dish.project()
+
+    def applied() -> int:
+        return int(dish.client.get("/api/v1/pipeline").get_json()["projections"]["appliedTotal"])
+
+    before, version = applied(), dish.get("").get_json()["version"]
+    dish.tick(3)
+    assert applied() - before == dish.get("").get_json()["version"] - version
