@@ -176,7 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_at_start = os.getloadavg()[0]
     app = create_resources(run)
     processes = Supervisor(workdir)
-    environment = pipeline_env(run.settings)
+    # Every process writes its Prometheus samples to one directory, as under `make run`.
+    samples = dataclasses.replace(run.settings, prometheus_multiproc_dir=str(workdir / "metrics"))
+    environment = pipeline_env(samples)
     redis_ports = {
         urlsplit(run.settings.redis_url).port or 6379: REDIS_READ_MODEL,
         urlsplit(run.settings.celery_broker_url).port or 6379: REDIS_BROKER,
