@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,6 +45,7 @@ from arena.domain.events import (
 )
 
 NAME_LENGTH = (3, 80)
+_NOT_TEXT = frozenset({"Cc", "Cs"})  # Unicode categories: control characters, lone surrogates
 DISPLAY_NAME_LENGTH = (1, 40)
 
 
@@ -460,8 +462,12 @@ def _new_player(display_name: str, role: PlayerRole, now: datetime) -> NewPlayer
 
 
 def _checked_length(field_name: str, value: str, bounds: tuple[int, int]) -> str:
+    """A name as people read it: trimmed, within `bounds`, and text (no control characters, no
+    lone surrogates, which no database column or UTF-8 encoder would take)."""
     value = value.strip()
     low, high = bounds
     if not low <= len(value) <= high:
         raise ValidationFailed({field_name: f"length must be between {low} and {high}"})
+    if any(unicodedata.category(character) in _NOT_TEXT for character in value):
+        raise ValidationFailed({field_name: "must not contain control characters"})
     return value

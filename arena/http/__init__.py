@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import http
+from typing import Any
+
 from flask import Flask, Response, send_from_directory
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
 from swagger_ui_bundle import swagger_ui_path
 
 from arena.http import (
@@ -18,6 +22,7 @@ from arena.http import (
     web,
 )
 from arena.http.docs import register_components
+from arena.http.problems import PROBLEM_MEDIA_TYPE
 from arena.http.schemas import ProblemSchema
 
 
@@ -25,6 +30,19 @@ class ArenaApi(Api):
     """flask-smorest documents every error response with our RFC 7807 schema."""
 
     ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        """The error responses flask-smorest registers for every status, as problem+json (what
+        problems.py answers), not the application/json it would document them as."""
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if not 100 <= status < 200 and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_MEDIA_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        default = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, PROBLEM_MEDIA_TYPE)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, default, lazy=True)
 
 
 def init_http(app: Flask) -> None:

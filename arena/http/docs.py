@@ -18,7 +18,13 @@ _IDEMPOTENCY_KEY_PARAMETER = {
     "in": "header",
     "name": "Idempotency-Key",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    # Printable Latin-1 (what str.isprintable, the server's check, accepts in a header).
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": r"^[\x20-\x7e\xa1-\xac\xae-\xff]+$",
+    },
     "description": "Send the same key to retry safely: the first reply is replayed, nothing is "
     "written twice. The same key with a different request is refused with 422.",
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validates_schema
 from marshmallow.validate import Length, OneOf, Range
 
 from arena.domain.actions import ActionType, AntibioticKind, OrganismKind
@@ -411,7 +411,11 @@ class FieldErrorSchema(Schema):
 
 
 class ProblemSchema(Schema):
-    """RFC 7807 problem details."""
+    """RFC 7807 problem details; a problem may add members of its own (RFC 7807, 3.2), such as
+    `currentVersion` or `firstTick` and `lastTick`."""
+
+    class Meta:
+        unknown = INCLUDE
 
     type = fields.String()
     title = fields.String()

@@ -27,7 +27,7 @@ from flask_smorest import Blueprint, abort
 
 from arena.bootstrap import Components, components
 from arena.http.board_view import board_body, metrics_body
-from arena.http.problems import problem
+from arena.http.problems import PROBLEM_MEDIA_TYPE, problem
 from arena.http.schemas import (
     MetricsStreamQuerySchema,
     ProblemSchema,
@@ -50,10 +50,31 @@ RECONNECT_MILLIS = 1000  # the `retry:` a client waits before it reconnects
 RETRY_AFTER_SECONDS = "5"
 
 _STREAM_DOC = {
-    "description": "An endless stream of Server-Sent Events.",
-    "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+    "description": "An endless stream of Server-Sent Events, each described here.",
+    "content": {
+        EVENT_STREAM: {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "event": {"type": "string", "description": "the frame's kind"},
+                    "id": {"type": "string", "description": "the arena version it brings"},
+                    "data": {"type": "string", "description": "a JSON object"},
+                },
+                "required": ["data"],
+            }
+        }
+    },
 }
-_BUSY_DOC = {"schema": ProblemSchema, "description": "Every stream slot of this server is taken"}
+_BUSY_DOC = {
+    "schema": ProblemSchema,
+    "content_type": PROBLEM_MEDIA_TYPE,
+    "description": "Every stream slot of this server is taken",
+}
+_MISSING_DOC = {
+    "schema": ProblemSchema,
+    "content_type": PROBLEM_MEDIA_TYPE,
+    "description": "No such arena",
+}
 
 
 @blp.route("/<uuid:arena_id>/stream")
@@ -61,7 +82,7 @@ class ArenaStream(MethodView):
     @blp.arguments(StreamQuerySchema, location="query")
     @blp.arguments(StreamHeadersSchema, location="headers")
     @blp.doc(responses={"200": _STREAM_DOC})
-    @blp.alt_response(404, schema=ProblemSchema, description="No such arena")
+    @blp.alt_response(404, **_MISSING_DOC)
     @blp.alt_response(503, **_BUSY_DOC)
     def get(self, query: dict[str, Any], headers: dict[str, Any], arena_id: uuid.UUID) -> Response:
         """The arena's events as they are projected: `event:` the type, `id:` the version,
@@ -78,7 +99,7 @@ class ArenaStream(MethodView):
 class ArenaMetricsStream(MethodView):
     @blp.arguments(MetricsStreamQuerySchema, location="query")
     @blp.doc(responses={"200": _STREAM_DOC})
-    @blp.alt_response(404, schema=ProblemSchema, description="No such arena")
+    @blp.alt_response(404, **_MISSING_DOC)
     @blp.alt_response(503, **_BUSY_DOC)
     def get(self, query: dict[str, Any], arena_id: uuid.UUID) -> Response:
         """`event: metrics` every few seconds, `data:` what GET /metrics answers."""

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 
@@ -127,6 +128,16 @@ def test_name_outside_3_to_80_characters_after_strip_is_rejected(name):
     assert set(raised.value.field_errors) == {"name"}
 
 
+@pytest.mark.parametrize(
+    "name", ["ab\x00c", "dish\x1b[31m", "lone \ud83d surrogate", "tab\tinside"]
+)
+def test_a_name_with_control_characters_or_lone_surrogates_is_rejected(name):
+    with pytest.raises(ValidationFailed) as raised:
+        create(name=name)
+
+    assert raised.value.field_errors == {"name": "must not contain control characters"}
+
+
 @pytest.mark.parametrize("display_name", ["a", "b" * 40, "  Ada  "])
 def test_display_name_of_1_to_40_characters_after_strip_is_accepted_and_stored_stripped(
     display_name,
@@ -146,8 +157,9 @@ def test_display_name_outside_1_to_40_characters_after_strip_is_rejected(display
 
 @settings(database=None)
 @given(st.text(max_size=100))
-def test_create_accepts_a_name_exactly_when_its_stripped_length_is_3_to_80(name):
-    valid = 3 <= len(name.strip()) <= 80
+def test_create_accepts_a_name_exactly_when_its_stripped_length_is_3_to_80_and_it_is_text(name):
+    text = not any(unicodedata.category(c) in {"Cc", "Cs"} for c in name.strip())
+    valid = 3 <= len(name.strip()) <= 80 and text
     if valid:
         arena, _ = create(name=name)
         assert arena.name == name.strip()
