@@ -8,8 +8,12 @@ each producer in it is made on first use, after a worker has forked.)
 
 from __future__ import annotations
 
+import base64
+import os
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from celery import Celery
 from celery.signals import worker_process_shutdown
@@ -20,6 +24,7 @@ from arena.extensions import db
 from arena.messaging.celery import celery_init_app
 from arena.messaging.in_flight import ProjectionsInFlight
 from arena.messaging.publishers import Publishers
+from arena.persistence.idempotency import ReplySealer
 from arena.persistence.unit_of_work import SqlUnitsOfWork
 from arena.readmodel.keys import applied_channel
 from arena.readmodel.live import AppliedNotices, StreamSlots
@@ -29,6 +34,8 @@ from arena.settings import Settings
 
 EXTENSION = "arena"
 REDIS_TIMEOUT_SECONDS = 2
+SECRET_BYTES = 32
+LOCAL_SECRET = Path("var") / "idempotency.secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,7 @@ def bootstrap(app: Flask, settings: Settings) -> Components:
             SqlUnitsOfWork(
                 lambda: db.engine,
                 idempotency_retention=timedelta(seconds=settings.idempotency_retention_seconds),
+                sealer=ReplySealer(idempotency_secret(settings)),
                 nudge_relay=settings.outbox_nudge,
             )
         ),
@@ -94,3 +102,21 @@ def _redis(url: str) -> Redis:
     return Redis.from_url(
         url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
     )
+
+
+def idempotency_secret(settings: Settings) -> bytes:
+    """IDEMPOTENCY_SECRET (set it wherever more than one machine serves the API), or, for local
+    runs, one made once into var/ and shared by every process of this checkout."""
+    if settings.idempotency_secret:
+        secret = base64.urlsafe_b64decode(settings.idempotency_secret + "==")
+        if len(secret) < SECRET_BYTES:
+            raise ValueError(f"IDEMPOTENCY_SECRET must hold at least {SECRET_BYTES} bytes")
+        return secret
+    LOCAL_SECRET.parent.mkdir(parents=True, exist_ok=True)
+    try:  # the first process to get here writes it; the others read what it wrote
+        with LOCAL_SECRET.open("xb") as created:
+            os.chmod(LOCAL_SECRET, 0o600)
+            created.write(secrets.token_bytes(SECRET_BYTES))
+    except FileExistsError:
+        pass
+    return LOCAL_SECRET.read_bytes()

@@ -38,6 +38,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "outbox_backoff_max_seconds": ("OUTBOX_BACKOFF_MAX_SECONDS", "60"),
     "outbox_retention_seconds": ("OUTBOX_RETENTION_SECONDS", "3600"),
     "idempotency_retention_seconds": ("IDEMPOTENCY_RETENTION_SECONDS", "86400"),
+    "idempotency_secret": ("IDEMPOTENCY_SECRET", ""),
     "max_body_bytes": ("MAX_BODY_BYTES", "65536"),
     "read_wait_seconds": ("READ_WAIT_SECONDS", "5"),
     "read_max_waiters": ("READ_MAX_WAITERS", "4"),
@@ -100,6 +101,7 @@ class Settings:
     outbox_backoff_max_seconds: float
     outbox_retention_seconds: int
     idempotency_retention_seconds: int
+    idempotency_secret: str  # base64url, 32 bytes or more; empty: var/idempotency.secret (local)
     max_body_bytes: int
     read_wait_seconds: float
     read_max_waiters: int

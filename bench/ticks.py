@@ -12,6 +12,7 @@ model, with the writer's own CPU beside it.
 
 from __future__ import annotations
 
+import secrets
 import time
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ import psycopg
 
 from arena.domain.actions import ActionType
 from arena.domain.model import hash_token
+from arena.persistence.idempotency import ReplySealer
 from arena.persistence.unit_of_work import SqlUnitOfWork
 from arena.services.commands import SubmitAction
 from arena.services.handlers import submit_action
@@ -100,6 +102,7 @@ def _write(
     answers: list[Answer] = []
     commits: list[float] = []
     interval = EVENTS_PER_TRANSACTION / rate
+    sealer = ReplySealer(secrets.token_bytes(32))  # these commands send no Idempotency-Key
     cpu = time.thread_time()
     started = time.monotonic()
     with psycopg.connect(run.dsn) as connection:
@@ -107,7 +110,7 @@ def _write(
             time.sleep(max(0.0, started + number * interval - time.monotonic()))
             began = time.monotonic()
             with SqlUnitOfWork(
-                connection, Provenance.new(), idempotency_retention=timedelta(0)
+                connection, Provenance.new(), idempotency_retention=timedelta(0), sealer=sealer
             ) as uow:
                 uow.arenas.get_many([arena_id for arena_id, _ in arenas])  # one round trip
                 outcomes = [

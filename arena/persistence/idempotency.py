@@ -2,19 +2,24 @@
 
 A record is written in the same transaction as the command's changes, so "the command happened"
 and "its reply is remembered" commit together. Replies can hold bearer tokens, which must never be
-stored usable: the reply is sealed with a SHAKE-256 keystream derived from the client's
-Idempotency-Key and a random salt, and the key itself is stored only as a SHA-256 hash. Only a
-client presenting the same key can unseal the reply.
+stored usable. The key is stored only as its HMAC under a server secret (IDEMPOTENCY_SECRET), and
+the reply is sealed with AES-256-GCM under a key derived from both the secret and the client's
+Idempotency-Key, bound to its row (the key's HMAC and the request's fingerprint as associated
+data). A database dump alone reveals neither keys nor tokens, not even for a guessable key; and
+the secret alone does not open a reply without the client's key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from arena.services.idempotency import IdempotencyKey, IdempotencyKeyReused, Reply
 from arena.services.unit_of_work import ConcurrentUpdate
@@ -43,49 +48,83 @@ DELETE FROM idempotency_keys WHERE key_hash IN (
 """
 
 
+NONCE_BYTES = 12  # AES-GCM's; a fresh random one per sealed reply (in the `salt` column)
+
+
+class ReplySealer:
+    """What the server secret does: name a key without storing it, and seal and open replies."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def key_hash(self, key: str) -> str:
+        return self._mac(b"key-hash", key).hex()
+
+    def seal(self, key: str, fingerprint: str, plain: bytes) -> tuple[bytes, bytes]:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = self._cipher(key).encrypt(nonce, plain, self._bound_to(key, fingerprint))
+        return nonce, sealed
+
+    def unseal(self, key: str, fingerprint: str, nonce: bytes, sealed: bytes) -> bytes:
+        """The reply; refuses one that does not open (altered in the database)."""
+        try:
+            return self._cipher(key).decrypt(nonce, sealed, self._bound_to(key, fingerprint))
+        except InvalidTag:
+            raise IdempotencyKeyReused(
+                "The reply remembered for this Idempotency-Key cannot be read; send a new key."
+            ) from None
+
+    def _cipher(self, key: str) -> AESGCM:
+        return AESGCM(self._mac(b"seal", key))
+
+    def _bound_to(self, key: str, fingerprint: str) -> bytes:
+        return f"{self.key_hash(key)}:{fingerprint}".encode()
+
+    def _mac(self, purpose: bytes, key: str) -> bytes:
+        return hmac.digest(self._secret, purpose + b"\0" + key.encode(), hashlib.sha256)
+
+
 class IdempotencyStore:
     """Replies remembered in PostgreSQL, in the command's own transaction."""
 
-    def __init__(self, connection: psycopg.Connection, retention: timedelta) -> None:
+    def __init__(
+        self, connection: psycopg.Connection, retention: timedelta, sealer: ReplySealer
+    ) -> None:
         self._connection = connection
         self._retention = retention
+        self._sealer = sealer
 
     def find(self, key: IdempotencyKey) -> Reply | None:
-        """The remembered reply for this key, if any; raises if the key meant another request."""
-        row = self._connection.execute(_FIND, (key.key_hash, _now())).fetchone()
+        """The remembered reply for this key, if any; raises if the key meant another request.
+        (Under another secret the key has another HMAC: its old record is simply not found.)"""
+        key_hash = self._sealer.key_hash(key.key)
+        row = self._connection.execute(_FIND, (key_hash, _now())).fetchone()
         if row is None:
             return None
-        fingerprint, status_code, salt, sealed_body = row
-        if fingerprint != key.fingerprint:
+        fingerprint, status_code, nonce, sealed_body = row
+        if not hmac.compare_digest(fingerprint, key.fingerprint):
             raise IdempotencyKeyReused("This Idempotency-Key was used for a different request.")
-        body = json.loads(_xor(sealed_body, _keystream(key.key, salt, len(sealed_body))))
-        return Reply(status_code, body, replayed=True)
+        plain = self._sealer.unseal(key.key, fingerprint, bytes(nonce), bytes(sealed_body))
+        return Reply(status_code, json.loads(plain), replayed=True)
 
     def remember(self, key: IdempotencyKey, reply: Reply) -> None:
         """Store the reply; a concurrent request that got there first makes this command retry."""
         plain = json.dumps(reply.body, separators=(",", ":")).encode()
-        salt = secrets.token_bytes(16)
+        nonce, sealed = self._sealer.seal(key.key, key.fingerprint, plain)
         now = _now()
-        sealed = _xor(plain, _keystream(key.key, salt, len(plain)))
-        values = (key.key_hash, key.fingerprint, reply.status, salt, sealed, now)
+        key_hash = self._sealer.key_hash(key.key)
+        values = (key_hash, key.fingerprint, reply.status, nonce, sealed, now)
         stored = self._connection.execute(_REMEMBER, (*values, now + self._retention)).fetchone()
         if stored is None:
             raise ConcurrentUpdate("another request with this Idempotency-Key committed first")
 
-    def purge_expired(self, batch_size: int) -> int:
-        """Delete and commit up to `batch_size` expired records."""
-        purged = self._connection.execute(_PURGE, (_now(), batch_size)).rowcount
-        self._connection.commit()
-        return purged
+
+def purge_expired(connection: psycopg.Connection, batch_size: int) -> int:
+    """Delete and commit up to `batch_size` expired records."""
+    purged = connection.execute(_PURGE, (_now(), batch_size)).rowcount
+    connection.commit()
+    return purged
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _keystream(key: str, salt: bytes, length: int) -> bytes:
-    return hashlib.shake_256(salt + key.encode()).digest(length)
-
-
-def _xor(data: bytes, stream: bytes) -> bytes:
-    return bytes(a ^ b for a, b in zip(data, stream, strict=True))

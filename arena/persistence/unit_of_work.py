@@ -19,7 +19,7 @@ from arena.logs import log_event
 from arena.outbox.wakeups import OUTBOX_CHANNEL
 from arena.persistence.boards import SqlBoards, SqlPendingActions
 from arena.persistence.connections import pooled_connection
-from arena.persistence.idempotency import IdempotencyStore
+from arena.persistence.idempotency import IdempotencyStore, ReplySealer
 from arena.persistence.repository import ArenaRepository
 from arena.services.unit_of_work import ConcurrentUpdate, Provenance
 
@@ -46,10 +46,16 @@ class SqlUnitsOfWork:
     """Opens a `SqlUnitOfWork` on a pooled connection, handed back when the unit ends."""
 
     def __init__(
-        self, engine: Callable[[], Engine], *, idempotency_retention: timedelta, nudge_relay: bool
+        self,
+        engine: Callable[[], Engine],
+        *,
+        idempotency_retention: timedelta,
+        sealer: ReplySealer,
+        nudge_relay: bool,
     ) -> None:
         self._engine = engine  # looked up late: Flask-SQLAlchemy builds it in an app context
         self._idempotency_retention = idempotency_retention
+        self._sealer = sealer
         self._nudge_relay = nudge_relay
 
     @contextmanager
@@ -60,6 +66,7 @@ class SqlUnitsOfWork:
                 connection,
                 provenance,
                 idempotency_retention=self._idempotency_retention,
+                sealer=self._sealer,
                 nudge_relay=self._nudge_relay,
             ) as unit,
         ):
@@ -78,13 +85,14 @@ class SqlUnitOfWork:
         provenance: Provenance,
         *,
         idempotency_retention: timedelta,
+        sealer: ReplySealer,
         nudge_relay: bool = True,
     ) -> None:
         self._connection = connection
         self._insert_events = _INSERT_EVENTS_AND_NOTIFY if nudge_relay else _INSERT_EVENTS
         self._provenance = provenance
         self.arenas = ArenaRepository(connection)
-        self.idempotency = IdempotencyStore(connection, idempotency_retention)
+        self.idempotency = IdempotencyStore(connection, idempotency_retention, sealer)
         self.boards = SqlBoards(connection)
         self.pending_actions = SqlPendingActions(connection)
 

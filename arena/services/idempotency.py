@@ -6,7 +6,6 @@ unit of work, so "the command happened" and "its reply is remembered" are kept t
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +22,6 @@ class IdempotencyKey:
 
     key: str
     fingerprint: str
-
-    @property
-    def key_hash(self) -> str:
-        return hashlib.sha256(self.key.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ unit of work, and a batch of updates that fails whole when any arena changed mea
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,6 +15,7 @@ from flask.testing import FlaskClient
 from arena.domain.actions import ActionType
 from arena.domain.errors import NotFound
 from arena.domain.model import hash_token
+from arena.persistence.idempotency import ReplySealer
 from arena.persistence.unit_of_work import SqlUnitOfWork
 from arena.services.commands import SubmitAction
 from arena.services.handlers import submit_action
@@ -34,7 +36,10 @@ def connection(settings: Settings, database: str) -> Iterator[psycopg.Connection
 
 
 def unit_of_work(connection: psycopg.Connection) -> SqlUnitOfWork:
-    return SqlUnitOfWork(connection, Provenance.new(), idempotency_retention=timedelta(0))
+    sealer = ReplySealer(secrets.token_bytes(32))
+    return SqlUnitOfWork(
+        connection, Provenance.new(), idempotency_retention=timedelta(0), sealer=sealer
+    )
 
 
 def running_arenas(client: FlaskClient, count: int) -> list[tuple[str, str]]:

@@ -30,6 +30,7 @@ from tests.support.api import (
     totals,
     transition,
 )
+from tests.support.idempotency import stored_key_hash
 
 pytestmark = pytest.mark.integration
 
@@ -483,7 +484,7 @@ def test_an_expired_key_is_forgotten_and_may_be_used_again(
     first = client.post(url, json=set_temperature(21), headers=headers)
     sql.execute(
         "UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key_hash = %s",
-        (sha256(key),),
+        (stored_key_hash(key),),
     )
     records = idempotency_rows(sql)
 
@@ -530,12 +531,13 @@ def test_the_idempotency_table_holds_no_key_and_no_token(
         row = sql.execute(
             "SELECT key_hash, fingerprint, status_code, sealed_body, t::text"
             " FROM idempotency_keys t WHERE key_hash = %s",
-            (sha256(key),),
+            (stored_key_hash(key),),
         ).fetchone()
         assert row is not None
-        _, fingerprint, status_code, sealed_body, as_text = row
+        key_hash, fingerprint, status_code, sealed_body, as_text = row
         assert status_code == reply.status_code
-        assert fingerprint not in (key, sha256(key))
+        assert sha256(key) not in as_text  # keyed: a guessable key is not found by hashing it
+        assert fingerprint not in (key, sha256(key), key_hash)
         sealed = bytes(sealed_body)
         for secret in secrets:
             assert secret not in as_text
@@ -549,3 +551,22 @@ def test_the_idempotency_table_holds_no_key_and_no_token(
             {"s": secret},
         ).fetchone()
         assert leaks == 0
+
+
+def test_a_remembered_reply_altered_in_the_database_is_refused_not_replayed(
+    client: FlaskClient, sql: psycopg.Connection
+) -> None:
+    key = new_key()
+    body = {"name": "Tampered", "displayName": "Ada"}
+    first = client.post(ARENAS, json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201
+    sql.execute(
+        "UPDATE idempotency_keys"  # one bit of the ciphertext flipped
+        " SET sealed_body = set_byte(sealed_body, 0, get_byte(sealed_body, 0) # 1)"
+        " WHERE key_hash = %s",
+        (stored_key_hash(key),),
+    )
+
+    again = client.post(ARENAS, json=body, headers={"Idempotency-Key": key})
+
+    problem_of(again, 422, "idempotency-key-reused")

@@ -30,8 +30,8 @@ from tests.support.api import (
     new_key,
     players,
     set_temperature,
-    sha256,
 )
+from tests.support.idempotency import stored_key_hash
 
 pytestmark = pytest.mark.integration
 
@@ -171,10 +171,10 @@ def test_concurrent_actions_joins_and_transitions_keep_one_event_per_success(
         row[0]
         for row in sql.execute(
             "SELECT key_hash FROM idempotency_keys WHERE key_hash = ANY(%s)",
-            ([sha256(o.key) for o in outcomes],),
+            ([stored_key_hash(o.key) for o in outcomes],),
         )
     }
-    assert remembered == {sha256(o.key) for o in accepted}
+    assert remembered == {stored_key_hash(o.key) for o in accepted}
 
 
 def test_one_request_retried_concurrently_with_one_key_runs_once(

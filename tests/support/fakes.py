@@ -63,7 +63,7 @@ class FakeReplies:
         self.remembered: dict[str, tuple[str, Reply]] = {}
 
     def find(self, key: IdempotencyKey) -> Reply | None:
-        found = self._committed.replies.get(key.key_hash)
+        found = self._committed.replies.get(key.key)
         if found is None:
             return None
         fingerprint, reply = found
@@ -72,7 +72,7 @@ class FakeReplies:
         return Reply(reply.status, reply.body, replayed=True)
 
     def remember(self, key: IdempotencyKey, reply: Reply) -> None:
-        self.remembered[key.key_hash] = (key.fingerprint, reply)
+        self.remembered[key.key] = (key.fingerprint, reply)
 
 
 class FakeBoards:
@@ -130,8 +130,8 @@ class FakeUnitOfWork:
             current = self._committed.arenas.get(arena.id)
             if (current.version if current else 0) != loaded_version:
                 raise ConcurrentUpdate(f"arena {arena.id} changed since it was loaded")
-        for key_hash in self.idempotency.remembered:
-            if key_hash in self._committed.replies:
+        for key in self.idempotency.remembered:
+            if key in self._committed.replies:
                 raise ConcurrentUpdate("another request with this Idempotency-Key committed first")
         for arena, _ in self.arenas.seen:
             self._committed.events += [(self._provenance, e) for e in arena.collect_events()]
