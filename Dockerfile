@@ -42,11 +42,12 @@ COPY arena/ ./arena/
 COPY tasks/ ./tasks/
 COPY migrations/ ./migrations/
 RUN pip install --no-deps . \
- && rm -rf build ./*.egg-info
+ && rm -rf build ./*.egg-info \
+ && mkdir -p /app/var /var/metrics && chown arena:arena /app/var /var/metrics
 
 USER arena
 
 EXPOSE 5000 5555
 
 # API by default; compose overrides the command for the other processes.
-CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-", "app:app"]
+CMD ["gunicorn", "-c", "python:arena.http.gunicorn_hooks", "--bind", "0.0.0.0:5000", "--workers", "2", "--worker-class", "gthread", "--threads", "16", "--access-logfile", "-", "app:app"]
