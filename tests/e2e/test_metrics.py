@@ -4,6 +4,7 @@ worker adds every process's samples up."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import socket
@@ -16,6 +17,7 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from arena.bootstrap import idempotency_secret
 from arena.settings import Settings
 from tests.support.processes import (
     BIN,
@@ -43,6 +45,7 @@ def _free_port() -> int:
 class Api:
     url: str
     samples: Path
+    logs: Path
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def api(
         processes.start("consumer", flask_command("consume"), environment)
         processes.wait_for_line("api", "Booting worker")
         processes.wait_for_line("worker", " ready.")
-        yield Api(f"http://127.0.0.1:{port}", samples)
+        yield Api(f"http://127.0.0.1:{port}", samples, logs)
     finally:
         processes.stop_all()
 
@@ -129,3 +132,16 @@ def test_counters_add_up_over_every_process(api: Api) -> None:
     assert _value(samples, "arena_tick_run_seconds_count") >= 1
     assert ("arena_outbox_backlog", ()) in samples
     assert any(name == "arena_consumer_lag" for name, _ in samples)
+
+
+def test_no_token_or_secret_reaches_a_log_line(api: Api, settings: Settings) -> None:
+    body = {"name": "Quiet dish", "displayName": "Ada"}
+    created = _post(f"{api.url}/api/v1/arenas", body)
+    joined = _post(f"{api.url}/api/v1/arenas/{created['id']}/players", {"displayName": "Bob"})
+    tokens = [str(reply["player"]["token"]) for reply in (created, joined)]  # type: ignore[index]
+    _post(f"{api.url}/api/v1/arenas/{created['id']}/start", {}, tokens[0])
+    secret = base64.urlsafe_b64encode(idempotency_secret(settings)).decode().rstrip("=")
+    logged = "\n".join(path.read_text(errors="replace") for path in api.logs.glob("*.log"))
+    assert f"arena {created['id']}" in logged  # the lines are there ...
+    for hidden in (*tokens, secret, idempotency_secret(settings).hex()):
+        assert hidden not in logged  # ... and nothing that opens anything
