@@ -67,6 +67,7 @@ def init_http(app: Flask) -> None:
     api.register_blueprint(health.blp)
     api.register_blueprint(pipeline.blp)
     app.register_blueprint(web.blp)
+    app.after_request(_no_sniffing)
     app.register_blueprint(prometheus.blp)
     prometheus.time_requests(app)
     problems.register(app)
@@ -74,3 +75,9 @@ def init_http(app: Flask) -> None:
 
 def _swagger_ui_asset(filename: str) -> Response:
     return send_from_directory(swagger_ui_path, filename)
+
+
+def _no_sniffing(response: Response) -> Response:
+    """Browsers take each reply as the type it says, never guess a script out of JSON."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -125,3 +125,18 @@ def test_docs_page_serves_swagger_ui_and_its_assets_locally(client: FlaskClient)
     assert b"/api/v1/openapi.json" in page.data
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
         assert client.get(f"/docs/assets/{asset}").status_code == 200
+
+
+def test_pages_carry_security_headers_and_nothing_allows_other_origins(
+    client: FlaskClient,
+) -> None:
+    for path in ("/", "/pipeline"):
+        page = client.get(path)
+        assert page.status_code == 200
+        policy = page.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert page.headers["X-Frame-Options"] == "DENY"
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
+    answer = client.get("/api/v1/arenas", headers={"Origin": "http://elsewhere.example"})
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert not [k for k, _ in answer.headers.items() if k.lower().startswith("access-control-")]
