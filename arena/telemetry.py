@@ -57,6 +57,10 @@ def configure(settings: Settings) -> None:
     """Before any metric is made: write to the shared directory, if there is one."""
     directory = settings.prometheus_multiproc_dir
     if not directory:
+        # The variable set but empty (as `Settings.to_env` passes it on) would make the library
+        # write its files into the working directory: count in memory instead.
+        os.environ.pop(LIBRARY_VARIABLE, None)
+        values.ValueClass = values.MutexValue
         return
     Path(directory).mkdir(parents=True, exist_ok=True)
     os.environ[LIBRARY_VARIABLE] = directory
