@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -116,7 +116,7 @@ def _arena(arena_id: uuid.UUID) -> tuple[Components, View]:
     return parts, view
 
 
-def _streaming(parts: Components, frames: Iterator[str]) -> Response:
+def _streaming(parts: Components, frames: Generator[str, None, None]) -> Response:
     slots = parts.stream_slots
     if not slots.take():
         refused = problem(
@@ -136,7 +136,7 @@ class _Held:
     """The frames, and the stream's slot given back when the server closes the response, even
     one whose client left before the first frame (a generator never started has no `finally`)."""
 
-    def __init__(self, frames: Iterator[str], give_back: Any) -> None:
+    def __init__(self, frames: Generator[str, None, None], give_back: Callable[[], None]) -> None:
         self._frames = frames
         self._give_back = give_back
         self._held = True
@@ -145,7 +145,7 @@ class _Held:
         return self._frames
 
     def close(self) -> None:
-        self._frames.close()  # type: ignore[attr-defined]
+        self._frames.close()
         if self._held:
             self._held = False
             self._give_back()
@@ -159,7 +159,9 @@ def _frame(data: dict[str, Any], *, event: str, id_: int | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def _event_frames(parts: Components, view: View, after: int, full: bool) -> Iterator[str]:
+def _event_frames(
+    parts: Components, view: View, after: int, full: bool
+) -> Generator[str, None, None]:
     views, keepalive = parts.views, parts.settings.stream_keepalive_seconds
     arena_id = view["id"]
     boards = _Boards(parts, view) if full else None
@@ -231,7 +233,9 @@ class _Boards:
         return board_body(self.board, shown)
 
 
-def _metrics_frames(parts: Components, arena_id: str, window_seconds: int) -> Iterator[str]:
+def _metrics_frames(
+    parts: Components, arena_id: str, window_seconds: int
+) -> Generator[str, None, None]:
     views = parts.views
     yield f"retry: {RECONNECT_MILLIS}\n\n"
     while True:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from arena.bootstrap import idempotency_secret
 from arena.settings import Settings
+from tests.support.http import send
 from tests.support.processes import (
     BIN,
     Supervisor,
@@ -74,16 +74,6 @@ def api(
         processes.stop_all()
 
 
-def _post(url: str, body: dict[str, object], token: str | None = None) -> dict[str, object]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        answer: dict[str, object] = json.load(response)
-        return answer
-
-
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -105,7 +95,7 @@ def test_counters_add_up_over_every_process(api: Api) -> None:
     created = f"{api.url}/api/v1/arenas"
     body = {"name": "Counted dish", "displayName": "Ada", "config": {"tickMillis": 200}}
     with ThreadPoolExecutor(8) as pool:
-        arenas = list(pool.map(lambda _: _post(created, body), range(ARENAS)))
+        arenas = list(pool.map(lambda _: send(created, body), range(ARENAS)))
 
     # Whichever API worker answers, it counts every worker's requests.
     for _ in range(4):
@@ -120,7 +110,7 @@ def test_counters_add_up_over_every_process(api: Api) -> None:
     # Ticks are counted in the Celery worker's children, events in the relay's: the API adds them.
     first = arenas[0]
     token = first["player"]["token"]  # type: ignore[index]
-    _post(f"{created}/{first['id']}/start", {}, token)
+    send(f"{created}/{first['id']}/start", {}, token)
 
     def ticked() -> Samples | None:
         samples = _scrape(api)
@@ -136,10 +126,10 @@ def test_counters_add_up_over_every_process(api: Api) -> None:
 
 def test_no_token_or_secret_reaches_a_log_line(api: Api, settings: Settings) -> None:
     body = {"name": "Quiet dish", "displayName": "Ada"}
-    created = _post(f"{api.url}/api/v1/arenas", body)
-    joined = _post(f"{api.url}/api/v1/arenas/{created['id']}/players", {"displayName": "Bob"})
+    created = send(f"{api.url}/api/v1/arenas", body)
+    joined = send(f"{api.url}/api/v1/arenas/{created['id']}/players", {"displayName": "Bob"})
     tokens = [str(reply["player"]["token"]) for reply in (created, joined)]  # type: ignore[index]
-    _post(f"{api.url}/api/v1/arenas/{created['id']}/start", {}, tokens[0])
+    send(f"{api.url}/api/v1/arenas/{created['id']}/start", {}, tokens[0])
     secret = base64.urlsafe_b64encode(idempotency_secret(settings)).decode().rstrip("=")
     logged = "\n".join(path.read_text(errors="replace") for path in api.logs.glob("*.log"))
     assert f"arena {created['id']}" in logged  # the lines are there ...

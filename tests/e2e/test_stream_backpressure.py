@@ -8,15 +8,14 @@ fast as before the client stalled: measured, and printed beside each other.
 
 from __future__ import annotations
 
-import json
 import socket
 import statistics
 import time
-import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.support.http import send
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -25,20 +24,9 @@ COMMANDS = 20
 DEADLINE_SECONDS = 60
 
 
-def _call(url: str, body: dict[str, object] | None = None, token: str = "") -> dict[str, object]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data, headers, method="GET" if data is None else "POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer: dict[str, object] = json.load(response)
-        return answer
-
-
 def _arena(site: str, name: str, tick_millis: int) -> tuple[str, str]:
     body = {"name": name, "displayName": "Ada", "config": {"tickMillis": tick_millis}}
-    created = _call(f"{site}/api/v1/arenas", body)
+    created = send(f"{site}/api/v1/arenas", body)
     return str(created["id"]), str(created["player"]["token"])  # type: ignore[index]
 
 
@@ -50,9 +38,9 @@ def _visible_seconds(site: str, arena_id: str, token: str) -> list[float]:
             "type": "ADD_NUTRIENTS",
             "payload": {"area": {"x": 0, "y": 0, "width": 2, "height": 2}, "amount": n + 1},
         }
-        answered = _call(f"{site}/api/v1/arenas/{arena_id}/actions", action, token)
+        answered = send(f"{site}/api/v1/arenas/{arena_id}/actions", action, token)
         started = time.monotonic()
-        view = _call(f"{site}/api/v1/arenas/{arena_id}?minVersion={answered['version']}")
+        view = send(f"{site}/api/v1/arenas/{arena_id}?minVersion={answered['version']}")
         assert view["version"] >= answered["version"]  # type: ignore[operator]
         seconds.append(time.monotonic() - started)
     return seconds
@@ -64,9 +52,9 @@ def test_a_client_that_stops_reading_delays_no_projection(site: str) -> None:
     everywhere = {"x": 0, "y": 0, "width": 32, "height": 32}
     feed = {"type": "ADD_NUTRIENTS", "payload": {"area": everywhere, "amount": 5}}
     for arena_id, token in ((watched, watched_token), (other, other_token)):
-        _call(f"{site}/api/v1/arenas/{arena_id}/start", {}, token)
-        _call(f"{site}/api/v1/arenas/{arena_id}/actions", feed, token)
-    _call(f"{site}/api/v1/arenas/{other}/pause", {}, other_token)
+        send(f"{site}/api/v1/arenas/{arena_id}/start", {}, token)
+        send(f"{site}/api/v1/arenas/{arena_id}/actions", feed, token)
+    send(f"{site}/api/v1/arenas/{other}/pause", {}, other_token)
     _visible_seconds(site, other, other_token)  # warm-up: the first commands wake every stage
     before = _visible_seconds(site, other, other_token)
 
@@ -82,7 +70,7 @@ def test_a_client_that_stops_reading_delays_no_projection(site: str) -> None:
         assert b"200" in stalled.recv(64)  # the stream is open; from here on, never read
 
         def watched_version() -> int:
-            return int(_call(f"{site}/api/v1/arenas/{watched}")["version"])  # type: ignore[arg-type]
+            return int(send(f"{site}/api/v1/arenas/{watched}")["version"])  # type: ignore[arg-type]
 
         stalled_at = watched_version()
         # The watched arena's own projection goes on while its one client reads nothing ...
