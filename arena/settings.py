@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from limits import parse_many
+
 # field name → (environment variable, local default)
 _VARIABLES: dict[str, tuple[str, str]] = {
     "database_url": ("DATABASE_URL", "postgresql+psycopg://arena:arena@127.0.0.1:5432/arena"),
@@ -40,6 +42,10 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "idempotency_retention_seconds": ("IDEMPOTENCY_RETENTION_SECONDS", "86400"),
     "idempotency_secret": ("IDEMPOTENCY_SECRET", ""),
     "max_body_bytes": ("MAX_BODY_BYTES", "65536"),
+    "rate_limit_create": ("RATE_LIMIT_CREATE", "30/minute"),
+    "rate_limit_join": ("RATE_LIMIT_JOIN", "60/minute"),
+    "rate_limit_failed_auth": ("RATE_LIMIT_FAILED_AUTH", "20/minute"),
+    "rate_limit_storage_url": ("RATE_LIMIT_STORAGE_URL", ""),
     "read_wait_seconds": ("READ_WAIT_SECONDS", "5"),
     "read_max_waiters": ("READ_MAX_WAITERS", "4"),
     "read_model_history_ticks": ("READ_MODEL_HISTORY_TICKS", "1000"),
@@ -67,11 +73,25 @@ def _flag(text: str) -> bool:
     return value in {"1", "true", "yes", "on"}
 
 
+# One or more limits per client address, as the `limits` library writes them: "30/minute",
+# "5/second;100/hour". Empty: no limit.
+RateLimit = str
+
+
+def _rate_limit(text: str) -> RateLimit:
+    """Parsed here so that a typo stops the process at start: Flask-Limiter would only log it on
+    the first request and then not limit at all."""
+    if text.strip():
+        parse_many(text)  # ValueError when it does not parse
+    return text
+
+
 _PARSERS: dict[str, Callable[[str], object]] = {
     "str": str,
     "int": int,
     "float": float,
     "bool": _flag,
+    "RateLimit": _rate_limit,
 }
 
 
@@ -103,6 +123,10 @@ class Settings:
     idempotency_retention_seconds: int
     idempotency_secret: str  # base64url, 32 bytes or more; empty: var/idempotency.secret (local)
     max_body_bytes: int
+    rate_limit_create: RateLimit  # per client address: creating arenas
+    rate_limit_join: RateLimit  # joining arenas
+    rate_limit_failed_auth: RateLimit  # answers 401; past it, every command needing a token is 429
+    rate_limit_storage_url: str  # where the counters live; empty: the read model's REDIS_URL
     read_wait_seconds: float
     read_max_waiters: int
     read_model_history_ticks: int

@@ -28,6 +28,7 @@ from tests.support.services import forget_celery_queues, isolated_settings, libp
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:10]
+GENEROUS_RATE_LIMIT = "1000/second"
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +41,11 @@ def settings() -> Settings:
         outbox_relay_interval_seconds=0.2,
         tick_lease_seconds=5.0,  # a killed tick task holds its arena this long, not 30 s
         stream_keepalive_seconds=1.0,  # a quiet live stream shows it is alive within a second
+        # Tests open arenas from 127.0.0.1 by the hundred: limits no test reaches, still counted
+        # (tests/integration/test_rate_limits.py sets small ones).
+        rate_limit_create=GENEROUS_RATE_LIMIT,
+        rate_limit_join=GENEROUS_RATE_LIMIT,
+        rate_limit_failed_auth=GENEROUS_RATE_LIMIT,
     )
 
 

@@ -10,6 +10,7 @@ from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from swagger_ui_bundle import swagger_ui_path
 
+from arena.bootstrap import components
 from arena.http import (
     commands,
     create_arena,
@@ -18,6 +19,7 @@ from arena.http import (
     problems,
     prometheus,
     queries,
+    rate_limits,
     streams,
     web,
 )
@@ -71,6 +73,7 @@ def init_http(app: Flask) -> None:
     app.register_blueprint(prometheus.blp)
     prometheus.time_requests(app)
     problems.register(app)
+    rate_limits.limit_rates(app, components(app).settings)
 
 
 def _swagger_ui_asset(filename: str) -> Response:

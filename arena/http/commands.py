@@ -13,6 +13,7 @@ from arena.domain.actions import ActionType
 from arena.domain.model import TRANSITION_COMMANDS
 from arena.http.docs import command_doc
 from arena.http.execution import bearer_token_hash, credentials, run
+from arena.http.rate_limits import Limited
 from arena.http.schemas import (
     ActionAcceptedSchema,
     ConfigChangesSchema,
@@ -62,7 +63,7 @@ def _accepted(accepted: ActionAccepted) -> Reply:
 class Players(MethodView):
     @blp.arguments(JoinArenaSchema())
     @blp.response(201, PlayerJoinedSchema)
-    @command_doc(blp, authenticated=False)
+    @command_doc(blp, authenticated=False, limited=Limited.JOIN)
     def post(self, body: dict[str, Any], arena_id: uuid.UUID) -> Response:
         """Join an arena as a PLAYER; answers the new player's bearer token."""
         return run(JoinArena(str(arena_id), body["displayName"]), _joined)

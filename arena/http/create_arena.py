@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 
 from arena.http.docs import command_doc
 from arena.http.execution import credentials, run
+from arena.http.rate_limits import Limited
 from arena.http.schemas import ArenaOpenedSchema, CreateArenaSchema
 from arena.services.commands import CreateArena
 from arena.services.idempotency import Reply
@@ -28,7 +29,7 @@ def _opened(opened: ArenaOpened) -> Reply:
 class Arenas(MethodView):
     @blp.arguments(CreateArenaSchema())
     @blp.response(201, ArenaOpenedSchema)
-    @command_doc(blp, authenticated=False)
+    @command_doc(blp, authenticated=False, limited=Limited.CREATE)
     def post(self, body: dict[str, Any]) -> Response:
         """Create an arena; its creator joins as ADMIN and gets a bearer token."""
         response = run(CreateArena(body["name"], body["displayName"], body["config"]), _opened)

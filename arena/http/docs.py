@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from flask_smorest import Api, Blueprint
 
 from arena.http.problems import PROBLEM_MEDIA_TYPE
+from arena.http.rate_limits import REFUSALS, Limited, mark
 from arena.http.schemas import ACTION_PAYLOAD_SCHEMAS, ProblemSchema
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -38,6 +39,13 @@ _COMMAND_ERRORS = {
     422: "A field failed validation (each one named), or the Idempotency-Key was reused",
 }
 _AUTH_ERRORS = {401: "Missing or invalid bearer token", 403: "Valid token, not allowed"}
+_RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds until this address may try again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 
 
 def register_components(api: Api) -> None:
@@ -51,9 +59,15 @@ def _payload_component(action_type: str) -> str:
     return "".join(word.title() for word in action_type.split("_")) + "Payload"
 
 
-def command_doc(blp: Blueprint, *, authenticated: bool = True) -> Callable[[View], View]:
-    """Document the Idempotency-Key header, bearer auth and the problem+json error replies."""
+def command_doc(
+    blp: Blueprint, *, authenticated: bool = True, limited: Limited | None = None
+) -> Callable[[View], View]:
+    """Document the Idempotency-Key header, bearer auth and the problem+json error replies, and
+    put the route under its rate limits (`limited`, and the failed-authentication one if it
+    needs a token), so that the spec names the 429 of exactly the routes that answer it."""
     errors = _COMMAND_ERRORS | (_AUTH_ERRORS if authenticated else {})
+    limits: tuple[Limited, ...] = (limited,) if limited else ()
+    limits += (Limited.FAILED_AUTH,) if authenticated else ()
 
     def decorate(view: View) -> View:
         for status, description in sorted(errors.items()):
@@ -63,10 +77,18 @@ def command_doc(blp: Blueprint, *, authenticated: bool = True) -> Callable[[View
                 content_type=PROBLEM_MEDIA_TYPE,
                 description=description,
             )(view)
+        if limits:
+            view = blp.alt_response(
+                429,
+                schema=ProblemSchema,
+                content_type=PROBLEM_MEDIA_TYPE,
+                description=" ".join(REFUSALS[limit] for limit in limits),
+                headers=_RETRY_AFTER_HEADER,
+            )(view)
         extra: dict[str, Any] = {"parameters": [_IDEMPOTENCY_KEY_PARAMETER]}
         if authenticated:
             extra["security"] = [{BEARER_SCHEME: []}]
         documented: View = blp.doc(**extra)(view)
-        return documented
+        return mark(documented, limits)
 
     return decorate

@@ -38,6 +38,7 @@ _BY_STATUS: dict[int, tuple[str, str]] = {
     413: ("payload-too-large", "Payload too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("validation-failed", "Validation failed"),
+    429: ("too-many-requests", "Too many requests"),
     500: ("internal-error", "Internal server error"),
     503: ("service-unavailable", "Service unavailable"),
 }

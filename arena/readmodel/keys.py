@@ -27,6 +27,12 @@ def applied_channel(prefix: str) -> str:
     return f"{prefix}:applied"
 
 
+def rate_limits_prefix(prefix: str) -> str:
+    """Where the API's rate-limit counters live (`arena/http/rate_limits.py`): beside the views,
+    under no generation, so a rebuild never drops them."""
+    return f"{prefix}:rate-limits"
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str

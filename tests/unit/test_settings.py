@@ -27,6 +27,10 @@ LOCAL_DEFAULTS = {
     "idempotency_retention_seconds": 86400,
     "max_body_bytes": 65536,
     "read_max_waiters": 4,
+    "rate_limit_create": "30/minute",
+    "rate_limit_join": "60/minute",
+    "rate_limit_failed_auth": "20/minute",
+    "rate_limit_storage_url": "",
     "log_level": "INFO",
 }
 
@@ -97,3 +101,13 @@ def test_a_non_numeric_number_setting_fails_loudly(name):
 def test_a_flag_that_is_neither_true_nor_false_fails_loudly():
     with pytest.raises(ValueError):
         Settings.from_env({"OUTBOX_NUDGE": "perhaps"})
+
+
+def test_a_rate_limit_that_does_not_parse_fails_loudly():
+    with pytest.raises(ValueError):
+        Settings.from_env({"RATE_LIMIT_CREATE": "thirty a minute"})
+
+
+@pytest.mark.parametrize("limits", ["5/second;100/hour", ""])
+def test_a_rate_limit_may_be_several_or_none(limits):
+    assert Settings.from_env({"RATE_LIMIT_JOIN": limits}).rate_limit_join == limits

@@ -1,0 +1,124 @@
+"""Rate limits per client address: on the commands anyone may send without a token (creating and
+joining an arena) and on failing to authenticate.
+
+A route is put under its limits where it is documented (`command_doc` marks it, see `mark`), and
+each app gets a limiter of its own (Flask-Limiter keeps its storage on the instance, and tests
+build apps with different limits side by side). Every command that needs a token is under the
+failed-authentication limit: only its 401 answers count, and once an address used it up, each
+such command from it is refused with 429 until the window frees a slot, even with a valid
+token, so tokens cannot be guessed at speed. A 403 (a valid token, not allowed) does not count:
+it guesses nothing.
+
+The counters live in Redis (the read model's unless RATE_LIMIT_STORAGE_URL names another) under
+the read model's prefix, so every API process shares them and test runs on one Redis do not. When
+that Redis is away, limits fail open: each process counts in its own memory (Flask-Limiter says
+so once, in a warning, and again when the storage is back), and commands, which need only
+PostgreSQL, go on.
+
+The moving window: an address gets at most N requests in any period of the window's length (a
+fixed window lets 2N through across a boundary), and Retry-After is exactly when its oldest
+counted request leaves the window. It keeps one entry per counted request, which at limits of
+tens a minute costs nothing worth saving.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+from flask import Flask, Response
+from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter.util import get_remote_address
+
+from arena.bootstrap import REDIS_TIMEOUT_SECONDS
+from arena.http.problems import problem
+from arena.readmodel.keys import rate_limits_prefix
+from arena.settings import Settings
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+STRATEGY = "moving-window"
+_MARK = "_arena_rate_limits"  # on a view method: the limits its route is under
+
+
+class Limited(enum.StrEnum):
+    """What a route's requests count against (each is its own counter per address)."""
+
+    CREATE = "create"
+    JOIN = "join"
+    FAILED_AUTH = "failed-auth"
+
+
+# Why a request past each limit is refused: the 429's detail, and its description in the spec.
+REFUSALS = {
+    Limited.CREATE: "Too many arenas created from this address.",
+    Limited.JOIN: "Too many joins from this address.",
+    Limited.FAILED_AUTH: "Too many missing or invalid tokens from this address: commands that "
+    "need a token are refused from it for now, even with a valid one.",
+}
+
+
+def mark(view: View, limits: tuple[Limited, ...]) -> View:
+    """Put the route whose method `view` is under `limits` (applied by `limit_rates`)."""
+    setattr(view, _MARK, limits)
+    return view
+
+
+def limit_rates(app: Flask, settings: Settings) -> None:
+    """Build `app`'s limiter and put each marked route under its limits; call it once every route
+    is registered."""
+    limiter = Limiter(
+        get_remote_address,
+        storage_uri=settings.rate_limit_storage_url or settings.redis_url,
+        storage_options={
+            "key_prefix": rate_limits_prefix(settings.read_model_prefix),
+            "socket_timeout": REDIS_TIMEOUT_SECONDS,
+            "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+        },
+        strategy=STRATEGY,
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+    )
+    limiter.init_app(app)
+    values = {
+        Limited.CREATE: settings.rate_limit_create,
+        Limited.JOIN: settings.rate_limit_join,
+        Limited.FAILED_AUTH: settings.rate_limit_failed_auth,
+    }
+    for endpoint, view in list(app.view_functions.items()):
+        wrapped: Callable[..., Any] = view
+        for method, limited in _marked(view):
+            wrapped = limiter.shared_limit(
+                values[limited],
+                scope=limited.value,
+                methods=[method],
+                error_message=REFUSALS[limited],
+                deduct_when=_unauthenticated if limited is Limited.FAILED_AUTH else None,
+            )(wrapped)
+        app.view_functions[endpoint] = wrapped
+
+    def refuse(error: RateLimitExceeded) -> Response:
+        breached = limiter.current_limit
+        assert breached is not None  # the limiter sets it before it raises
+        seconds = max(1, math.ceil(breached.window.reset_time - time.time()))
+        response = problem(429, f"{error.description} Retry in {seconds} s.")
+        response.headers["Retry-After"] = str(seconds)
+        return response
+
+    app.register_error_handler(RateLimitExceeded, refuse)
+
+
+def _marked(view: Callable[..., Any]) -> Iterator[tuple[str, Limited]]:
+    """(HTTP method, limit) for each limit a method of a class-based view is under."""
+    view_class = getattr(view, "view_class", None)
+    for method in sorted(getattr(view_class, "methods", None) or ()):
+        for limited in getattr(getattr(view_class, method.lower()), _MARK, ()):
+            yield method, limited
+
+
+def _unauthenticated(response: Response) -> bool:
+    return response.status_code == HTTPStatus.UNAUTHORIZED
