@@ -22,7 +22,7 @@ from redis import Redis
 
 from arena.extensions import db
 from arena.messaging.celery import celery_init_app
-from arena.messaging.in_flight import ProjectionsInFlight
+from arena.messaging.finished_tasks import FinishedTasks
 from arena.messaging.publishers import Publishers
 from arena.persistence.idempotency import ReplySealer
 from arena.persistence.unit_of_work import SqlUnitsOfWork
@@ -45,7 +45,7 @@ class Components:
     views: ArenaViews  # the read model: arena views, feeds, indexes, stalls
     notices: AppliedNotices  # wake this process's live streams when a view is written
     stream_slots: StreamSlots  # how many live streams this process may hold at once
-    projections_in_flight: ProjectionsInFlight  # kept in the Celery broker's Redis
+    finished_tasks: FinishedTasks  # projection tasks done, for the consumer's lanes
     publishers: Publishers  # this process's Kafka producers (events, DLQ)
     celery: Celery
     bus: CommandBus  # runs commands: one transaction each, outbox rows and the relay's nudge
@@ -66,11 +66,7 @@ def bootstrap(app: Flask, settings: Settings) -> Components:
         views=views,
         notices=AppliedNotices(read_model, applied_channel(settings.read_model_prefix)),
         stream_slots=StreamSlots(settings.stream_max_open),
-        projections_in_flight=ProjectionsInFlight(
-            _redis(settings.celery_broker_url),
-            settings.celery_queue,
-            resend_after_seconds=settings.projection_resend_after_seconds,
-        ),
+        finished_tasks=FinishedTasks(read_model, settings.read_model_prefix),
         publishers=Publishers(settings),
         celery=celery_init_app(app, settings),
         bus=CommandBus(

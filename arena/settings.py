@@ -20,9 +20,8 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "database_pool_size": ("DATABASE_POOL_SIZE", "10"),
     "redis_url": ("REDIS_URL", "redis://127.0.0.1:6380/0"),
     "read_model_prefix": ("READ_MODEL_PREFIX", "arena"),
-    "celery_broker_url": ("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+    "celery_broker_url": ("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
     "celery_queue": ("CELERY_QUEUE", "arena"),
-    "celery_visibility_timeout_seconds": ("CELERY_VISIBILITY_TIMEOUT_SECONDS", "60"),
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
     "kafka_events_topic": ("KAFKA_EVENTS_TOPIC", "arena.events"),
     "kafka_dlq_topic": ("KAFKA_DLQ_TOPIC", "arena.events.dlq"),
@@ -55,7 +54,6 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "stream_keepalive_seconds": ("STREAM_KEEPALIVE_SECONDS", "15"),
     "history_max_range_ticks": ("HISTORY_MAX_RANGE_TICKS", "200"),
     "projection_batching": ("PROJECTION_BATCHING", "true"),
-    "projection_resend_after_seconds": ("PROJECTION_RESEND_AFTER_SECONDS", "300"),
     "projection_tasks_per_second": ("PROJECTION_TASKS_PER_SECOND", "100"),
     "tick_schedule_seconds": ("TICK_SCHEDULE_SECONDS", "0.25"),
     "tick_max_catch_up": ("TICK_MAX_CATCH_UP", "5"),
@@ -103,7 +101,6 @@ class Settings:
     read_model_prefix: str
     celery_broker_url: str
     celery_queue: str
-    celery_visibility_timeout_seconds: int
     kafka_bootstrap_servers: str
     kafka_events_topic: str
     kafka_dlq_topic: str
@@ -136,7 +133,6 @@ class Settings:
     stream_keepalive_seconds: float
     history_max_range_ticks: int
     projection_batching: bool
-    projection_resend_after_seconds: float
     projection_tasks_per_second: float
     tick_schedule_seconds: float
     tick_max_catch_up: int

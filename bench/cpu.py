@@ -1,6 +1,9 @@
 """Where the CPU went in a window, by kind of process, from /proc: each pipeline process with its
-children (gunicorn's and Celery's workers), PostgreSQL's backends of the run's database, each
-Redis server, the Kafka JVM, this client and everything else.
+children (gunicorn's and Celery's workers), PostgreSQL's backends of the run's database, the
+broker (RabbitMQ's Erlang VM, or an older tree's Redis), the read model's Redis, the Kafka JVM,
+this client and everything else. The Redis servers and RabbitMQ are told apart by the TCP ports
+they listen on (their sockets in /proc/PID/fd, looked up in /proc/net/tcp): RabbitMQ's command
+line does not name its port.
 
 A sampler thread reads /proc once a second and keeps each process's last figure, so processes
 that exit inside a window (PostgreSQL backends of short connections, replaced pool processes)
@@ -16,7 +19,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from arena.settings import Settings
 from bench.processes import READS, REPLAY_CONSUMER
 from bench.procfile import (
     API,
@@ -27,13 +32,15 @@ from bench.procfile import (
     PROJECTION_WORKER,
     RELAY_WORKER,
 )
+from bench.resources import broker_address, is_redis_broker
 
 TICKS = os.sysconf("SC_CLK_TCK")
 SAMPLE_SECONDS = 1.0
 BUSY_MACHINE_SHARE = 0.15
 POSTGRES_OURS = "PostgreSQL: this run's database backends"
 POSTGRES_REST = "PostgreSQL: rest of the server (shared)"
-REDIS_BROKER = "Redis broker (shared)"
+RABBITMQ = "RabbitMQ (shared)"
+REDIS_BROKER = "Redis broker (shared)"  # an older tree's (pipeline --baseline-broker-url)
 REDIS_READ_MODEL = "Redis read model (shared)"
 REDIS_OTHER = "Redis, other"
 KAFKA = "Kafka JVM (shared)"
@@ -52,6 +59,7 @@ KINDS: tuple[tuple[str, bool], ...] = (
     (CONSUMER, True),
     (BEAT, True),
     (POSTGRES_OURS, True),
+    (RABBITMQ, True),
     (REDIS_BROKER, True),
     (REDIS_READ_MODEL, True),
     (KAFKA, True),
@@ -66,6 +74,18 @@ KINDS: tuple[tuple[str, bool], ...] = (
 WORKER_KINDS = (RELAY_WORKER, PROJECTION_WORKER, BOTH_WORKER, OTHER_WORKER)
 
 Key = tuple[int, int]  # (pid, start time in ticks)
+TCP_LISTEN = "0A"  # a socket's state in /proc/net/tcp
+PORT_SERVERS = ("redis-server", "beam.smp")  # told apart by port: Redis, RabbitMQ's Erlang VM
+
+
+def service_ports(settings: Settings) -> dict[int, str]:
+    """Port → label of the servers the run talks to that the meter tells apart by port: the read
+    model's Redis and the broker."""
+    broker = REDIS_BROKER if is_redis_broker(settings.celery_broker_url) else RABBITMQ
+    return {
+        urlsplit(settings.redis_url).port or 6379: REDIS_READ_MODEL,
+        broker_address(settings.celery_broker_url)[1]: broker,
+    }
 
 
 def _proc_table() -> dict[Key, tuple[str, int, float]]:
@@ -88,6 +108,23 @@ def _machine_busy() -> tuple[float, float]:
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     return (sum(values[:8]) - idle) / TICKS, sum(values[:8]) / TICKS
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """The TCP ports the process listens on; none if it is gone or not ours to look into."""
+    sockets = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # closed meanwhile
+                sockets.add(os.readlink(fd))
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()  # sl local rem st queues tr retrnsmt uid timeout inode
+                if fields[3] == TCP_LISTEN and f"socket:[{fields[9]}]" in sockets:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def _cmdline(pid: int) -> str:
@@ -140,12 +177,12 @@ class CpuMeter(threading.Thread):
     """Samples every process's CPU time; `begin()`/`end()` give a window's use per label."""
 
     def __init__(
-        self, roots: Callable[[], dict[int, str]], database: str, redis_ports: dict[int, str]
+        self, roots: Callable[[], dict[int, str]], database: str, ports: dict[int, str]
     ) -> None:
         super().__init__(name="cpu-meter", daemon=True)
         self._roots = roots
         self._database = database
-        self._redis_ports = redis_ports
+        self._ports = ports  # `service_ports`
         self._lock = threading.Lock()
         self._last: dict[Key, tuple[str, float]] = {}
         self._service_labels: dict[Key, str] = {}
@@ -160,10 +197,11 @@ class CpuMeter(threading.Thread):
                 if words[:1] != ["postgres:"]:  # just forked: not titled yet, look again
                     return POSTGRES_REST
                 label = POSTGRES_OURS if self._database in words[2:3] else POSTGRES_REST
-            elif name == "redis-server":
-                address = _cmdline(key[0]).split()[1:2]
-                port = address[0].rsplit(":", 1)[-1] if address else ""
-                label = self._redis_ports.get(int(port), REDIS_OTHER) if port.isdigit() else OTHER
+            elif name in PORT_SERVERS:
+                ours = [self._ports[p] for p in _listening_ports(key[0]) if p in self._ports]
+                if not ours:  # not the run's, or not listening yet (RabbitMQ boots for seconds)
+                    return REDIS_OTHER if name == "redis-server" else OTHER
+                label = ours[0]
             elif name == "java" and "kafka" in _cmdline(key[0]).lower():
                 label = KAFKA
             self._service_labels[key] = label

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from arena.settings import Settings
 from bench.processes import Processes
+from bench.resources import broker_address, broker_name
 from bench.table import Row
 
 
@@ -25,13 +26,13 @@ class Outages(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(name="outages", daemon=True)
         database = make_url(settings.database_url)
-        redis, broker = urlsplit(settings.redis_url), urlsplit(settings.celery_broker_url)
+        redis = urlsplit(settings.redis_url)
         kafka_host, _, kafka_port = settings.kafka_bootstrap_servers.split(",")[0].rpartition(":")
         self._endpoints = {
             "Kafka": (kafka_host.strip("[] "), int(kafka_port)),
             "PostgreSQL": (database.host or "127.0.0.1", database.port or 5432),
             "read-model Redis": (redis.hostname or "127.0.0.1", redis.port or 6379),
-            "broker Redis": (broker.hostname or "127.0.0.1", broker.port or 6379),
+            broker_name(settings.celery_broker_url): broker_address(settings.celery_broker_url),
         }
         self._stop_flag = threading.Event()
         self._lock = threading.Lock()

@@ -11,6 +11,13 @@ resources of its own (bench/resources.py), named after a random run id per tree:
 read-model prefix, Celery queues and consumer groups. It removes them at the end, also after a
 failure or Ctrl-C, and prints one table.
 
+The Celery broker is RabbitMQ (CELERY_BROKER_URL). A baseline from before RabbitMQ (71078f3 and
+older) needs the Redis broker it was written for: `--baseline-broker-url redis://127.0.0.1:6379/0`
+(or BENCH_BASELINE_BROKER_URL) gives the baseline's processes, and the bench's waits, queue
+depths, CPU rows and clean-up for that tree, that broker instead. scripts/services.sh no longer
+starts one; start a throwaway Redis for it by hand first:
+`redis-server --port 6379 --save '' --appendonly no --daemonize yes`.
+
 The processes are each tree's own, as its Procfile lists them (bench/procfile.py: the API's
 gunicorn, the Celery workers, whether one or one per queue, beat, `flask consume`), started from
 that tree with its code first on PYTHONPATH and the bench's environment. A further threaded
@@ -47,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shutil
 import time
@@ -56,7 +64,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 from flask import Flask
@@ -65,7 +72,7 @@ from sqlalchemy.engine import make_url
 from arena.settings import Settings
 from bench.capacity import TARGET_P99_MS
 from bench.compare import Measure, TreeFigures, from_cpu, from_rows, render
-from bench.cpu import REDIS_BROKER, REDIS_READ_MODEL, CpuMeter, Usage, per_event
+from bench.cpu import CpuMeter, Usage, per_event, service_ports
 from bench.disturbances import Disturbances, Outages
 from bench.phases import TreeSession, later_phases, live_phases, thread
 from bench.probes import TaskEvents
@@ -74,9 +81,11 @@ from bench.procfile import plan
 from bench.resources import (
     Run,
     bench_settings,
+    broker_name,
     create_database,
     drop_resources,
     make_app,
+    require_loopback,
     start_client,
     wait_for,
 )
@@ -153,6 +162,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also measure this commit (a temporary git worktree) first, and print ratios; "
         "BENCH_BASELINE=REF in the environment sets it too",
     )
+    add(
+        "--baseline-broker-url",
+        metavar="URL",
+        default=os.environ.get("BENCH_BASELINE_BROKER_URL") or None,
+        help="CELERY_BROKER_URL for the baseline's processes only (unset: CELERY_BROKER_URL, "
+        "RabbitMQ, as for the working tree). A baseline from before RabbitMQ (71078f3 and "
+        "older) needs a Redis broker: redis://127.0.0.1:6379/0, from a Redis started by hand "
+        "first (redis-server --port 6379 --save '' --appendonly no --daemonize yes); "
+        "BENCH_BASELINE_BROKER_URL=URL in the environment sets it too",
+    )
     add("--no-baseline", action="store_true", help="measure the working tree only")
     add("--phase-deadline", type=float, default=180.0, help="seconds any one phase may take")
     add("--keep-logs", action="store_true", help="keep the processes' logs")
@@ -190,21 +209,21 @@ class TreeRun:
 def measure_tree(args: argparse.Namespace, tree: Tree, workdir: Path) -> TreeRun:
     """Start the tree's pipeline on resources of a run of its own, measure it, clean up."""
     base = Settings.from_env()
+    if tree.broker_url:  # the waits, queue depths, outages, CPU rows and clean-up follow it
+        base = dataclasses.replace(base, celery_broker_url=tree.broker_url)
+        require_loopback(base)
+    services = ("PostgreSQL", "Redis", broker_name(base.celery_broker_url), "Kafka")
     run_id = uuid.uuid4().hex[:8]
     run = Run(run_id, base, bench_settings(base, run_id, args.relay_interval), workdir)
     click.echo(f"— {tree.name} ({tree.ref} at {tree.root}), run {run_id}")
-    wait_for(base, "PostgreSQL", "Redis", "Kafka")
+    wait_for(base, *services)
     started, load_before = time.monotonic(), os.getloadavg()
     processes = Processes(run, tree)
     outages = Outages(base)
     outages.start()
     disturbances = Disturbances(processes, outages)
     database = make_url(run.settings.database_url).database or ""
-    redis_ports = {
-        urlsplit(run.settings.redis_url).port or 6379: REDIS_READ_MODEL,
-        urlsplit(run.settings.celery_broker_url).port or 6379: REDIS_BROKER,
-    }
-    meter = CpuMeter(processes.roots, database, redis_ports)
+    meter = CpuMeter(processes.roots, database, service_ports(run.settings))
     meter.start()
     apps: list[Flask] = []
     queues: set[str] = {run.settings.celery_queue}
@@ -256,7 +275,7 @@ def measure_tree(args: argparse.Namespace, tree: Tree, workdir: Path) -> TreeRun
         processes.stop_all()
         meter.stop()
         with contextlib.suppress(SystemExit):  # a service mid-restart: wait, then clean up
-            wait_for(base, "PostgreSQL", "Redis", "Kafka")
+            wait_for(base, *services)
         problems = drop_resources(run, apps, queues, replay_groups)
         for problem in problems:
             click.echo(f"clean-up: {problem}", err=True)
@@ -312,7 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     results: list[TreeRun] = []
     with contextlib.ExitStack() as stack:
-        trees = [stack.enter_context(baseline_tree(baseline))] if baseline else []
+        trees = (
+            [stack.enter_context(baseline_tree(baseline, args.baseline_broker_url))]
+            if baseline
+            else []
+        )
         trees.append(current_tree())
         for tree in trees:
             results.append(measure_tree(args, tree, workdir))
@@ -331,8 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{MIX} (one event per command, so commands/s = events/s)"
     )
     for result in results:
+        broker = broker_name(result.tree.broker_url or base.celery_broker_url)
         machine.append(
-            f"{result.tree.name} = {result.tree.ref}, run {result.run_id}: {result.layout}"
+            f"{result.tree.name} = {result.tree.ref}, run {result.run_id}, broker {broker}: "
+            f"{result.layout}"
         )
     for result in results:
         machine += result.details

@@ -1,9 +1,9 @@
 """Outbox relay benchmark: batched vs one-row-at-a-time throughput, and commit → Kafka latency.
 
 Run from the project root: `.venv/bin/python -m bench relay [options]` (`make bench-relay`).
-It uses the local services (PostgreSQL, Redis, Kafka on 127.0.0.1) but only resources of its own,
-named after a random run id: a database `arena_bench_<id>` (migrated), topics
-`arena.events[.dlq].bench-<id>`, a Celery queue and a consumer group. It removes them at the end,
+It uses the local services (PostgreSQL, RabbitMQ, Redis, Kafka on 127.0.0.1) but only resources
+of its own, named after a random run id: a database `arena_bench_<id>` (migrated), topics
+`arena.events[.dlq].bench-<id>`, Celery queues and a consumer group. It removes them at the end,
 also after a failure or Ctrl-C, and prints one table. docs/benchmarks.md explains the figures.
 
 1. Batched relay (bench/relay_throughput.py): COPY N pending outbox rows, drain them in-process
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = start_client(base, f"arena-bench-{run_id}-")
     run = Run(run_id, base, bench_settings(base, run_id, args.relay_interval), workdir)
     click.echo(f"outbox relay benchmark, run {run_id} (logs in {workdir})")
-    wait_for(base, "PostgreSQL", "Redis", "Kafka")
+    wait_for(base, "PostgreSQL", "Redis", "RabbitMQ", "Kafka")
     started, load_at_start = time.monotonic(), os.getloadavg()
     rows: list[Row] = []
     apps: list[Flask] = []

@@ -1,10 +1,15 @@
 """A benchmark run's own resources on the shared local services, and their clean-up.
 
-The services (PostgreSQL, Redis, Kafka on 127.0.0.1) are shared with other engineers' tests, so a
-run touches only what it names after its random run id: a database `arena_bench_<id>`, topics
-`arena.events[.dlq].bench-<id>`, a read-model prefix, Celery queues, worker names and consumer
-groups. `drop_resources` removes them all, also after a failure or Ctrl-C (SIGTERM is turned into
-SystemExit, so that `finally` runs), and says what it could not remove.
+The services (PostgreSQL, RabbitMQ, Redis, Kafka on 127.0.0.1) are shared with other engineers'
+tests, so a run touches only what it names after its random run id: a database
+`arena_bench_<id>`, topics `arena.events[.dlq].bench-<id>`, a read-model prefix, Celery queues,
+worker names and consumer groups. `drop_resources` removes them all, also after a failure or
+Ctrl-C (SIGTERM is turned into SystemExit, so that `finally` runs), and says what it could not
+remove.
+
+The Celery broker is RabbitMQ, except for an older tree the pipeline bench measures as its
+baseline (`--baseline-broker-url`): trees from before RabbitMQ (71078f3 and older) need a Redis
+broker, and their run's queues are cleared off it the way those trees' own tests did.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import logging
+import re
 import signal
 import tempfile
 import time
@@ -25,20 +32,25 @@ import click
 import psycopg
 from flask import Flask
 from flask_migrate import upgrade
+from kombu import Connection
 from redis import Redis
 from sqlalchemy.engine import make_url
 
 from arena import create_app
 from arena.extensions import db
+from arena.messaging.celery import relay_queue
 from arena.messaging.kafka import admin_client, ensure_topics, kafka_reachable
+from arena.messaging.queues import BROKER_TIMEOUT_SECONDS
 from arena.settings import Settings
 from tests.support.processes import ROOT
-from tests.support.services import forget_celery_queues, isolated_settings, libpq_dsn
+from tests.support.services import delete_celery_queues, isolated_settings, libpq_dsn
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 MINIMAL_RELAY_TOPIC_SUFFIX = ".minimal-relay"  # the yardstick relay's (bench/minimal_relay.py)
 SERVICE_WAIT_SECONDS = 300  # Kafka may be mid-restart (another engineer's tests)
 DROP_DATABASE_SECONDS = 60.0  # an autovacuum worker in the run's database holds the drop up
+REDIS_SCHEMES = {"redis", "rediss"}
+_GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")  # escaped in a SCAN pattern
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,23 @@ def bench_settings(base: Settings, run_id: str, relay_interval: float) -> Settin
         if f.name.endswith("_queue") and f.name != "celery_queue"
     }
     return dataclasses.replace(settings, **other_queues)
+
+
+def is_redis_broker(broker_url: str) -> bool:
+    """Whether the broker is an older tree's Redis rather than RabbitMQ: its name, its CPU row
+    and its clean-up differ."""
+    return urlsplit(broker_url).scheme in REDIS_SCHEMES
+
+
+def broker_name(broker_url: str) -> str:
+    """What the bench calls the broker in its messages (and `wait_for`)."""
+    return "Redis broker" if is_redis_broker(broker_url) else "RabbitMQ"
+
+
+def broker_address(broker_url: str) -> tuple[str, int]:
+    """(host, port) of the broker, with its protocol's default port."""
+    url = urlsplit(broker_url)
+    return url.hostname or "127.0.0.1", url.port or (6379 if is_redis_broker(broker_url) else 5672)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -121,16 +150,26 @@ def _ping(redis_url: str) -> None:
         client.close()
 
 
+def _connect(broker_url: str) -> None:
+    with Connection(broker_url, connect_timeout=BROKER_TIMEOUT_SECONDS) as connection:
+        connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+
+
 def wait_for(settings: Settings, *services: str) -> None:
-    """Wait (bounded) until each named service answers; Kafka may be restarting."""
+    """Wait (bounded) until each named service answers; Kafka may be restarting. "Redis" is the
+    read model; the broker is "RabbitMQ" or, for an older tree's, "Redis broker" (`broker_name`):
+    either is CELERY_BROKER_URL, which kombu connects to whatever it is."""
+
+    def broker() -> bool:
+        return _answers(lambda: _connect(settings.celery_broker_url))
+
     probes: dict[str, Callable[[], bool]] = {
         "PostgreSQL": lambda: _answers(
             lambda: psycopg.connect(libpq_dsn(settings), connect_timeout=2).close()
         ),
-        "Redis": lambda: (
-            _answers(lambda: _ping(settings.redis_url))
-            and _answers(lambda: _ping(settings.celery_broker_url))
-        ),
+        "Redis": lambda: _answers(lambda: _ping(settings.redis_url)),
+        "RabbitMQ": broker,
+        "Redis broker": broker,
         "Kafka": lambda: kafka_reachable(settings, timeout_seconds=3),
     }
     deadline = time.monotonic() + SERVICE_WAIT_SECONDS
@@ -174,10 +213,52 @@ def create_resources(run: Run) -> Flask:
     return app
 
 
+def queue_names(settings: Settings) -> set[str]:
+    """The run's Celery queues by name: the default one, the relay's, and any other queue a
+    newer Settings names (`bench_settings` renamed them all after the run)."""
+    fields = dataclasses.fields(settings)
+    named = {getattr(settings, f.name) for f in fields if f.name.endswith("_queue")}
+    return named | {relay_queue(settings)}
+
+
+def _forget_redis_broker_queues(broker_url: str, names: Collection[str]) -> None:
+    """Clear a run's queues off an older tree's Redis broker (`--baseline-broker-url`), as that
+    tree's tests/support/services.py did (`forget_celery_queues`, gone with the Redis broker).
+
+    Removes what kombu's Redis transport keeps for queues and worker nodes whose names contain one
+    of `names` (a run's queues, its workers' hostname prefix): every such key (queues, their
+    priority lists and in-flight ledgers, their exchanges' bindings, the workers' pidbox queues),
+    such members of the binding sets all workers share, and the unacked tasks routed to them.
+    Those would otherwise be restored by another engineer's worker into a queue nobody reads."""
+    broker = Redis.from_url(broker_url, socket_timeout=5)
+    try:
+        patterns = ["*" + _GLOB_SPECIALS.sub(r"\\\1", name) + "*" for name in names]
+        keys = {key for pattern in patterns for key in broker.scan_iter(match=pattern, count=1000)}
+        if keys:
+            broker.delete(*keys)
+        encoded = [name.encode() for name in names]
+        for binding in broker.scan_iter(match="_kombu.binding.*", count=1000):
+            if broker.type(binding) == b"set":
+                ours = [m for m in broker.smembers(binding) if any(n in m for n in encoded)]
+                if ours:
+                    broker.srem(binding, *ours)
+        unacked = []
+        for tag, raw in broker.hscan_iter("unacked", count=1000):
+            with contextlib.suppress(ValueError, IndexError, TypeError):
+                routing_key = str(json.loads(raw)[2])  # kombu keeps [message, exchange, key]
+                if any(name in routing_key for name in names):
+                    unacked.append(tag)
+        if unacked:
+            broker.hdel("unacked", *unacked)
+            broker.zrem("unacked_index", *unacked)
+    finally:
+        broker.close()
+
+
 def drop_resources(
     run: Run, apps: list[Flask], queues: Collection[str] = (), groups: Collection[str] = ()
 ) -> list[str]:
-    """Remove everything the run made (its main consumer group and queue, and `groups` and
+    """Remove everything the run made (its main consumer group and queues, and `groups` and
     `queues` besides); answers what could not be removed (never raises)."""
     settings, problems = run.settings, []
 
@@ -225,12 +306,14 @@ def drop_resources(
         finally:
             admin.close()
 
-    def delete_redis_keys() -> None:
-        broker = Redis.from_url(settings.celery_broker_url, socket_timeout=5)
-        try:
-            forget_celery_queues(broker, {settings.celery_queue, *queues, run.worker_prefix})
-        finally:
-            broker.close()
+    def delete_queues() -> None:
+        names = queue_names(settings) | set(queues)
+        if is_redis_broker(settings.celery_broker_url):
+            _forget_redis_broker_queues(settings.celery_broker_url, {*names, run.worker_prefix})
+        else:  # RabbitMQ drops the workers' pidbox and event queues itself (auto-delete)
+            delete_celery_queues(settings.celery_broker_url, sorted(names))
+
+    def delete_read_model_keys() -> None:
         read_model = Redis.from_url(settings.redis_url, socket_timeout=5)
         try:
             keys = set(read_model.scan_iter(match=f"{settings.read_model_prefix}:*", count=1000))
@@ -241,5 +324,6 @@ def drop_resources(
 
     attempt("drop the database", drop_database)
     attempt("delete the Kafka topics and consumer groups", delete_topics_and_groups)
-    attempt("delete the Redis keys", delete_redis_keys)
+    attempt("delete the Celery queues", delete_queues)
+    attempt("delete the read-model keys", delete_read_model_keys)
     return problems

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 import psycopg
+from kombu import Connection
 from redis import Redis
 
 from arena.settings import Settings
@@ -121,7 +122,7 @@ def machine_lines(settings: Settings, load_at_start: tuple[float, ...]) -> list[
     memory = first("/proc/meminfo", "MemTotal")
     with contextlib.suppress(ValueError, IndexError):
         memory = f"{int(memory.split()[0]) / 1024**2:.1f} GiB"
-    postgres = redis_version = "?"
+    postgres = redis_version = rabbitmq = "?"
     with (
         contextlib.suppress(Exception),
         psycopg.connect(libpq_dsn(settings), connect_timeout=3) as connection,
@@ -129,16 +130,21 @@ def machine_lines(settings: Settings, load_at_start: tuple[float, ...]) -> list[
         postgres = connection.execute("SHOW server_version").fetchone()[0].split()[0]
     with contextlib.suppress(Exception):
         redis_version = Redis.from_url(settings.redis_url).info("server")["redis_version"]
+    with (
+        contextlib.suppress(Exception),
+        Connection(settings.celery_broker_url, connect_timeout=3) as broker,
+    ):
+        rabbitmq = broker.connection.server_properties["version"]
     jars = sorted((ROOT / "var" / "kafka" / "lib").glob("kafka-server-[0-9]*.jar"))
-    broker = jars[-1].stem.removeprefix("kafka-server-") if jars else "?"
+    kafka = jars[-1].stem.removeprefix("kafka-server-") if jars else "?"
     load_now = os.getloadavg()
     return [
         f"Machine: {first('/proc/cpuinfo', 'model name')}, {os.cpu_count()} cores, {memory} RAM, "
         f"{platform.platform()}",
         f"Python {platform.python_version()}, kafka-python {version('kafka-python')}, "
         f"Celery {version('celery')}, psycopg {version('psycopg')}, "
-        f"SQLAlchemy {version('sqlalchemy')}; PostgreSQL {postgres}, Redis {redis_version}, "
-        f"Kafka {broker} (1 KRaft node), all on 127.0.0.1",
+        f"SQLAlchemy {version('sqlalchemy')}; PostgreSQL {postgres}, RabbitMQ {rabbitmq}, "
+        f"Redis {redis_version}, Kafka {kafka} (1 KRaft node), all on 127.0.0.1",
         f"Load average (1 min) {load_at_start[0]:.2f} at start, {load_now[0]:.2f} at end "
         "(the services and any other work share these cores)",
     ]

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 import psycopg
@@ -37,7 +36,15 @@ from sqlalchemy.engine import make_url
 from arena.bootstrap import components
 from arena.messaging.celery import relay_queue
 from arena.settings import Settings
-from bench.cpu import KAFKA, POSTGRES_OURS, REDIS_BROKER, REDIS_READ_MODEL, CpuMeter, Usage
+from bench.cpu import (
+    KAFKA,
+    POSTGRES_OURS,
+    RABBITMQ,
+    REDIS_READ_MODEL,
+    CpuMeter,
+    Usage,
+    service_ports,
+)
 from bench.resources import (
     Run,
     bench_settings,
@@ -63,7 +70,7 @@ KINDS = (
     "beat",
     "consumer",
     POSTGRES_OURS,
-    REDIS_BROKER,
+    RABBITMQ,
     REDIS_READ_MODEL,
     KAFKA,
 )
@@ -172,19 +179,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = start_client(base, f"arena-bench-ticking-{run_id}-")
     run = Run(run_id, base, bench_settings(base, run_id, 1.0), workdir)
     click.echo(f"ticking benchmark, run {run_id} (logs in {workdir})")
-    wait_for(base, "PostgreSQL", "Redis", "Kafka")
+    wait_for(base, "PostgreSQL", "Redis", "RabbitMQ", "Kafka")
     load_at_start = os.getloadavg()[0]
     app = create_resources(run)
     processes = Supervisor(workdir)
     # Every process writes its Prometheus samples to one directory, as under `make run`.
     samples = dataclasses.replace(run.settings, prometheus_multiproc_dir=str(workdir / "metrics"))
     environment = pipeline_env(samples)
-    redis_ports = {
-        urlsplit(run.settings.redis_url).port or 6379: REDIS_READ_MODEL,
-        urlsplit(run.settings.celery_broker_url).port or 6379: REDIS_BROKER,
-    }
     meter = CpuMeter(
-        processes.roots, make_url(run.settings.database_url).database or "", redis_ports
+        processes.roots,
+        make_url(run.settings.database_url).database or "",
+        service_ports(run.settings),
     )
     meter.start()
     watcher: Watcher | None = None
@@ -220,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             watcher.stop()
         processes.stop_all()
         meter.stop()
-        for problem in drop_resources(run, [app], queues=[relay_queue(run.settings)]):
+        for problem in drop_resources(run, [app]):  # the relay's queue among the run's
             click.echo(f"clean-up: {problem}", err=True)
     return 0
 

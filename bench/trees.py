@@ -3,7 +3,9 @@
 
 Each tree's processes run its own code: cwd and PYTHONPATH point at the tree (PYTHONPATH comes
 before the venv's editable install of /work/main, whose finder is consulted last), with the same
-venv. `probe()` checks that, and reports where the tree's Celery tasks are routed.
+venv. `probe()` checks that, and reports where the tree's Celery tasks are routed. A tree may
+have a broker of its own: one from before RabbitMQ builds a Redis client from CELERY_BROKER_URL
+(its projections' in-flight ledger) and fails on an amqp:// URL.
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ class Tree:
     name: str  # "baseline" or "current": the table's column
     root: Path
     ref: str  # what it is, for the table's title
+    broker_url: str | None = None  # its CELERY_BROKER_URL; None: the environment's
 
     def environment(self, settings: Settings | None) -> dict[str, str]:
-        """What its processes get: ours, the run's settings, and its code first on the path."""
-        return pipeline_env(settings, PYTHONPATH=str(self.root))
+        """What its processes get: ours, the run's settings, its code first on the path, and its
+        own broker, if it has one (also when `settings` is None: its code would fail without)."""
+        broker = {"CELERY_BROKER_URL": self.broker_url} if self.broker_url else {}
+        return pipeline_env(settings, PYTHONPATH=str(self.root), **broker)
 
     def run(self, command: Command, settings: Settings, log: Path) -> None:
         """A one-off command in the tree (migrations, topics); fails with its output."""
@@ -95,8 +100,9 @@ def _git(*arguments: str) -> str:
 
 
 @contextlib.contextmanager
-def baseline_tree(ref: str) -> Iterator[Tree]:
-    """`ref` checked out in a temporary `git worktree`, removed again afterwards."""
+def baseline_tree(ref: str, broker_url: str | None = None) -> Iterator[Tree]:
+    """`ref` checked out in a temporary `git worktree`, removed again afterwards; its processes
+    use `broker_url` when given."""
     try:
         commit = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
     except subprocess.CalledProcessError as error:
@@ -105,7 +111,7 @@ def baseline_tree(ref: str) -> Iterator[Tree]:
     path = parent / "tree"
     _git("worktree", "add", "--detach", "--quiet", str(path), commit)
     try:
-        yield Tree("baseline", path, f"{ref} ({commit[:10]})")
+        yield Tree("baseline", path, f"{ref} ({commit[:10]})", broker_url)
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
             _git("worktree", "remove", "--force", str(path))

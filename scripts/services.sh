@@ -1,36 +1,37 @@
 #!/usr/bin/env bash
 # Starts and stops the project's real backing services on loopback, without Docker:
-#   PostgreSQL (Debian's package, own cluster), two Redis servers (Debian's package; one binary,
-#   two instances), Apache Kafka (KRaft, from Maven Central jars collected by infra/kafka/pom.xml).
-#   The two Redis servers are independent on purpose: `redis` is the Celery broker, `readmodel`
-#   holds the read model, so an outage of one (stop-readmodel) leaves the other running.
+#   PostgreSQL (Debian's package, own cluster), RabbitMQ (Debian's package, own node; the Celery
+#   broker), Redis (Debian's package; the read model), Apache Kafka (KRaft, from Maven Central jars
+#   collected by infra/kafka/pom.xml).
 #
 # Usage: scripts/services.sh up|down|status
-#            start-postgres|stop-postgres|start-redis|stop-redis|start-readmodel|stop-readmodel
+#            start-postgres|stop-postgres|start-rabbitmq|stop-rabbitmq|start-readmodel|stop-readmodel
 #            start-kafka|stop-kafka
+#        scripts/services.sh rabbitmqctl ARGS...   (our node's rabbitmqctl, e.g. list_queues)
 #        scripts/services.sh browser    (Debian's Chromium for the browser tests; installs once)
 #
 # All data and logs live in var/ at the project root (ignored by git):
 #   var/postgres/   cluster (data/) and socket dir (run/), owned by the `postgres` system user
-#   var/redis/      redis/ and readmodel/: each Redis server's working dir with its append-only
-#                   file (--appendonly yes --appendfsync everysec): queued Celery tasks and the
-#                   read model survive a restart
+#   var/rabbitmq/   the node's config, Erlang cookie (home/) and its queues (mnesia/): durable
+#                   queues and persistent Celery messages survive a restart
+#   var/redis/      readmodel/: the read model's working dir with its append-only file
+#                   (--appendonly yes --appendfsync everysec): the read model survives a restart
 #   var/kafka/      lib/ (broker jars), data/ (log.dirs), server.properties, cluster.id
-#   var/run/        pid files: redis.pid, readmodel-redis.pid, kafka.pid
-#   var/log/        postgres.log, redis.log, readmodel-redis.log, kafka.log (JVM stdout/stderr),
-#                   kafka/server.log
+#   var/run/        pid files: rabbitmq.pid, readmodel-redis.pid, kafka.pid
+#   var/log/        postgres.log, rabbitmq.log and rabbitmq/, readmodel-redis.log, kafka.log (JVM
+#                   stdout/stderr), kafka/server.log
 #
-# Ports (environment): PGPORT (5432), REDIS_PORT (6379, Celery broker), READMODEL_REDIS_PORT
-# (6380, read model), KAFKA_PORT (9092; controller = KAFKA_PORT+1).
+# Ports (environment): PGPORT (5432), RABBITMQ_PORT (5672; Erlang distribution RABBITMQ_PORT+20000,
+# epmd 4369), READMODEL_REDIS_PORT (6380), KAFKA_PORT (9092; controller = KAFKA_PORT+1).
 # Connection settings for the application (with the default ports):
 #   postgresql://arena:arena@127.0.0.1:5432/arena    (role arena may create databases)
-#   redis://127.0.0.1:6379/0                         Celery broker (CELERY_BROKER_URL)
+#   amqp://guest:guest@127.0.0.1:5672//              Celery broker (CELERY_BROKER_URL)
 #   redis://127.0.0.1:6380/0                         read model (REDIS_URL)
 #   kafka bootstrap 127.0.0.1:9092
 #
 # `up` is idempotent: a service that already answers is left alone. Missing software is installed
 # with apt-get (needs root), the Kafka jars with Maven (once; cached in var/kafka/lib).
-# `status` prints one line per service (postgres, redis, readmodel, kafka) and exits 0 when all
+# `status` prints one line per service (postgres, rabbitmq, readmodel, kafka) and exits 0 when all
 # answer, 3 otherwise.
 set -euo pipefail
 umask 022
@@ -41,13 +42,14 @@ LOG_DIR="$VAR/log"
 RUN_DIR="$VAR/run"
 
 PGPORT="${PGPORT:-5432}"
-REDIS_PORT="${REDIS_PORT:-6379}"
+RABBITMQ_PORT="${RABBITMQ_PORT:-5672}"
 READMODEL_REDIS_PORT="${READMODEL_REDIS_PORT:-6380}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT=$((KAFKA_PORT + 1))
 
 PG_TIMEOUT="${PG_TIMEOUT:-30}"
 REDIS_TIMEOUT="${REDIS_TIMEOUT:-30}"
+RABBITMQ_TIMEOUT="${RABBITMQ_TIMEOUT:-60}"
 KAFKA_TIMEOUT="${KAFKA_TIMEOUT:-60}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 KAFKA_HEAP="${KAFKA_HEAP:--Xms512m -Xmx512m}"
@@ -133,6 +135,19 @@ wait_for() {
             die "$svc" "no answer within ${seconds}s (see $*)"
         fi
         sleep 0.5
+    done
+}
+
+# wait_exit SVC PID SECONDS: waits for a stopping process to exit; SIGKILL once SECONDS passed.
+wait_exit() {
+    local svc=$1 pid=$2 deadline=$((SECONDS + $3))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            warn "$svc" "still running after ${3}s; SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            return 0
+        fi
+        sleep 0.2
     done
 }
 
@@ -344,20 +359,17 @@ status_postgres() {
 # ---------------------------------------------------------------------------------------------
 # Redis
 
-# Two servers from the same binary, told apart by instance name: `redis` (Celery broker, on
-# $REDIS_PORT) and `readmodel` (read model, on $READMODEL_REDIS_PORT). The functions below take
-# NAME PORT; redis_use sets the instance the helpers (and wait_for's callbacks) work on.
+# One server today, `readmodel` (the read model, on $READMODEL_REDIS_PORT); the functions below
+# take NAME PORT so an instance is named in its files and logs. redis_use sets the instance the
+# helpers (and wait_for's callbacks) work on.
 
 R_NAME="" R_PORT="" R_DIR="" R_PID="" R_LOG="" R_STARTED=""
 
 redis_use() {
-    local stem
     R_NAME=$1 R_PORT=$2
-    # The broker keeps its historical file names (redis.pid, redis.log).
-    if [[ $R_NAME == redis ]]; then stem=redis; else stem="$R_NAME-redis"; fi
     R_DIR="$VAR/redis/$R_NAME"
-    R_PID="$RUN_DIR/$stem.pid"
-    R_LOG="$LOG_DIR/$stem.log"
+    R_PID="$RUN_DIR/$R_NAME-redis.pid"
+    R_LOG="$LOG_DIR/$R_NAME-redis.log"
 }
 
 redis_pid() {
@@ -444,6 +456,121 @@ status_redis() {
     redis_use "$1" "$2"
     if redis_answers; then state=up rc=0; fi
     printf '%-9s %-5s 127.0.0.1:%-6s pid %s\n' "$R_NAME" "$state" "$R_PORT" "$(or_dash "$(redis_pid || true)")"
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------------
+# RabbitMQ (the Celery broker)
+
+# Debian's package, run as our own node (not the package's service): everything in var/rabbitmq,
+# the AMQP listener, Erlang distribution and epmd on loopback only. The server scripts under
+# /usr/lib/rabbitmq/bin run as the calling user (the /usr/sbin wrappers would switch to the
+# `rabbitmq` user, who may not be able to enter the checkout). HOME holds the Erlang cookie the
+# server and rabbitmqctl share.
+RMQ_HOME="$VAR/rabbitmq"
+RMQ_BIN=/usr/lib/rabbitmq/bin
+RMQ_PID="$RUN_DIR/rabbitmq.pid"
+RMQ_LOG="$LOG_DIR/rabbitmq.log"
+RMQ_LOG_DIR="$LOG_DIR/rabbitmq"
+
+# rmq COMMAND...: runs a RabbitMQ script with our node's environment (in a subshell: HOME and
+# the rest stay as they are for everything else here).
+rmq() (
+    export HOME="$RMQ_HOME/home"
+    export RABBITMQ_NODENAME="arena-$RABBITMQ_PORT@localhost"
+    export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$RABBITMQ_PORT"
+    export RABBITMQ_DIST_PORT=$((RABBITMQ_PORT + 20000))
+    export ERL_EPMD_ADDRESS=127.0.0.1
+    export RABBITMQ_MNESIA_BASE="$RMQ_HOME/mnesia" RABBITMQ_LOG_BASE="$RMQ_LOG_DIR"
+    export RABBITMQ_CONFIG_FILE="$RMQ_HOME/rabbitmq.conf"
+    export RABBITMQ_ENABLED_PLUGINS_FILE="$RMQ_HOME/enabled_plugins"
+    export RABBITMQ_PID_FILE="$RMQ_PID"
+    # Two cores: schedulers that wait for work instead of spinning on a core (busy wait would
+    # show as CPU stolen from every other process here), distribution on loopback only.
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none \
+-kernel inet_dist_use_interface {127,0,0,1}"
+    exec "$@"
+)
+
+rmq_ensure_installed() {
+    [[ -x $RMQ_BIN/rabbitmq-server ]] && return 0
+    apt_install rabbitmq-server
+    # On a systemd machine the package starts and enables its own node on 5672: not ours.
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+        log rabbitmq "disabling Debian's rabbitmq-server service"
+        systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
+    fi
+}
+
+rmq_write_conf() {
+    mkdir -p "$RMQ_HOME/home" "$RMQ_HOME/mnesia" "$RMQ_LOG_DIR"
+    chmod 700 "$RMQ_HOME/home"
+    cat >"$RMQ_HOME/rabbitmq.conf" <<EOF
+# written by scripts/services.sh at each start
+listeners.tcp.default = 127.0.0.1:$RABBITMQ_PORT
+# guest/guest, from loopback only (RabbitMQ's default, stated).
+loopback_users.guest = true
+log.file = rabbitmq.log
+log.console = false
+EOF
+    echo '[].' >"$RMQ_HOME/enabled_plugins"
+}
+
+rmq_pid() {
+    local pid=""
+    [[ -f $RMQ_PID ]] && pid="$(cat "$RMQ_PID" 2>/dev/null || true)"
+    if [[ -n $pid ]] && pid_matches "$pid" "$RMQ_HOME"; then echo "$pid"; fi
+}
+rmq_alive() { [[ -n "$(rmq_pid)" ]]; }
+rmq_answers() {
+    [[ -x $RMQ_BIN/rabbitmqctl ]] && port_open "$RABBITMQ_PORT" &&
+        rmq timeout 15 "$RMQ_BIN/rabbitmqctl" -q await_startup --timeout 10 >/dev/null 2>&1
+}
+
+start_rabbitmq() {
+    ensure_dirs
+    rmq_ensure_installed
+    if rmq_alive && rmq_answers; then
+        log rabbitmq "already up on 127.0.0.1:$RABBITMQ_PORT"
+        return 0
+    fi
+    ! port_open "$RABBITMQ_PORT" ||
+        die rabbitmq "port $RABBITMQ_PORT is taken by another program; choose another RABBITMQ_PORT"
+    rmq_write_conf
+    log rabbitmq "starting on 127.0.0.1:$RABBITMQ_PORT (data $RMQ_HOME)"
+    rm -f "$RMQ_PID"
+    # setsid: the node outlives the shell (and its process group) that ran `up`.
+    # The redirections are the subshell's: it waits for the node, and must not hold the caller's
+    # stdout open meanwhile.
+    (cd "$RMQ_HOME" && rmq nohup setsid "$RMQ_BIN/rabbitmq-server") >>"$RMQ_LOG" 2>&1 </dev/null &
+    # rabbitmqctl wait: the pid file, then the node's applications running.
+    rmq timeout "$RABBITMQ_TIMEOUT" "$RMQ_BIN/rabbitmqctl" -q wait --timeout "$RABBITMQ_TIMEOUT" \
+        "$RMQ_PID" >>"$RMQ_LOG" 2>&1 || {
+        show_tail "$RMQ_LOG" "$RMQ_LOG_DIR/rabbitmq.log"
+        die rabbitmq "no answer within ${RABBITMQ_TIMEOUT}s (see $RMQ_LOG)"
+    }
+    wait_for rabbitmq "$RABBITMQ_TIMEOUT" rmq_answers rmq_alive "$RMQ_LOG" "$RMQ_LOG_DIR/rabbitmq.log"
+    log rabbitmq "up on 127.0.0.1:$RABBITMQ_PORT (pid $(rmq_pid))"
+}
+
+stop_rabbitmq() {
+    local pid
+    pid="$(rmq_pid || true)"
+    if [[ -z $pid ]]; then
+        log rabbitmq "not running"
+        return 0
+    fi
+    log rabbitmq "stopping pid $pid (rabbitmqctl stop: queues and persistent messages are kept)"
+    rmq timeout 60 "$RMQ_BIN/rabbitmqctl" -q stop "$RMQ_PID" >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+    wait_exit rabbitmq "$pid" 30
+    rm -f "$RMQ_PID"
+    log rabbitmq "stopped"
+}
+
+status_rabbitmq() {
+    local state=down rc=1
+    if rmq_alive && rmq_answers; then state=up rc=0; fi
+    printf '%-9s %-5s 127.0.0.1:%-6s pid %s\n' rabbitmq "$state" "$RABBITMQ_PORT" "$(or_dash "$(rmq_pid || true)")"
     return "$rc"
 }
 
@@ -595,7 +722,7 @@ start_kafka() {
 }
 
 stop_kafka() {
-    local pid deadline
+    local pid
     pid="$(kafka_pid || true)"
     if [[ -z $pid ]]; then
         kafka_answers && warn kafka "a broker answers on 127.0.0.1:$KAFKA_PORT but was not started from $VAR; left alone"
@@ -605,15 +732,7 @@ stop_kafka() {
     fi
     log kafka "stopping pid $pid (SIGTERM, up to ${KAFKA_STOP_TIMEOUT}s)"
     kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            warn kafka "still running after ${KAFKA_STOP_TIMEOUT}s; SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.5
-    done
+    wait_exit kafka "$pid" "$KAFKA_STOP_TIMEOUT"
     rm -f "$KAFKA_PID"
     log kafka "stopped"
 }
@@ -649,27 +768,31 @@ main() {
     case "$cmd" in
     up)
         start_postgres
-        start_redis redis "$REDIS_PORT"
+        start_rabbitmq
         start_redis readmodel "$READMODEL_REDIS_PORT"
         start_kafka
         ;;
     down)
         stop_kafka
         stop_redis readmodel "$READMODEL_REDIS_PORT"
-        stop_redis redis "$REDIS_PORT"
+        stop_rabbitmq
         stop_postgres
         ;;
     status)
         status_postgres || rc=3
-        status_redis redis "$REDIS_PORT" || rc=3
+        status_rabbitmq || rc=3
         status_redis readmodel "$READMODEL_REDIS_PORT" || rc=3
         status_kafka || rc=3
         return "$rc"
         ;;
     start-postgres) start_postgres ;;
     stop-postgres) stop_postgres ;;
-    start-redis) start_redis redis "$REDIS_PORT" ;;
-    stop-redis) stop_redis redis "$REDIS_PORT" ;;
+    start-rabbitmq) start_rabbitmq ;;
+    rabbitmqctl)
+        shift
+        rmq "$RMQ_BIN/rabbitmqctl" "$@"
+        ;;
+    stop-rabbitmq) stop_rabbitmq ;;
     start-readmodel) start_redis readmodel "$READMODEL_REDIS_PORT" ;;
     stop-readmodel) stop_redis readmodel "$READMODEL_REDIS_PORT" ;;
     start-kafka) start_kafka ;;

@@ -1,7 +1,8 @@
 """Projection tasks: apply a batch of one arena's events to the Redis read model.
 
 Transient failures (Redis away, an event ahead of its predecessor) are retried with exponential
-backoff and jitter for a bounded time. Poison events, and events still failing when that time is
+backoff and jitter for a bounded time; so is an unexpected error, which then reaches the DLQ with
+its reason instead of vanishing. Poison events, and events still failing when that time is
 up, go to the DLQ topic and stall their arena: its later events are parked, never applied past the
 gap, until `flask dlq replay`. Other arenas are unaffected.
 """
@@ -20,7 +21,7 @@ from celery import Task, shared_task
 
 from arena import telemetry
 from arena.bootstrap import components
-from arena.messaging.celery import PROJECT_TASK, RESEND_PROJECTIONS_TASK
+from arena.messaging.celery import PROJECT_TASK
 from arena.messaging.records import ReceivedRecord
 from arena.readmodel.intake import (
     POISON,
@@ -33,33 +34,19 @@ from arena.readmodel.store import EventOutOfOrder
 
 log = logging.getLogger(__name__)
 
-# Long enough to outlast a Redis restart, and a task abandoned by a killed worker coming back
-# after CELERY_VISIBILITY_TIMEOUT_SECONDS, so its arena's later events wait for it.
+# Long enough to outlast a read-model Redis restart, and a worker killed while it held an
+# arena's earlier events (the broker hands them to another worker at once), so the later events
+# wait for them.
 RETRY_FOR_SECONDS = 240.0
 FIRST_RETRY_SECONDS = 0.2
+# A retry is a message the worker holds unacked until its ETA; RabbitMQ's consumer_timeout
+# (30 min by default) is far away.
 MAX_RETRY_SECONDS = 30.0
 
 
-def longest_retry_wait(visibility_timeout_seconds: float) -> float:
-    """The cap on one retry's countdown: at most half the broker's visibility timeout.
-
-    A retry is a message with an ETA that the worker holds unacked until it is due; Redis hands a
-    message unacked for longer than the visibility timeout out again, so a longer countdown would
-    run the retry twice, and every copy that retries again multiplies.
-    """
-    return min(MAX_RETRY_SECONDS, visibility_timeout_seconds / 2)
-
-
-def _backoff(retries: int, longest: float) -> float:
-    """Exponential, capped, with jitter: 0.2 s, 0.4 s, 0.8 s … `longest`, each times [0.5, 1)."""
-    return min(longest, FIRST_RETRY_SECONDS * 2.0**retries) * random.uniform(0.5, 1.0)
-
-
-def _arenas_of(events: list[dict[str, Any]], shown: int = 3) -> str:
-    """For log lines: the first few arenas (Kafka keys) of a batch, and how many there are."""
-    arenas = sorted({event.get("key") or "?" for event in events})
-    more = f" and {len(arenas) - shown} more" if len(arenas) > shown else ""
-    return ", ".join(arenas[:shown]) + more
+def _backoff(retries: int) -> float:
+    """Exponential, capped, with jitter: 0.2 s, 0.4 s, 0.8 s … 30 s, each times [0.5, 1)."""
+    return min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2.0**retries) * random.uniform(0.5, 1.0)
 
 
 def _failing_for(first_failure_at: str) -> float:
@@ -89,7 +76,9 @@ def project_events(
                 _dead_letter(self, received, error, first_failure_at)
                 outcomes["dead-lettered"] += 1
         waiting = progress.waiting
-    except RETRYABLE as error:  # the store is away: everything again (applied ones are no-ops)
+    # The store is away, or a bug: everything again (applied ones are no-ops), and in the end
+    # to the DLQ with the reason.
+    except Exception as error:  # noqa: BLE001 - retried, then dead-lettered with its reason
         waiting, reason = [ReceivedRecord(**event) for event in events], error
     else:
         reason = EventOutOfOrder(f"{len(waiting)} event(s) wait for earlier versions")
@@ -99,7 +88,10 @@ def project_events(
     finally:
         _log_outcomes(events, outcomes)
         _count(outcomes, time.perf_counter() - started)
-    components().projections_in_flight.done(self.request.id)
+    try:
+        components().finished_tasks.mark(self.request.id)
+    except RETRYABLE as error:  # the consumer would wait for this lane forever: run again
+        raise _retry_later(self, error, _backoff(self.request.retries)) from error
     return dict(outcomes)
 
 
@@ -112,12 +104,9 @@ def _retry_or_give_up(
 ) -> None:
     """Retry the waiting events with backoff; once they have waited too long, dead-letter them
     (the first of each arena stalls it, so the rest park behind it)."""
-    settings = components().settings
     first_failure_at = first_failure_at or datetime.now(UTC).isoformat()
     if _failing_for(first_failure_at) < RETRY_FOR_SECONDS:
-        countdown = _backoff(
-            task.request.retries, longest_retry_wait(settings.celery_visibility_timeout_seconds)
-        )
+        countdown = _backoff(task.request.retries)
         outcomes["retried"] += len(waiting)
         log.info(
             "%d event(s) of arena(s) %s: retry %d in %.1f s (%s: %s)",
@@ -141,7 +130,7 @@ def _retry_or_give_up(
     for received in waiting:
         try:
             outcomes[apply_received(views, received)] += 1
-        except (*POISON, *RETRYABLE) as error:
+        except Exception as error:  # noqa: BLE001 - poison, the store away, or a bug: to the DLQ
             _dead_letter(task, received, error, first_failure_at)
             outcomes["dead-lettered"] += 1
 
@@ -165,21 +154,6 @@ def _log_outcomes(events: list[dict[str, Any]], outcomes: Counter[str]) -> None:
     )
 
 
-@shared_task(name=RESEND_PROJECTIONS_TASK)
-def resend_lost_projections() -> int:
-    """Beat's safety net for projection tasks the broker lost (see tasks/in_flight.py)."""
-
-    def send(task_id: str, events: list[dict[str, Any]]) -> None:
-        log.warning(
-            "projection task %s (arenas %s) went silent; sending it again",
-            task_id,
-            _arenas_of(events),
-        )
-        project_events.apply_async(args=[events], task_id=task_id)
-
-    return components().projections_in_flight.resend_overdue(send)
-
-
 def _dead_letter(
     task: Task, received: ReceivedRecord, error: Exception, first_failure_at: str | None
 ) -> None:
@@ -195,14 +169,10 @@ def _dead_letter(
         )
     except Exception as unavailable:  # Kafka or Redis away: never drop the event
         components().publishers.discard(settings.kafka_dlq_topic)
-        raise _retry_later(
-            task, unavailable, longest_retry_wait(settings.celery_visibility_timeout_seconds)
-        ) from unavailable
+        raise _retry_later(task, unavailable, MAX_RETRY_SECONDS) from unavailable
 
 
 def _retry_later(task: Task, error: Exception, countdown: float, **options: Any) -> Exception:
-    """A retry is a new message and a new wait: tell the in-flight ledger the task is alive, so
-    it is sent again only if that message is lost too."""
-    components().projections_in_flight.alive(task.request.id)
+    """The same task id again, as a new message: its lane stays busy until it finishes."""
     retry: Exception = task.retry(exc=error, countdown=countdown, **options)
     return retry

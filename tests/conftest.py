@@ -22,9 +22,10 @@ from sqlalchemy.engine import make_url
 
 from arena import create_app
 from arena.bootstrap import components
+from arena.messaging.celery import relay_queue
 from arena.messaging.kafka import ensure_topics
 from arena.settings import Settings
-from tests.support.services import forget_celery_queues, isolated_settings, libpq_dsn
+from tests.support.services import delete_celery_queues, isolated_settings, libpq_dsn
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:10]
@@ -95,9 +96,7 @@ def app(settings: Settings, database: str, redis_client: Redis) -> Iterator[Flas
     yield flask_app
     components(flask_app).publishers.close()  # before pytest closes the streams they log to
     # Drop what no worker took from this run's Celery queues.
-    broker = Redis.from_url(settings.celery_broker_url)
-    forget_celery_queues(broker, [settings.celery_queue])
-    broker.close()
+    delete_celery_queues(settings.celery_broker_url, [settings.celery_queue, relay_queue(settings)])
 
 
 @pytest.fixture

@@ -36,14 +36,14 @@ def consume_command() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    dispatch = ProjectionDispatcher(parts.celery, parts.projections_in_flight, stop)
+    dispatch = ProjectionDispatcher(parts.celery, stop)
     batching = settings.projection_batching
     log.info("consuming %s as group %s", settings.kafka_events_topic, settings.kafka_consumer_group)
     total = consume(
         events_consumer(settings),
         dispatch,
         stop.is_set,
-        still_running=parts.projections_in_flight.running,
+        still_running=parts.finished_tasks.unfinished,
         max_per_dispatch=PROJECTION_BATCH_MAX if batching else 1,
         commit_interval_seconds=COMMIT_INTERVAL_SECONDS,
         # One event per task cannot gather: pacing would only cap its throughput.

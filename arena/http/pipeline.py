@@ -7,11 +7,12 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from kafka.errors import KafkaError
-from redis.exceptions import RedisError
 
 from arena.bootstrap import components
 from arena.extensions import db
+from arena.messaging.celery import relay_queue
 from arena.messaging.lag import consumer_lag, dead_letters
+from arena.messaging.queues import BROKER_ERRORS, queue_depths
 from arena.outbox.operations import outbox_metrics
 from arena.readmodel.metrics import projection_metrics
 from arena.settings import Settings
@@ -31,7 +32,7 @@ def pipeline_status() -> dict[str, Any]:
     """What GET /api/v1/pipeline answers, and what /metrics reports as gauges."""
     settings = components().settings
     views = components().views
-    projections = projection_metrics(db.session, views).to_dict() | _in_flight()
+    projections = projection_metrics(db.session, views).to_dict()
     for stall in projections["stalledArenas"]:  # what an operator runs once it is fixed
         stall["replayCommand"] = f"flask dlq replay --arena {stall['arenaId']}"
     return {
@@ -39,6 +40,7 @@ def pipeline_status() -> dict[str, Any]:
         "consumer": _consumer(settings),
         "projections": projections,
         "deadLetters": _dead_letters(settings),
+        "broker": _broker(settings),
         "flower": settings.flower_url,
     }
 
@@ -50,12 +52,13 @@ def _dead_letters(settings: Settings) -> dict[str, Any]:
         return {"topic": settings.kafka_dlq_topic, "records": None, "error": repr(error)}
 
 
-def _in_flight() -> dict[str, Any]:
-    """Projection tasks sent and not yet done (tasks/in_flight.py), from the broker's Redis."""
+def _broker(settings: Settings) -> dict[str, Any]:
+    """Tasks waiting in the Celery queues; when the broker is away, say so."""
+    queues = [settings.celery_queue, relay_queue(settings)]
     try:
-        return {"tasksInFlight": components().projections_in_flight.count()}
-    except RedisError as error:
-        return {"tasksInFlight": None, "tasksInFlightError": repr(error)}
+        return {"queues": [depth.to_dict() for depth in queue_depths(components().celery, queues)]}
+    except BROKER_ERRORS as error:  # the page still answers
+        return {"queues": None, "error": repr(error)}
 
 
 def _consumer(settings: Settings) -> dict[str, Any]:

@@ -86,11 +86,13 @@ class _PipelineState(Collector):
             "Events parked behind stalls",
             projections["parkedEvents"],
         )
-        in_flight = projections.get("tasksInFlight")
-        if in_flight is not None:
-            yield _gauge(
-                "arena_projection_tasks_in_flight", "Projection tasks sent, not done", in_flight
+        if (queues := status["broker"]["queues"]) is not None:
+            waiting = GaugeMetricFamily(
+                "arena_broker_tasks_waiting", "Tasks waiting in a Celery queue", labels=["queue"]
             )
+            for depth in queues:
+                waiting.add_metric([depth["queue"]], depth["waiting"])
+            yield waiting
         dead = status["deadLetters"]["records"]
         if dead is not None:
             yield _gauge("arena_dead_letters", "Records the DLQ topic holds", dead)

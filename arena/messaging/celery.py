@@ -15,23 +15,22 @@ from flask import Flask
 from kombu.entity import Queue
 
 from arena.logs import configure_logging
-from arena.messaging.broker_transport import TRANSPORT
 from arena.settings import Settings
 
 TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency", "tasks.ticks"]
-UNACKED_SWEEP_SECONDS = 5
 RELAY_TASK = "tasks.relay.publish_outbox"
 PROJECT_TASK = "tasks.projections.project_events"
-RESEND_PROJECTIONS_TASK = "tasks.projections.resend_lost_projections"
-RESEND_PROJECTIONS_EVERY_SECONDS = 5.0
 PRUNE_OUTBOX_TASK = "tasks.relay.prune_outbox"
 PRUNE_OUTBOX_EVERY_SECONDS = 60.0
 PURGE_IDEMPOTENCY_TASK = "tasks.idempotency.purge_expired_keys"
 PURGE_IDEMPOTENCY_EVERY_SECONDS = 3600.0
 SCHEDULE_TICKS_TASK = "tasks.ticks.schedule_ticks"
 ADVANCE_ARENAS_TASK = "tasks.ticks.advance_arenas"
-# kombu's Redis transport serves priority 0 first (then 3, 6, 9), each from a list of its own.
-TICK_PRIORITY = 9
+# AMQP priorities: a queue declared with x-max-priority delivers higher numbers first; a
+# message without one counts as 0.
+MAX_PRIORITY = 9
+PROJECTION_PRIORITY = 5
+TICK_PRIORITY = 0
 
 log = logging.getLogger(__name__)
 
@@ -46,43 +45,37 @@ def relay_queue(settings: Settings) -> str:
 
 def celery_config(settings: Settings) -> dict[str, object]:
     interval = settings.outbox_relay_interval_seconds
-    redis_broker = settings.celery_broker_url.startswith("redis://")
     return {
         "broker_url": settings.celery_broker_url,
-        # The same Redis transport, with one client per channel instead of one per operation.
-        **({"broker_transport": TRANSPORT} if redis_broker else {}),
         "broker_connection_retry_on_startup": True,
+        # A send returns once RabbitMQ has the message (written to disk: persistent messages on
+        # durable queues), or raises: `flask consume` commits its Kafka offsets only after that.
+        "broker_transport_options": {"confirm_publish": True},
         # Projections and the relay on queues of their own, so neither waits behind the other;
         # a worker started without -Q serves both (`make run` gives each its own worker).
+        # Durable queues (kombu's default) keep their messages over a broker restart.
         "task_default_queue": settings.celery_queue,
-        "task_queues": [
-            Queue(settings.celery_queue),
-            Queue(relay_queue(settings)),
-        ],
+        "task_queues": [Queue(settings.celery_queue), Queue(relay_queue(settings))],
+        # Every queue Celery declares takes priorities (x-max-priority), for the routes below.
+        "task_queue_max_priority": MAX_PRIORITY,
         "task_routes": {
             RELAY_TASK: {"queue": relay_queue(settings)},
             # A worker that serves both takes each projection before the ticks queued ahead of
             # it: under load the ticks fall behind (and skip ahead, recorded), not the read
             # model, and a projection never waits behind a backlog of ticks that make more.
-            # (AMQP orders priorities the other way, and only on queues declared with them.)
-            **(
-                {ADVANCE_ARENAS_TASK: {"queue": settings.celery_queue, "priority": TICK_PRIORITY}}
-                if redis_broker
-                else {}
-            ),
-        },
-        # A task taken by a worker that then died (SIGKILL, power loss) is unacked; Redis hands
-        # it out again after this long. Retry countdowns stay well below it.
-        "broker_transport_options": {
-            "visibility_timeout": settings.celery_visibility_timeout_seconds,
-            # Look for such abandoned tasks every few seconds (kombu's default: every 100 s).
-            "unacked_restore_interval": UNACKED_SWEEP_SECONDS,
-            "unacked_restore_throttle": 1,
+            PROJECT_TASK: {"queue": settings.celery_queue, "priority": PROJECTION_PRIORITY},
+            ADVANCE_ARENAS_TASK: {"queue": settings.celery_queue, "priority": TICK_PRIORITY},
         },
         "task_ignore_result": True,
-        # Redelivered, not lost, if a worker dies mid-task; our tasks are idempotent.
+        # Acked after the task ran: a worker that dies mid-task (SIGKILL, power loss) closes its
+        # connection, and RabbitMQ hands what it held to another worker at once. Our tasks are
+        # idempotent, so running one again is harmless.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # Lost connection to the broker: it redelivers the unacked tasks, so stop running them
+        # here rather than run each twice at once.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # One message per pool process at a time: a priority only orders what is still queued.
         "worker_prefetch_multiplier": 1,
         # Flower shows tasks from these events.
         "worker_send_task_events": True,
@@ -94,11 +87,6 @@ def celery_config(settings: Settings) -> dict[str, object]:
                 # A run drains for OUTBOX_RELAY_DRAIN_SECONDS; the runs beat queued meanwhile
                 # expire unless the relay worker is free to start one within a few seconds.
                 "options": {"expires": max(5 * interval, 5.0)},
-            },
-            "resend-lost-projection-tasks": {
-                "task": RESEND_PROJECTIONS_TASK,
-                "schedule": RESEND_PROJECTIONS_EVERY_SECONDS,
-                "options": {"expires": RESEND_PROJECTIONS_EVERY_SECONDS},
             },
             "prune-published-outbox-rows": {
                 "task": PRUNE_OUTBOX_TASK,

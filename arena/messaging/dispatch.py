@@ -1,8 +1,9 @@
 """Handing a batch of received records to a Celery projection task, without ever dropping it.
 
-The batch is recorded in the in-flight ledger before it is sent, so a task lost by the broker is
-sent again (see `arena.messaging.in_flight`). While the broker is away the dispatcher waits and
-tries again, with backoff, and the consumer commits nothing past the batch meanwhile.
+A send returns once the broker has confirmed the message (publisher confirms): from then on the
+broker keeps it until a worker acks it, after the task ran. While the broker is away the
+dispatcher waits and tries again, with backoff, and the consumer commits nothing past the batch
+meanwhile.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import RedisError
 
 from arena.messaging.celery import PROJECT_TASK
 from arena.messaging.records import ReceivedRecord
@@ -30,20 +30,14 @@ class TaskSender(Protocol):
     def send_task(self, name: str, *, args: list[Any], task_id: str) -> object: ...
 
 
-class Ledger(Protocol):
-    def record(self, task_id: str, events: list[dict[str, Any]]) -> None: ...
-
-
 class ProjectionDispatcher:
     def __init__(
         self,
         celery: TaskSender,
-        in_flight: Ledger,
         stopping: threading.Event,
         new_task_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self._celery = celery
-        self._in_flight = in_flight
         self._stopping = stopping
         self._new_task_id = new_task_id
 
@@ -54,10 +48,9 @@ class ProjectionDispatcher:
         pause = FIRST_PAUSE_SECONDS
         while True:
             try:
-                self._in_flight.record(task_id, payload)
                 self._celery.send_task(PROJECT_TASK, args=[payload], task_id=task_id)
                 return task_id
-            except (KombuOperationalError, RedisError) as error:
+            except (KombuOperationalError, OSError) as error:  # kombu's, or a socket's
                 if self._stopping.is_set():
                     raise
                 log.warning("Celery broker unavailable (%r); retrying in %.1f s", error, pause)

@@ -74,7 +74,9 @@ async function refresh() {
     rows("#lag", Object.entries(consumer.lagByPartition || {}).map(([partition, p]) =>
       [partition, p.endOffset, p.committedOffset >= 0 ? p.committedOffset : "none", p.lag]));
     $("#behind-count").textContent = `${projections.arenasBehind} of ${projections.arenas}`;
-    $("#in-flight").textContent = projections.tasksInFlight ?? "unknown";
+    $("#queued").textContent = status.broker.queues
+      ? status.broker.queues.map((q) => `${q.queue}: ${q.waiting} (${q.consumers} workers)`).join(", ")
+      : "unknown";
     $("#parked").textContent = projections.parkedEvents;
     $("#dead-letters").textContent = deadLetters.records ?? "unknown";
     rows("#stalled", projections.stalledArenas.map((stall) =>

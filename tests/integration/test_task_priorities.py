@@ -1,4 +1,4 @@
-"""On the real Redis broker, a worker serving the shared queue takes projections before ticks."""
+"""On RabbitMQ, a worker serving the shared queue takes projections before ticks."""
 
 from __future__ import annotations
 
@@ -6,21 +6,21 @@ import uuid
 
 from flask import Flask
 from kombu import Consumer, Message, Queue
-from redis import Redis
 
 from arena.bootstrap import components
 from arena.messaging.celery import ADVANCE_ARENAS_TASK, PROJECT_TASK
 from arena.settings import Settings
-from tests.support.services import forget_celery_queues
+from tests.support.services import delete_celery_queues
 
 
 def test_a_projection_sent_after_ticks_is_taken_before_them(app: Flask, settings: Settings) -> None:
     celery = components(app).celery
-    # A queue of this test's own (routes keep their priority), so no other test's task is in it.
-    queue = Queue(f"{settings.celery_queue}.priorities-{uuid.uuid4().hex[:6]}")
+    # A queue of this test's own (Celery declares it with priorities, as every queue), so no
+    # other test's task is in it.
+    name = f"{settings.celery_queue}.priorities-{uuid.uuid4().hex[:6]}"
     for _ in range(3):
-        celery.send_task(ADVANCE_ARENAS_TASK, args=[[]], queue=queue.name)
-    celery.send_task(PROJECT_TASK, args=[[]], queue=queue.name)
+        celery.send_task(ADVANCE_ARENAS_TASK, args=[[]], queue=name)
+    celery.send_task(PROJECT_TASK, args=[[]], queue=name)
 
     taken: list[str] = []
 
@@ -28,17 +28,20 @@ def test_a_projection_sent_after_ticks_is_taken_before_them(app: Flask, settings
         taken.append(message.headers["task"])
         message.ack()
 
-    # One at a time, as a worker with prefetch 1 per process asks the broker (BRPOP).
+    # One at a time, as a worker with prefetch 1 per process asks the broker.
     try:
         with (
             celery.connection_for_read() as connection,
-            Consumer(connection, queues=[queue], callbacks=[take], prefetch_count=1),
+            Consumer(
+                connection,
+                queues=[Queue(name, no_declare=True)],
+                callbacks=[take],
+                prefetch_count=1,
+            ),
         ):
             while len(taken) < 4:
                 connection.drain_events(timeout=5)
     finally:
-        broker = Redis.from_url(settings.celery_broker_url)
-        forget_celery_queues(broker, [queue.name])
-        broker.close()
+        delete_celery_queues(settings.celery_broker_url, [name])
 
     assert taken == [PROJECT_TASK, ADVANCE_ARENAS_TASK, ADVANCE_ARENAS_TASK, ADVANCE_ARENAS_TASK]

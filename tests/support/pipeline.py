@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
 import subprocess
 import sys
@@ -27,12 +26,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
 from kafka import KafkaConsumer, KafkaProducer
-from redis import Redis
 
 from arena.domain.envelope import EventEnvelope
 from arena.messaging.celery import relay_queue
@@ -47,7 +44,6 @@ from tests.support.processes import (
     pipeline_env,
     run_flask,
 )
-from tests.support.services import forget_celery_queues
 from tests.support.waiting import wait_until
 
 CLI_TIMEOUT_SECONDS = 240
@@ -221,62 +217,6 @@ def running_pipeline(
 
 def _numbered(name: str, count: int) -> list[str]:
     return [name if number == 1 else f"{name}-{number}" for number in range(1, count + 1)]
-
-
-# What kombu's Redis transport keeps besides queues, for any queue of a database.
-KOMBU_BOOKKEEPING = frozenset(
-    {
-        "unacked",
-        "unacked_index",
-        "unacked_mutex",
-        "_kombu.binding_deadlines",
-        "_kombu.binding.celeryev",
-        "_kombu.binding.celery.pidbox",
-        "_kombu.binding.reply.celery.pidbox",
-    }
-)
-
-
-@contextlib.contextmanager
-def private_broker(settings: Settings) -> Iterator[str]:
-    """A broker URL on an unused database of the Celery broker's Redis server.
-
-    Kombu's Redis transport keeps one `unacked` index per database, and every worker restores
-    the entries older than *its* visibility timeout, whatever their queue: a worker with a short
-    timeout on the shared database would hand other people's long-running tasks out twice. On a
-    database of its own it only touches this run's tasks. The run's queue is deleted afterwards.
-    """
-    parts = urlsplit(settings.celery_broker_url)
-    server = Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379)
-    try:
-        used = {int(name.removeprefix("db")) for name in server.info("keyspace")}
-        databases = int(server.config_get("databases").get("databases", 16))
-        free = [number for number in range(1, databases) if number not in used]
-        assert free, "no free database on the Celery broker's Redis server"
-        number = random.choice(free)
-        url = urlunsplit((parts.scheme, parts.netloc, f"/{number}", parts.query, ""))
-        try:
-            yield url
-        finally:
-            mine = Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=number)
-            try:
-                _free_database(mine, settings.celery_queue)
-            finally:
-                mine.close()
-    finally:
-        server.close()
-
-
-def _free_database(broker: Redis, queue: str) -> None:
-    """Delete the queue and kombu's records of its messages (unacked ones of killed workers too).
-
-    The database was empty when the run took it: if nothing but kombu's own bookkeeping is left
-    then, all of it goes, so the database is free again for the next run.
-    """
-    forget_celery_queues(broker, [queue])
-    left = [key.decode() for key in broker.scan_iter(count=1000)]
-    if left and all(key in KOMBU_BOOKKEEPING for key in left):
-        broker.delete(*left)
 
 
 # --- the command API, many arenas at once --------------------------------------------------------

@@ -1,23 +1,18 @@
 """Helpers for the local services, shared by the tests and the benchmarks (bench/ imports them from
 here, as it does tests/support/processes.py; production code must not): a run's own settings, the
-libpq form of the database URL, and clearing a run's Celery queues off a shared broker.
+libpq form of the database URL, and deleting a run's Celery queues from the shared broker.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import re
 from collections.abc import Collection
 from typing import Any
 
-from redis import Redis
+from kombu import Connection
 from sqlalchemy.engine import make_url
 
 from arena.settings import Settings
-
-_GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")  # escaped in a SCAN pattern
 
 
 def isolated_settings(base: Settings, kind: str, run_id: str, **overrides: Any) -> Settings:
@@ -42,30 +37,12 @@ def libpq_dsn(settings: Settings) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def forget_celery_queues(broker: Redis, names: Collection[str]) -> None:
-    """Remove what kombu's Redis transport keeps for queues and worker nodes whose names contain
-    one of `names` (a run's queues, its workers' hostname prefix): every such key (queues, their
-    priority lists and ledgers, their exchanges' bindings, the workers' pidbox queues), such
-    members of the binding sets all workers share, and the unacked tasks routed to them. Those
-    would otherwise be restored by another engineer's worker into a queue nobody reads."""
-    if not names:
-        return
-    patterns = ["*" + _GLOB_SPECIALS.sub(r"\\\1", name) + "*" for name in names]
-    keys = {key for pattern in patterns for key in broker.scan_iter(match=pattern, count=1000)}
-    if keys:
-        broker.delete(*keys)
-    encoded = [name.encode() for name in names]
-    for binding in broker.scan_iter(match="_kombu.binding.*", count=1000):
-        if broker.type(binding) == b"set":
-            ours = [m for m in broker.smembers(binding) if any(n in m for n in encoded)]
-            if ours:
-                broker.srem(binding, *ours)
-    unacked = []
-    for tag, raw in broker.hscan_iter("unacked", count=1000):
-        with contextlib.suppress(ValueError, IndexError, TypeError):
-            routing_key = str(json.loads(raw)[2])  # kombu stores [message, exchange, routing key]
-            if any(name in routing_key for name in names):
-                unacked.append(tag)
-    if unacked:
-        broker.hdel("unacked", *unacked)
-        broker.zrem("unacked_index", *unacked)
+def delete_celery_queues(broker_url: str, names: Collection[str]) -> None:
+    """Delete a run's queues from RabbitMQ with whatever they still hold, so no other engineer's
+    worker ever sees them, and the direct exchanges Celery declared after them. (Worker and event
+    queues are auto-delete: they go with their workers.)"""
+    with Connection(broker_url, connect_timeout=5) as connection:
+        channel = connection.default_channel
+        for name in names:
+            channel.queue_delete(name)
+            channel.exchange_delete(name)

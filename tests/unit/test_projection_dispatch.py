@@ -1,5 +1,5 @@
-"""ProjectionDispatcher: a batch is in the ledger before it is sent, and a broker outage delays it
-(with backoff) instead of dropping it, until a stop is asked for."""
+"""ProjectionDispatcher: a batch goes to one task, and a broker outage delays it (with backoff)
+instead of dropping it, until a stop is asked for."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
+from kombu.exceptions import OperationalError
 
 from arena.messaging.celery import PROJECT_TASK
 from arena.messaging.dispatch import FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, ProjectionDispatcher
@@ -24,19 +24,16 @@ RECORD = {
 
 
 class Broker:
-    """Celery's `send_task` and the ledger's `record`, failing the first `outages` sends."""
+    """Celery's `send_task`, failing the first `outages` sends as kombu does."""
 
     def __init__(self, outages: int = 0) -> None:
         self.outages = outages
         self.calls: list[tuple[str, Any]] = []
 
-    def record(self, task_id: str, events: list[dict[str, Any]]) -> None:
-        self.calls.append(("record", (task_id, events)))
-
     def send_task(self, name: str, *, args: list[Any], task_id: str) -> None:
         if self.outages:
             self.outages -= 1
-            raise RedisConnectionError("broker away")
+            raise OperationalError("broker away")
         self.calls.append(("send", (name, args, task_id)))
 
 
@@ -52,20 +49,17 @@ class Waits(threading.Event):
         return self.is_set()
 
 
-def test_the_batch_is_in_the_ledger_before_its_task_is_sent():
+def test_the_batch_goes_to_one_task_named_by_the_id_it_answers():
     broker = Broker()
-    dispatch = ProjectionDispatcher(broker, broker, Waits(), new_task_id=lambda: "task-1")
+    dispatch = ProjectionDispatcher(broker, Waits(), new_task_id=lambda: "task-1")
 
     assert dispatch(EVENTS) == "task-1"
-    assert broker.calls == [
-        ("record", ("task-1", [RECORD])),
-        ("send", (PROJECT_TASK, [[RECORD]], "task-1")),
-    ]
+    assert broker.calls == [("send", (PROJECT_TASK, [[RECORD]], "task-1"))]
 
 
 def test_a_broker_outage_delays_the_batch_with_backoff_and_loses_nothing():
     broker, stopping = Broker(outages=6), Waits()
-    dispatch = ProjectionDispatcher(broker, broker, stopping, new_task_id=lambda: "task-1")
+    dispatch = ProjectionDispatcher(broker, stopping, new_task_id=lambda: "task-1")
 
     assert dispatch(EVENTS) == "task-1"
     assert [call for call in broker.calls if call[0] == "send"] == [
@@ -79,5 +73,5 @@ def test_once_a_stop_is_asked_for_an_outage_is_raised_so_nothing_is_committed_pa
     stopping.set()
     broker = Broker(outages=1)
 
-    with pytest.raises(RedisConnectionError):
-        ProjectionDispatcher(broker, broker, stopping)(EVENTS)
+    with pytest.raises(OperationalError):
+        ProjectionDispatcher(broker, stopping)(EVENTS)

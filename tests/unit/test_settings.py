@@ -9,7 +9,7 @@ from arena.settings import Settings
 LOCAL_DEFAULTS = {
     "database_url": "postgresql+psycopg://arena:arena@127.0.0.1:5432/arena",
     "redis_url": "redis://127.0.0.1:6380/0",
-    "celery_broker_url": "redis://127.0.0.1:6379/0",
+    "celery_broker_url": "amqp://guest:guest@127.0.0.1:5672//",
     "celery_queue": "arena",
     "kafka_bootstrap_servers": "127.0.0.1:9092",
     "kafka_events_topic": "arena.events",
@@ -17,7 +17,6 @@ LOCAL_DEFAULTS = {
     "kafka_events_partitions": 6,
     "kafka_consumer_group": "arena-projections",
     "kafka_session_timeout_seconds": 10.0,
-    "projection_resend_after_seconds": 300.0,
     "read_model_prefix": "arena",
     "outbox_relay_interval_seconds": 1.0,
     "outbox_relay_drain_seconds": 10.0,
