@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 BENCHMARKS = {
+    "chaos": ("bench.chaos", "one fault at a time under load: lost, applied twice, converge time"),
     "pipeline": (
         "bench.pipeline",
         "the whole pipeline: CPU per event per process, capacity, latency, drains",

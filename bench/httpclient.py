@@ -37,6 +37,7 @@ def call(
     *,
     token: str | None = None,
     correlation_id: str | None = None,
+    idempotency_key: str | None = None,
     timeout: float = HTTP_TIMEOUT_SECONDS,
 ) -> Reply:
     """One request on this thread's connection to `port` (opened again when the server closed
@@ -50,6 +51,8 @@ def call(
         headers["Authorization"] = f"Bearer {token}"
     if correlation_id:
         headers["X-Correlation-ID"] = correlation_id
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
     pool: dict[int, http.client.HTTPConnection] = _connections.__dict__.setdefault("by_port", {})
     kept = pool.pop(port, None)
     if kept is not None:

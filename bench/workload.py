@@ -92,7 +92,9 @@ class Answer:
         return 1000 * (self.returned - self.sent)
 
 
-def _request(session: Session, kind: str) -> tuple[str, str, dict[str, Any] | None, str | None]:
+def command_request(
+    session: Session, kind: str
+) -> tuple[str, str, dict[str, Any] | None, str | None]:
     """(method, path, body, token) of the session's next command."""
     arena = f"{API}/{session.arena_id}"
     if kind == "create":
@@ -141,7 +143,7 @@ class Driver:
     def run(self, session: Session) -> Answer:
         """Send the session's next command (in a client thread) and put the session back."""
         kind = SCRIPT[session.step]
-        method, path, body, token = _request(session, kind)
+        method, path, body, token = command_request(session, kind)
         with self._lock:
             key = f"{self._tag}-{next(self._commands)}"
         sent = time.monotonic()

@@ -1,0 +1,141 @@
+"""The chaos matrix's faults: each one injected into a running pipeline, held, and recovered.
+
+A process fault kills with SIGKILL (nothing is flushed, acked or committed) and starts the
+process again a few seconds later, as `make run`'s supervisor or compose's restart policy would.
+A service fault stops the service (`scripts/services.sh`) for a while and starts it again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from arena.messaging.queues import queue_depths
+from arena.readmodel.store import ArenaViews
+from arena.settings import Settings
+from tests.support.pipeline import ROOT, Pipeline, produce
+from tests.support.poison import poisoned_arena
+from tests.support.waiting import wait_until
+
+SERVICES = ROOT / "scripts" / "services.sh"
+RESTART_AFTER_SECONDS = 3.0  # how soon a supervisor starts a killed process again
+STALL_WITHIN_SECONDS = 120.0
+
+
+@dataclass
+class Lab:
+    """What a fault acts on: the pipeline's processes, the services, the read model."""
+
+    pipeline: Pipeline
+    settings: Settings
+    views: ArenaViews
+    celery_app: object
+    notes: list[str] = field(default_factory=list)  # what the fault observed, for the table
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    inject: Callable[[Lab], None]
+    recover: Callable[[Lab], None]
+    hold_seconds: float | None = None  # None: the matrix's --fault-seconds
+
+
+def services(*command: str) -> None:
+    subprocess.run(
+        ["bash", str(SERVICES), *command], cwd=ROOT, check=True, timeout=180, capture_output=True
+    )
+
+
+def _killed(process: str) -> Fault:
+    return Fault(
+        f"SIGKILL {process}",
+        lambda lab: lab.pipeline.kill(process),
+        lambda lab: lab.pipeline.start(process),
+        RESTART_AFTER_SECONDS,
+    )
+
+
+def _kill_worker_holding_tasks(lab: Lab) -> None:
+    """Freeze the projection worker until tasks wait for it: RabbitMQ leaves none waiting while a
+    consumer has a free prefetch slot, so the frozen worker then holds all it may; kill it."""
+    lab.pipeline.pause("worker")
+    [queue] = [lab.settings.celery_queue]
+
+    def waiting() -> bool:
+        return queue_depths(lab.celery_app, [queue])[0].waiting >= 1  # type: ignore[arg-type]
+
+    try:
+        wait_until(waiting, deadline_seconds=30, what="projection tasks waiting for the worker")
+        lab.notes.append("killed holding tasks")
+    except AssertionError:
+        lab.notes.append("no task waited: killed idle")
+    lab.pipeline.kill("worker")
+
+
+def _restarted(service: str, label: str) -> Fault:
+    return Fault(
+        f"restart {label}",
+        lambda _: services(f"stop-{service}"),
+        lambda _: services(f"start-{service}"),
+    )
+
+
+def _poison(lab: Lab) -> None:
+    """An arena none of the load's, whose third event no projection knows: it must stall, with its
+    poison in the DLQ, while every other arena flows."""
+    arena, _, envelopes = poisoned_arena()
+    produce(lab.settings, envelopes)
+    wait_until(
+        lambda: any(s.arena_id == str(arena.id) for s in lab.views.stalls()),
+        deadline_seconds=STALL_WITHIN_SECONDS,
+        what="the poisoned arena stalled",
+    )
+    lab.notes.append("poisoned arena stalled, others flowed")
+
+
+def _read_model(lab: Lab) -> Redis:
+    return Redis.from_url(lab.settings.redis_url, socket_timeout=5)
+
+
+def _refuse_writes(lab: Lab) -> None:
+    """What a full disk does to Redis's writes (an append-only file it cannot grow): refused with
+    an error, reads still served. A memory cap below what it holds does the same, reversibly."""
+    redis = _read_model(lab)
+    used = int(redis.info("memory")["used_memory"])
+    redis.config_set("maxmemory-policy", "noeviction")
+    redis.config_set("maxmemory", max(1, used // 2))
+    redis.close()
+
+
+def _accept_writes(lab: Lab) -> None:
+    redis = _read_model(lab)
+    redis.config_set("maxmemory", 0)
+    redis.close()
+
+
+FAULTS: dict[str, Fault] = {
+    fault.name: fault
+    for fault in (
+        _killed("api"),
+        _killed("relay"),
+        Fault(
+            "SIGKILL worker",
+            _kill_worker_holding_tasks,
+            lambda lab: lab.pipeline.start("worker"),
+            RESTART_AFTER_SECONDS,
+        ),
+        _killed("beat"),
+        _killed("consumer"),
+        _restarted("kafka", "Kafka"),
+        _restarted("rabbitmq", "RabbitMQ"),
+        _restarted("readmodel", "read-model Redis"),
+        _restarted("postgres", "PostgreSQL"),
+        Fault("poison event", _poison, lambda _: None, 0.0),
+        Fault("read model refuses writes", _refuse_writes, _accept_writes),
+    )
+}
+SHORT = ("SIGKILL api", "SIGKILL relay", "poison event", "read model refuses writes")
