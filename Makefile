@@ -10,6 +10,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
+# Exact pins with hashes of every package .venv gets; the ranges stay in pyproject.toml.
+LOCK := requirements.lock
+# `make audit AUDIT_ARGS=` lists the pins it could not check instead of failing on them.
+AUDIT_ARGS ?= --strict
 
 # Optional local overrides (see .env.example); exported to every command below.
 -include .env
@@ -17,23 +21,38 @@ export
 export FLASK_APP := app.py
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup services services-down services-status migrate run api worker beat consumer \
-        flower test test-unit browser bench bench-relay bench-simulation bench-ticking up down lint clean
+.PHONY: help setup lock audit services services-down services-status migrate run api worker beat \
+        consumer flower test test-unit browser bench bench-relay bench-simulation bench-ticking chaos up down \
+        lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## Create .venv with the project, its test and run extras
+setup: $(STAMP) ## Create .venv from requirements.lock: the project, its test and run extras
 
-$(STAMP): pyproject.toml
+# pip itself is pinned in the lock too; the project is installed last, its dependencies being
+# the lock's (--no-deps).
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "Python >= 3.11 is required ($(PYTHON) is older)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --editable '.[test,run]'
+	$(BIN)/pip install --quiet --require-hashes --requirement $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --editable .
 	@touch $@
 
-services: ## Install (first time) and start PostgreSQL, Redis and Kafka on 127.0.0.1
+# uv keeps every pin already in the lock that still fits pyproject.toml's ranges; add
+# LOCK_ARGS=--upgrade (or --upgrade-package NAME) to move pins to the newest versions in range.
+lock: setup ## Re-pin requirements.lock (hashes, Python 3.11 on Linux) from pyproject.toml
+	uv pip compile --quiet pyproject.toml --extra test --extra run --generate-hashes \
+	  --python-version 3.11 --python-platform linux --custom-compile-command 'make lock' \
+	  --output-file $(LOCK) $(LOCK_ARGS)
+
+# Exactly the pinned set (--disable-pip: nothing is installed or resolved), each against PyPI's
+# vulnerability data; --strict fails on a pin whose data could not be had, rather than skip it.
+audit: setup ## pip-audit every package pinned in requirements.lock against PyPI's advisories
+	pip-audit --requirement $(LOCK) --require-hashes --disable-pip --progress-spinner off $(AUDIT_ARGS)
+
+services: ## Install (first time) and start PostgreSQL, RabbitMQ, Redis and Kafka on 127.0.0.1
 	@bash scripts/services.sh up
 
 services-down: ## Stop the local services
@@ -45,13 +64,15 @@ services-status: ## Report each local service
 migrate: setup services ## Apply database migrations (flask db upgrade)
 	flask db upgrade
 
+# scripts/supervise.py starts each Procfile line with honcho's prefixed output, and starts again
+# (with a backoff) any process that dies; Ctrl-C or SIGTERM stops them all.
 run: setup services migrate ## The whole system: API :5000, worker, beat, consumer, Flower :5555
 	@mkdir -p var/run
 	@# Every process writes its Prometheus samples here and /metrics adds them up; a new run
 	@# starts from zero, or the last run's counters would add up with this one's.
 	export PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/var/metrics}" && \
 	  rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && \
-	  honcho --procfile Procfile start
+	  python scripts/supervise.py Procfile
 
 api: setup ## The API alone, with Flask's development server on 127.0.0.1:5000
 	flask run --host 127.0.0.1 --port 5000
@@ -89,6 +110,9 @@ bench-simulation: setup ## Simulation step benchmark: CPU ms per step for 64², 
 
 bench-ticking: setup services ## 100 arenas ticking on the whole pipeline: drift, tick → visible, CPU
 	python -m bench ticking
+
+chaos: setup services ## One fault at a time under load: lost, applied twice, converge (docs/reliability.md)
+	python -m bench chaos
 
 up: ## The whole stack in Docker (needs a Docker engine with Compose v2)
 	docker compose up --build --detach
