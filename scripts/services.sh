@@ -564,6 +564,11 @@ stop_rabbitmq() {
     rmq timeout 60 "$RMQ_BIN/rabbitmqctl" -q stop "$RMQ_PID" >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
     wait_exit rabbitmq "$pid" 30
     rm -f "$RMQ_PID"
+    # The node started epmd (Erlang's port mapper, one per machine); stop it too once no node
+    # is registered with it, so nothing of ours stays behind.
+    if command -v epmd >/dev/null && ! epmd -names 2>/dev/null | grep -q '^name '; then
+        epmd -kill >/dev/null 2>&1 || true
+    fi
     log rabbitmq "stopped"
 }
 
