@@ -8,13 +8,14 @@ held, and recovered (bench/faults.py); the load goes on for a while, stops, and 
 - commands accepted: answered 2xx (each records exactly one event);
 - in Kafka: distinct events of those arenas on the whole events topic (duplicates are allowed);
 - applied: distinct events in the arenas' read-model feeds (each application appends one line);
-- lost: accepted commands whose event is not applied once everything is visible;
+- lost: accepted commands whose event (the arena, the version it answered) is in no feed line;
 - applied twice: feed lines beyond the distinct events, plus events the write model holds beyond
   the accepted commands (a retried command that ran twice);
 - converge: from the recovery until the last command answered before it was visible;
 - visible p99 before / during: answer → view, for commands answered before the fault and while
   it lasted (at least 5 s from its start);
-- ticks: the ticking arenas' ticks in PostgreSQL run 1, 2, 3… with none missing or twice;
+- ticks: the ticking arenas' ticks in PostgreSQL run 1, 2, 3… with none missing or twice, and
+  more were made after the recovery;
 - verify: `flask verify --wait` on the whole run, clean.
 """
 
@@ -57,6 +58,7 @@ TICKING_ARENAS = 2
 VERIFY_WAIT_SECONDS = 180.0
 VISIBLE_WAIT_SECONDS = 300.0
 DURING_AT_LEAST_SECONDS = 5.0
+KAFKA_READ_SECONDS = 120.0
 HEADERS = [
     "fault",
     "accepted",
@@ -196,22 +198,32 @@ def _scenario(lab: Lab, fault: Fault, windows: Windows, port: int, run: Run) -> 
     click.echo(f"— {fault.name}", err=True)
     ticking = _ticking_arenas(port)
     load = RetryingLoad(port).start()
-    time.sleep(windows.quiet_seconds)  # the baseline window: load with no fault
-    fault_at = time.monotonic()
     try:
-        fault.inject(lab)
-        hold = windows.fault_seconds if fault.hold_seconds is None else fault.hold_seconds
-        time.sleep(hold)  # the fault lasting is the scenario
+        time.sleep(windows.quiet_seconds)  # the baseline window: load with no fault
+        fault_at = time.monotonic()
+        try:
+            fault.inject(lab)
+            hold = windows.fault_seconds if fault.hold_seconds is None else fault.hold_seconds
+            time.sleep(hold)  # the fault lasting is the scenario
+        finally:
+            fault.recover(lab)
+        recovered_at = time.monotonic()
+        ticks_at_recovery = _ticks_made(run, ticking)
+        time.sleep(windows.after_seconds)
     finally:
-        fault.recover(lab)
-    recovered_at = time.monotonic()
-    time.sleep(windows.after_seconds)
-    load.stop_sending()
+        load.stop_sending()
     for arena_id, token in ticking:
         send_until_answered(port, "POST", f"{API}/{arena_id}/stop", token=token)
     load.wait_visible(VISIBLE_WAIT_SECONDS)
     verified = lab.pipeline.verify(VERIFY_WAIT_SECONDS).returncode == 0
-    return _outcome(lab, fault, load, ticking, run, (fault_at, recovered_at), verified)
+    return _outcome(
+        lab, fault, load, ticking, run, (fault_at, recovered_at), ticks_at_recovery, verified
+    )
+
+
+def _ticks_made(run: Run, ticking: list[tuple[str, str]]) -> dict[str, int]:
+    with psycopg.connect(run.dsn) as sql:
+        return {arena_id: len(ticks_recorded(sql, arena_id)) for arena_id, _ in ticking}
 
 
 def _ticking_arenas(port: int) -> list[tuple[str, str]]:
@@ -233,6 +245,7 @@ def _outcome(
     ticking: list[tuple[str, str]],
     run: Run,
     window: tuple[float, float],
+    ticks_at_recovery: dict[str, int],
     verified: bool,
 ) -> Outcome:
     fault_at, recovered_at = window
@@ -241,23 +254,28 @@ def _outcome(
     feeds = {arena_id: lab.views.feed(arena_id, 1000) for arena_id in arenas}
     applied = {(arena_id, line["eventId"]) for arena_id, lines in feeds.items() for line in lines}
     lines = sum(len(feed) for feed in feeds.values())
+    # Each accepted command is one event: (arena, the version it answered).
+    expected = {(a.arena_id, a.version) for a in accepted}
+    shown = {(arena_id, line["version"]) for arena_id, lines in feeds.items() for line in lines}
     with psycopg.connect(run.dsn) as sql:
         written = dict(
             sql.execute(
                 "SELECT id::text, version FROM arenas WHERE id = ANY(%s::uuid[])", (list(arenas),)
             ).fetchall()
         )
-        ticks_ok = all(
-            (ticks := ticks_recorded(sql, arena_id)) == list(range(1, len(ticks) + 1))
-            for arena_id, _ in ticking
-        )
+        ticks = {arena_id: ticks_recorded(sql, arena_id) for arena_id, _ in ticking}
+    # 1, 2, 3… with none missing or twice, and going on after the recovery.
+    ticks_ok = all(
+        made == list(range(1, len(made) + 1)) and len(made) > ticks_at_recovery.get(arena_id, 0)
+        for arena_id, made in ticks.items()
+    )
     written_twice = max(0, sum(written.values()) - len(accepted))
     return Outcome(
         fault=fault.name,
         accepted=len(accepted),
         in_kafka=len(_in_kafka(lab.settings, arenas)),
         applied=len(applied),
-        lost=max(0, len(accepted) - len(applied)),
+        lost=len(expected - shown),
         applied_twice=(lines - len(applied)) + written_twice,
         converge_seconds=_converge_seconds(accepted, recovered_at),
         p99_before_ms=_p99(accepted, 0.0, fault_at),
@@ -290,7 +308,10 @@ def _in_kafka(settings: Settings, arenas: set[str]) -> set[tuple[str, int]]:
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
         found: set[tuple[str, int]] = set()
+        deadline = time.monotonic() + KAFKA_READ_SECONDS
         while any(consumer.position(p) < end for p, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the events topic not read to its end in {KAFKA_READ_SECONDS}s")
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     if record.key and record.key.decode() in arenas:

@@ -61,19 +61,31 @@ def _killed(process: str) -> Fault:
 
 def _kill_worker_holding_tasks(lab: Lab) -> None:
     """Freeze the projection worker until tasks wait for it: RabbitMQ leaves none waiting while a
-    consumer has a free prefetch slot, so the frozen worker then holds all it may; kill it."""
-    lab.pipeline.pause("worker")
-    [queue] = [lab.settings.celery_queue]
+    consumer has a free prefetch slot, so the frozen worker then holds all it may; kill it.
 
-    def waiting() -> bool:
-        return queue_depths(lab.celery_app, [queue])[0].waiting >= 1  # type: ignore[arg-type]
-
+    Beat is frozen meanwhile, and the queue drained of what it had sent, so that what waits (and
+    what the worker holds) are projection tasks, not tick scheduling."""
+    queue = lab.settings.celery_queue
+    lab.pipeline.pause("beat")
     try:
-        wait_until(waiting, deadline_seconds=30, what="projection tasks waiting for the worker")
-        lab.notes.append("killed holding tasks")
-    except AssertionError:
-        lab.notes.append("no task waited: killed idle")
-    lab.pipeline.kill("worker")
+        wait_until(
+            lambda: queue_depths(lab.celery_app, [queue])[0].waiting == 0,  # type: ignore[arg-type]
+            deadline_seconds=30,
+            what="beat's tasks taken from the queue",
+        )
+        lab.pipeline.pause("worker")
+        try:
+            wait_until(
+                lambda: queue_depths(lab.celery_app, [queue])[0].waiting >= 1,  # type: ignore[arg-type]
+                deadline_seconds=30,
+                what="projection tasks waiting for the worker",
+            )
+            lab.notes.append("killed holding tasks")
+        except AssertionError:
+            lab.notes.append("no projection task waited: killed without a backlog")
+        lab.pipeline.kill("worker")
+    finally:
+        lab.pipeline.resume("beat")
 
 
 def _restarted(service: str, label: str) -> Fault:

@@ -530,8 +530,12 @@ rmq_answers() {
 start_rabbitmq() {
     ensure_dirs
     rmq_ensure_installed
-    if rmq_alive && rmq_answers; then
-        log rabbitmq "already up on 127.0.0.1:$RABBITMQ_PORT"
+    if rmq_alive; then # ours: up, or still starting (never start a second node beside it)
+        if ! rmq_answers; then
+            log rabbitmq "pid $(rmq_pid) is starting; waiting for it"
+            wait_for rabbitmq "$RABBITMQ_TIMEOUT" rmq_answers rmq_alive "$RMQ_LOG" "$RMQ_LOG_DIR/rabbitmq.log"
+        fi
+        log rabbitmq "up on 127.0.0.1:$RABBITMQ_PORT (pid $(rmq_pid))"
         return 0
     fi
     ! port_open "$RABBITMQ_PORT" ||

@@ -8,15 +8,16 @@ the consumer and the rest down with it. This keeps honcho's Procfile format, pro
 `restart: unless-stopped` does: a process that exits is started again after a delay of 1 s,
 doubling up to 30 s while it keeps dying, back to 1 s once a run has lasted 30 s.
 
-Each process runs in a process group of its own, so a signal reaches all of it (Celery's prefork
-children, gunicorn's workers) and Ctrl-C at the terminal reaches only this supervisor. Ctrl-C,
-SIGTERM or SIGHUP stops everything: SIGTERM to each group, SIGKILL to whatever is left after 10 s
-(at once on a second Ctrl-C).
+Each process runs in a process group of its own, so a SIGKILL reaches all of it (Celery's
+prefork children, gunicorn's workers) and Ctrl-C at the terminal reaches only this supervisor.
+Ctrl-C, SIGTERM or SIGHUP stops everything: SIGTERM to each command (its warm shutdown), SIGKILL
+to each group with anything left after 10 s (at once on a second Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import queue
@@ -149,11 +150,14 @@ class Supervisor:
         child.delay = min(child.delay * 2, self.backoff.most)
 
     def _stop(self, why: str) -> None:
-        """SIGTERM to every group, SIGKILL after the timeout (or a second signal), then reap.
+        """SIGTERM to every process, SIGKILL to every group after the timeout (or a second
+        signal), then reap.
 
-        A run is over once its shell has exited and its output is closed: the shell (`sh -c`)
-        dies at once on SIGTERM while the command it started (Celery's warm shutdown) may take a
-        while, and it is that command's last lines and exit that are waited for."""
+        SIGTERM goes to the shell and the commands it started, not to their children: Celery's
+        pool processes and gunicorn's workers die at once on a SIGTERM of their own, while their
+        parent's warm shutdown lets them finish their tasks and requests first. A run is over
+        once the shell has exited and its output is closed, so the command's last lines (and its
+        exit) are waited for."""
         self._say(f"{why}, stopping every process")
         signals_before = len(self.signals)
         running = [child for child in self.children if child.run is not None]
@@ -162,7 +166,7 @@ class Supervisor:
         for child in running:
             assert child.run is not None
             self._say(f"sending SIGTERM to {child.name} (pid={child.run.pid})")
-            _signal_group(child.run.pid, signal.SIGTERM)
+            _terminate(child.run.pid)
         deadline = time.monotonic() + self.stop_timeout
         killed: float | None = None
         while (left := [child for child in running if not _over(child)]) and (
@@ -208,6 +212,17 @@ def _over(child: Child) -> bool:
     """The run's shell has exited and every process holding its output has closed it."""
     assert child.run is not None and child.reader is not None
     return child.run.poll() is not None and not child.reader.is_alive()
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM to the shell `pid` and to the processes it started (read from /proc)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for target in [pid, *map(int, children)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, signal.SIGTERM)
 
 
 def _signal_group(pgid: int, signum: int) -> bool:

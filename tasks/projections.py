@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import Reject, Retry
 
 from arena import telemetry
 from arena.bootstrap import components
@@ -76,6 +77,8 @@ def project_events(
                 _dead_letter(self, received, error, first_failure_at)
                 outcomes["dead-lettered"] += 1
         waiting = progress.waiting
+    except Retry:  # a dead letter could not be sent: this task runs again, as it is
+        raise
     # The store is away, or a bug: everything again (applied ones are no-ops), and in the end
     # to the DLQ with the reason.
     except Exception as error:  # noqa: BLE001 - retried, then dead-lettered with its reason
@@ -173,6 +176,13 @@ def _dead_letter(
 
 
 def _retry_later(task: Task, error: Exception, countdown: float, **options: Any) -> Exception:
-    """The same task id again, as a new message: its lane stays busy until it finishes."""
-    retry: Exception = task.retry(exc=error, countdown=countdown, **options)
+    """The same task id again, as a new message: its lane stays busy until it finishes.
+
+    If the new message cannot be sent, Celery rejects this one without requeueing, and RabbitMQ
+    would drop it: requeue it instead, so it runs again (its applied events are no-ops).
+    """
+    try:
+        retry: Exception = task.retry(exc=error, countdown=countdown, **options)
+    except Reject as unsent:
+        raise Reject(unsent.reason, requeue=True) from error
     return retry

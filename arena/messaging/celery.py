@@ -67,8 +67,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
             ADVANCE_ARENAS_TASK: {"queue": settings.celery_queue, "priority": TICK_PRIORITY},
         },
         "task_ignore_result": True,
-        # Acked after the task ran: a worker that dies mid-task (SIGKILL, power loss) closes its
-        # connection, and RabbitMQ hands what it held to another worker at once. Our tasks are
+        # Acked after the task ran: a worker that dies mid-task (SIGKILL, OOM) closes its
+        # connection, and RabbitMQ hands what it held to another worker at once (a machine that
+        # vanishes is noticed by the heartbeat, within a minute or two). Our tasks are
         # idempotent, so running one again is harmless.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

@@ -79,8 +79,9 @@ def consume(
             lanes.keep_only(consumer.assignment())
             for partition, records in batch.items():
                 lanes.add(partition, [ReceivedRecord.from_record(r) for r in records])
-            if lanes.blocked():
-                lanes.finished(still_running)
+            # Every time round while a batch runs, not only once records wait behind it: a
+            # finished mark is read soon after it is written, long before it expires.
+            lanes.finished(still_running)
             sent = lanes.dispatch(dispatch, pace)
             dispatched, uncommitted = dispatched + sent, uncommitted + sent
             if uncommitted and clock() - last_commit >= commit_interval_seconds:
@@ -105,8 +106,8 @@ class _Lanes:
         self._paused: set[TopicPartition] = set()
 
     def blocked(self) -> bool:
-        """Records wait behind a batch in flight. Only then is it worth asking which batches are
-        done, and polling briefly to ask again soon; otherwise new records wake the poll."""
+        """Records wait behind a batch in flight. Only then is it worth polling briefly, to ask
+        again soon which batches are done; otherwise new records wake the poll."""
         return any(waiting and p in self._running for p, waiting in self._waiting.items())
 
     def ready(self) -> bool:

@@ -4,7 +4,8 @@ Why: the consumer keeps one projection task in flight per Kafka partition (an ar
 never race), and the broker cannot say when a task is done without a result backend, which would
 store every task's result to answer one yes/no. So a task marks itself finished, once it has
 applied, ignored, parked or dead-lettered every event it carried, in the read model's Redis
-(where it has just written anyway). A mark outlives any sensible wait for it, then expires.
+(where it has just written anyway). The consumer reads the marks of its running batches every
+time round its loop, so a mark is read within a poll of being written; it then expires.
 
 Nothing here guards against lost tasks: the broker (RabbitMQ, durable queues, persistent
 messages, late acks, publisher confirms) does not lose them.

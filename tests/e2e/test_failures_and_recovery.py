@@ -52,9 +52,10 @@ SERVICES = ROOT / "scripts" / "services.sh"
 def pipeline(
     app: Flask, settings: Settings, kafka_topics: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
-    """One worker node (two pool processes), beat and the consumer."""
+    """A projection worker node (two pool processes), a relay worker, beat and the consumer, as
+    `make run` splits them: freezing the projection worker leaves events flowing to Kafka."""
     logs = tmp_path_factory.mktemp("failures-logs")
-    with running_pipeline(settings, logs, concurrency=2) as started:
+    with running_pipeline(settings, logs, concurrency=2, relay_workers=1) as started:
         yield started
         # A recovery that failed here leaves views behind (stalls, tasks still retrying), and
         # every later `flask verify` of the run would report them: rebuild from the log.
@@ -191,17 +192,32 @@ def test_a_worker_and_the_consumer_killed_mid_burst_lose_nothing(
     queue = pipeline.settings.celery_queue
     try:
         _flowing(load, views, pipeline, commands=150)
-        # Kill the worker with tasks in hand: freeze it until tasks wait in its queue. RabbitMQ
-        # never leaves a message waiting while a consumer has a free prefetch slot, so the
-        # frozen worker then holds as many as it may (one per pool process).
-        pipeline.pause("worker")
-        wait_until(
-            lambda: _waiting_tasks(app, queue) >= 2,
-            deadline_seconds=30,
-            what="a backlog in the broker",
-        )
-        held = _held_tasks(queue)
-        pipeline.kill("worker")  # SIGKILL ends the frozen group: it never acks what it holds
+        # Kill the worker with projections in hand: freeze it until they wait in its queue.
+        # RabbitMQ never leaves a message waiting while a consumer has a free prefetch slot, so
+        # the frozen worker then holds as many as it may (one per pool process). Beat is frozen
+        # first and the queue drained of what it sent, so what waits and what is held are the
+        # consumer's projection tasks, not tick scheduling.
+        pipeline.pause("beat")
+        try:
+            wait_until(
+                lambda: _waiting_tasks(app, queue) == 0,
+                deadline_seconds=30,
+                what="beat's tasks taken from the queue",
+            )
+            pipeline.pause("worker")
+            try:
+                wait_until(
+                    lambda: _waiting_tasks(app, queue) >= 1,
+                    deadline_seconds=60,
+                    what="a backlog of projection tasks in the broker",
+                )
+            except AssertionError:
+                pipeline.resume("worker")  # the module's other tests need it
+                raise
+            held = _held_tasks(queue)
+            pipeline.kill("worker")  # SIGKILL ends the frozen group: it never acks what it holds
+        finally:
+            pipeline.resume("beat")
         pipeline.kill("consumer")
         killed_at = time.monotonic()
         _more_commands(load, 60)  # commands are accepted while they are down
