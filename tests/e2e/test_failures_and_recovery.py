@@ -192,11 +192,9 @@ def test_a_worker_and_the_consumer_killed_mid_burst_lose_nothing(
     queue = pipeline.settings.celery_queue
     try:
         _flowing(load, views, pipeline, commands=150)
-        # Kill the worker with projections in hand: freeze it until they wait in its queue.
-        # RabbitMQ never leaves a message waiting while a consumer has a free prefetch slot, so
-        # the frozen worker then holds as many as it may (one per pool process). Beat is frozen
-        # first and the queue drained of what it sent, so what waits and what is held are the
-        # consumer's projection tasks, not tick scheduling.
+        # Kill the worker with projections in hand: freeze it until RabbitMQ counts tasks it
+        # holds unacked. Beat is frozen first and the queue drained of what it sent, so what
+        # the worker then takes are the consumer's projection tasks, not tick scheduling.
         pipeline.pause("beat")
         try:
             wait_until(
@@ -206,15 +204,15 @@ def test_a_worker_and_the_consumer_killed_mid_burst_lose_nothing(
             )
             pipeline.pause("worker")
             try:
-                wait_until(
-                    lambda: _waiting_tasks(app, queue) >= 1,
+                held = wait_until(
+                    lambda: _held_tasks(queue),
                     deadline_seconds=60,
-                    what="a backlog of projection tasks in the broker",
+                    interval=0.5,
+                    what="the frozen worker holding projection tasks",
                 )
             except AssertionError:
                 pipeline.resume("worker")  # the module's other tests need it
                 raise
-            held = _held_tasks(queue)
             pipeline.kill("worker")  # SIGKILL ends the frozen group: it never acks what it holds
         finally:
             pipeline.resume("beat")
