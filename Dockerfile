@@ -24,26 +24,23 @@ RUN groupadd --system --gid 10001 arena \
 
 WORKDIR /app
 
-# 1) Runtime dependencies only, read from pyproject.toml, so this layer is
-#    rebuilt only when the dependency list changes (not on every code edit).
-#    psycopg[binary] ships wheels: no compiler or libpq-dev needed.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+# 1) Runtime dependencies only: requirements/runtime.lock, the same pins and hashes as the
+#    .venv's dev.lock without the test and run extras. Complete as it is, so pip resolves nothing
+#    (--no-deps) and the image never takes a newer release than the lock. This layer is rebuilt
+#    only when the lock changes. psycopg[binary] ships wheels: no compiler or libpq-dev needed.
+COPY requirements/runtime.lock ./requirements/
+RUN pip install --no-deps --require-hashes --requirement requirements/runtime.lock
 
-# 2) The project itself (`pip install .` installs the arena and tasks
-#    packages; app.py and migrations/ are used from /app, the working dir,
-#    which is also where FLASK_APP=app.py and `flask db upgrade` look).
-#    README.md* is a glob so a missing README does not break the build.
-COPY app.py README.md* ./
+# 2) The project's code, used where it lies: every command runs in /app (FLASK_APP=app.py,
+#    `celery -A tasks`, gunicorn's `app:app`, `flask db upgrade` reading migrations/), and
+#    PYTHONPATH names it for any other working directory. No `pip install .`: it would bring a
+#    build backend from the index, outside the lock.
+COPY app.py ./
 COPY arena/ ./arena/
 COPY tasks/ ./tasks/
 COPY migrations/ ./migrations/
-RUN pip install --no-deps . \
- && rm -rf build ./*.egg-info \
- && mkdir -p /app/var /var/metrics && chown arena:arena /app/var /var/metrics
+RUN mkdir -p /app/var /var/metrics && chown arena:arena /app/var /var/metrics
+ENV PYTHONPATH=/app
 
 USER arena
 

@@ -10,8 +10,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
-# Exact pins with hashes of every package .venv gets; the ranges stay in pyproject.toml.
-LOCK := requirements.lock
+# Exact pins with hashes; the ranges stay in pyproject.toml. dev.lock is every package .venv gets
+# (the project's, its test and run extras, the build backend); runtime.lock is the part the image
+# needs, at the same versions (compiled with dev.lock as its constraint).
+LOCK := requirements/dev.lock
+RUNTIME_LOCK := requirements/runtime.lock
+COMPILE := uv pip compile --quiet --generate-hashes --python-version 3.11 --python-platform linux \
+	--custom-compile-command 'make lock'
 # `make audit AUDIT_ARGS=` lists the pins it could not check instead of failing on them.
 AUDIT_ARGS ?= --strict
 
@@ -28,28 +33,32 @@ export PATH := $(BIN):$(PATH)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## Create .venv from requirements.lock: the project, its test and run extras
+setup: $(STAMP) ## Create .venv from requirements/dev.lock: the project, its test and run extras
 
-# pip itself is pinned in the lock too; the project is installed last, its dependencies being
-# the lock's (--no-deps).
+# The lock is complete (uv resolved it), so pip installs exactly its lines and resolves nothing
+# (--no-deps): whichever pip the new venv brings, no dependency's newest release on the index can
+# enter (an old pip would otherwise ask for a pinned package's extra by its range). `pip check`
+# then proves the set consistent. The project goes in last with the lock's setuptools, not a build
+# environment's newest one.
 $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "Python >= 3.11 is required ($(PYTHON) is older)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes --requirement $(LOCK)
-	$(BIN)/pip install --quiet --no-deps --editable .
+	$(BIN)/pip install --quiet --no-deps --require-hashes --requirement $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation --editable .
+	$(BIN)/pip check
 	@touch $@
 
 # uv keeps every pin already in the lock that still fits pyproject.toml's ranges; add
 # LOCK_ARGS=--upgrade (or --upgrade-package NAME) to move pins to the newest versions in range.
-lock: setup ## Re-pin requirements.lock (hashes, Python 3.11 on Linux) from pyproject.toml
-	uv pip compile --quiet pyproject.toml --extra test --extra run --generate-hashes \
-	  --python-version 3.11 --python-platform linux --custom-compile-command 'make lock' \
+lock: setup ## Re-pin requirements/*.lock (hashes, Python 3.11 on Linux) from pyproject.toml
+	$(COMPILE) pyproject.toml requirements/build.in --extra test --extra run \
 	  --output-file $(LOCK) $(LOCK_ARGS)
+	$(COMPILE) pyproject.toml --constraint $(LOCK) --output-file $(RUNTIME_LOCK)
 
 # Exactly the pinned set (--disable-pip: nothing is installed or resolved), each against PyPI's
 # vulnerability data; --strict fails on a pin whose data could not be had, rather than skip it.
-audit: setup ## pip-audit every package pinned in requirements.lock against PyPI's advisories
+audit: setup ## pip-audit every package pinned in requirements/dev.lock against PyPI's advisories
 	pip-audit --requirement $(LOCK) --require-hashes --disable-pip --progress-spinner off $(AUDIT_ARGS)
 
 services: ## Install (first time) and start PostgreSQL, RabbitMQ, Redis and Kafka on 127.0.0.1
