@@ -8,7 +8,8 @@ from flask.testing import FlaskClient
 
 from tests.e2e.conftest import Pipeline
 from tests.support.api import arena_path, create_arena, drive, join
-from tests.support.ticks import TICKING, act, spawn, ticks_recorded, view_of, written_board
+from tests.support.reads import read_at_version
+from tests.support.ticks import TICKING, act, spawn, ticks_recorded, written_board
 from tests.support.waiting import wait_until
 
 DEADLINE_SECONDS = 60
@@ -36,10 +37,8 @@ def test_a_running_arena_ticks_and_its_board_matches_the_write_model(
     assert paused.status_code == 200
     version = paused.get_json()["version"]
 
-    view = view_of(client, arena_id, minVersion=version)
-    board = client.get(arena_path(arena_id, "/board"), query_string={"minVersion": version})
-    assert board.status_code == 200, board.get_data(as_text=True)
-    shown = board.get_json()
+    view = read_at_version(client, arena_path(arena_id), version).get_json()
+    shown = read_at_version(client, arena_path(arena_id, "/board"), version).get_json()
     written_tick, written_hash = written_board(sql, arena_id)
     assert (view["status"], view["tick"], shown["tick"]) == ("PAUSED", written_tick, written_tick)
     assert shown["boardHash"] == written_hash == view["boardHash"]

@@ -3,8 +3,6 @@ notice, and only so many runs drain at once."""
 
 from __future__ import annotations
 
-import time
-
 import psycopg
 import pytest
 from flask import Flask
@@ -38,9 +36,7 @@ def test_a_listener_wakes_on_a_commit_and_not_on_a_rollback(
 
         command.execute(notify)
         command.commit()
-        started = time.monotonic()
         assert listener.wait(5.0) is True
-        assert time.monotonic() - started < 1.0
         assert listener.wait(0.05) is False  # one notice per commit, swallowed once
 
 

@@ -84,7 +84,7 @@ def test_a_row_failing_max_attempts_is_held_with_its_arena_until_released(
         assert row.last_error is not None and "KafkaTimeoutError" in row.last_error
 
         wait_until(
-            lambda: outbox_rows(sql, [failing])[0].due, deadline_seconds=5, what="the back-off"
+            lambda: outbox_rows(sql, [failing])[0].due, deadline_seconds=30, what="the back-off"
         )
         run = relay_one_batch(app, publisher_to_missing_topic, FRAGILE)
         assert (run.published, run.failed, run.held) == (0, 1, 1)
@@ -358,7 +358,7 @@ def test_commands_succeed_while_kafka_is_down_and_every_event_follows_in_order_w
             # Once the first rows' back-off is over, the next run tries them all, and fails.
             wait_until(
                 lambda: all(row.due for row in outbox_rows(sql, arena_ids)),
-                deadline_seconds=10,
+                deadline_seconds=30,
                 what="the back-off to pass",
             )
             run = relay(app, producer, patient)

@@ -40,7 +40,7 @@ def test_a_projection_sent_after_ticks_is_taken_before_them(app: Flask, settings
             ),
         ):
             while len(taken) < 4:
-                connection.drain_events(timeout=5)
+                connection.drain_events(timeout=30)
     finally:
         delete_celery_queues(settings.celery_broker_url, [name])
 

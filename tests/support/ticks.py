@@ -12,12 +12,6 @@ from tests.support.api import arena_path
 TICKING = {"width": 16, "height": 16, "tickMillis": 100, "seed": 42, "snapshotEveryTicks": 10}
 
 
-def view_of(client: FlaskClient, arena_id: str, **query: Any) -> dict[str, Any]:
-    response = client.get(arena_path(arena_id), query_string=query)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
-
-
 def act(client: FlaskClient, arena_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
     response = client.post(
         arena_path(arena_id, "/actions"), headers={"Authorization": f"Bearer {token}"}, json=body
