@@ -49,12 +49,17 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "read_max_waiters": ("READ_MAX_WAITERS", "4"),
     "read_model_history_ticks": ("READ_MODEL_HISTORY_TICKS", "1000"),
     "flower_url": ("FLOWER_URL", "http://127.0.0.1:5555/"),
+    "pipeline_cache_seconds": ("PIPELINE_CACHE_SECONDS", "1.0"),
+    "pipeline_deadline_seconds": ("PIPELINE_DEADLINE_SECONDS", "1.0"),
+    "pipeline_max_calls": ("PIPELINE_MAX_CALLS", "2"),
     "prometheus_multiproc_dir": ("PROMETHEUS_MULTIPROC_DIR", ""),
     "stream_max_open": ("STREAM_MAX_OPEN", "8"),
     "stream_keepalive_seconds": ("STREAM_KEEPALIVE_SECONDS", "15"),
     "history_max_range_ticks": ("HISTORY_MAX_RANGE_TICKS", "200"),
     "projection_batching": ("PROJECTION_BATCHING", "true"),
     "projection_tasks_per_second": ("PROJECTION_TASKS_PER_SECOND", "100"),
+    "projection_task_max_bytes": ("PROJECTION_TASK_MAX_BYTES", "16777216"),
+    "broker_max_message_bytes": ("BROKER_MAX_MESSAGE_BYTES", "134217728"),
     "tick_schedule_seconds": ("TICK_SCHEDULE_SECONDS", "0.25"),
     "tick_max_catch_up": ("TICK_MAX_CATCH_UP", "5"),
     "tick_lease_seconds": ("TICK_LEASE_SECONDS", "30"),
@@ -128,12 +133,17 @@ class Settings:
     read_max_waiters: int
     read_model_history_ticks: int
     flower_url: str
+    pipeline_cache_seconds: float  # the pipeline's state is computed at most this often
+    pipeline_deadline_seconds: float  # Kafka's and RabbitMQ's part: answered within, or absent
+    pipeline_max_calls: int  # /api/v1/pipeline and /metrics at once per process; past it 503
     prometheus_multiproc_dir: str  # empty: each process counts alone (arena/telemetry.py)
     stream_max_open: int
     stream_keepalive_seconds: float
     history_max_range_ticks: int
     projection_batching: bool
     projection_tasks_per_second: float
+    projection_task_max_bytes: int  # a task's records as JSON; a larger record goes alone
+    broker_max_message_bytes: int  # RabbitMQ's max_message_size: a task above it is refused
     tick_schedule_seconds: float
     tick_max_catch_up: int
     tick_lease_seconds: float

@@ -11,9 +11,11 @@ import click
 
 from arena.bootstrap import components
 from arena.messaging.consumer import consume
-from arena.messaging.dispatch import ProjectionDispatcher
+from arena.messaging.dispatch import MESSAGE_OVERHEAD_BYTES, ProjectionDispatcher
 from arena.messaging.kafka import ensure_topics, events_consumer
+from arena.messaging.records import ReceivedRecord
 from arena.pacing import Pace
+from arena.readmodel.intake import dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,27 @@ def consume_command() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    dispatch = ProjectionDispatcher(parts.celery, stop)
+    def dead_letter_too_large(record: ReceivedRecord, error: Exception) -> None:
+        """To the DLQ, stalling its arena; a producer whose send failed is built afresh."""
+        try:
+            dead_letter(
+                parts.views,
+                parts.publishers.dead_letters(),
+                record,
+                error,
+                attempts=1,
+                first_failure_at=None,
+            )
+        except Exception:
+            parts.publishers.discard(settings.kafka_dlq_topic)
+            raise
+
+    dispatch = ProjectionDispatcher(
+        parts.celery,
+        stop,
+        dead_letter_too_large,
+        max_message_bytes=settings.broker_max_message_bytes,
+    )
     batching = settings.projection_batching
     log.info("consuming %s as group %s", settings.kafka_events_topic, settings.kafka_consumer_group)
     total = consume(
@@ -45,6 +67,12 @@ def consume_command() -> None:
         stop.is_set,
         still_running=parts.finished_tasks.unfinished,
         max_per_dispatch=PROJECTION_BATCH_MAX if batching else 1,
+        # Every task of more than one record fits the broker's message: only a single record
+        # can be too large, and it alone is dead-lettered.
+        max_bytes_per_dispatch=min(
+            settings.projection_task_max_bytes,
+            settings.broker_max_message_bytes - MESSAGE_OVERHEAD_BYTES,
+        ),
         commit_interval_seconds=COMMIT_INTERVAL_SECONDS,
         # One event per task cannot gather: pacing would only cap its throughput.
         pace=Pace.per_second(settings.projection_tasks_per_second)

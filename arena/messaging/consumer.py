@@ -31,6 +31,7 @@ def consume(
     *,
     still_running: Callable[[set[Handle]], set[Handle]] = lambda handles: set(),
     max_per_dispatch: int = 1000,
+    max_bytes_per_dispatch: int = 16 * 1024 * 1024,
     poll_timeout_ms: int = 500,
     busy_poll_timeout_ms: int = 5,
     max_records: int = 1000,
@@ -43,7 +44,8 @@ def consume(
 
     Each partition is a lane with at most one dispatched batch unfinished (`still_running` tells
     which handles are): while one runs, its partition's records gather. A batch takes the
-    records of every partition with nothing in flight (up to `max_per_dispatch` in all), so one
+    records of every partition with nothing in flight (up to `max_per_dispatch` in all, and up to
+    `max_bytes_per_dispatch` of them as a task carries them; a larger record goes alone), so one
     task serves many partitions and batches grow with the load (one event each when idle,
     hundreds when busy), which is what makes per-task cost small per event; beyond `pace`,
     records wait for its next token, so that under load they gather into fewer, larger tasks
@@ -54,7 +56,7 @@ def consume(
     write; a crash re-delivers what was not yet committed, which projections ignore); a
     partition with `max_buffered` records waiting is paused.
     """
-    lanes = _Lanes(max_per_dispatch, max_buffered)
+    lanes = _Lanes(max_per_dispatch, max_bytes_per_dispatch, max_buffered)
     pace = pace or Pace.unlimited()
     dispatched = uncommitted = 0
     last_commit = clock()
@@ -95,12 +97,17 @@ def consume(
 
 
 class _Lanes:
-    """Per partition: records not yet dispatched, and the batch in flight."""
+    """Per partition: records not yet dispatched (with the bytes each adds to a task), and the
+    batch in flight."""
 
-    def __init__(self, max_per_dispatch: int, max_buffered: int) -> None:
+    def __init__(
+        self, max_per_dispatch: int, max_bytes_per_dispatch: int, max_buffered: int
+    ) -> None:
         self._max_per_dispatch = max_per_dispatch
+        self._max_bytes_per_dispatch = max_bytes_per_dispatch
         self._max_buffered = max_buffered
         self._waiting: dict[TopicPartition, list[ReceivedRecord]] = {}
+        self._bytes: dict[TopicPartition, list[int]] = {}
         self._running: dict[TopicPartition, Handle] = {}
         self._offsets: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
@@ -117,13 +124,14 @@ class _Lanes:
     def keep_only(self, assigned: set[TopicPartition]) -> None:
         """After a rebalance, partitions taken away are another member's: their records come to
         it from the last committed offset."""
-        for lane in (self._waiting, self._running, self._offsets):
+        for lane in (self._waiting, self._bytes, self._running, self._offsets):
             for partition in [p for p in lane if p not in assigned]:
                 del lane[partition]
         self._paused &= assigned
 
     def add(self, partition: TopicPartition, events: list[ReceivedRecord]) -> None:
         self._waiting.setdefault(partition, []).extend(events)
+        self._bytes.setdefault(partition, []).extend(event.task_bytes() for event in events)
 
     def finished(self, still_running: Callable[[set[Handle]], set[Handle]]) -> None:
         if not self._running:
@@ -142,6 +150,7 @@ class _Lanes:
             handle = dispatch([event for _, events in taken for event in events])
             for partition, events in taken:
                 del self._waiting[partition][: len(events)]
+                del self._bytes[partition][: len(events)]
                 self._offsets[partition] = events[-1].offset + 1
                 sent += len(events)
                 if handle is not None:
@@ -149,12 +158,22 @@ class _Lanes:
         return sent
 
     def _next_batch(self) -> list[tuple[TopicPartition, list[ReceivedRecord]]]:
-        """The waiting records of partitions with nothing in flight, in order per partition."""
-        taken, room = [], self._max_per_dispatch
+        """The waiting records of partitions with nothing in flight, in order per partition, as
+        many as the count and the bytes allow, and at least one."""
+        taken: list[tuple[TopicPartition, list[ReceivedRecord]]] = []
+        room, room_bytes = self._max_per_dispatch, self._max_bytes_per_dispatch
         for partition, waiting in self._waiting.items():
-            if waiting and partition not in self._running and room > 0:
-                taken.append((partition, waiting[:room]))
-                room -= len(taken[-1][1])
+            if not waiting or partition in self._running:
+                continue
+            count = 0
+            for size in self._bytes[partition][: min(room, len(waiting))]:
+                if size > room_bytes and (count or taken):
+                    break
+                count, room_bytes = count + 1, room_bytes - size
+            if count == 0:
+                break
+            taken.append((partition, waiting[:count]))
+            room -= count
         return taken
 
     def take_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:

@@ -7,6 +7,11 @@ from typing import Any
 
 from arena.messaging.records import ReceivedRecord
 
+# The event's text the DLQ record carries: JSON escapes make it at most 6 MiB, so the record fits
+# a Kafka message (MAX_EVENT_BYTES) whatever the event. Beyond it, the event is still whole in
+# its topic (originalTopic/Partition/Offset) and in its arena's stall.
+VALUE_MAX_CHARS = 1024 * 1024
+
 
 def dead_letter_record(
     event: ReceivedRecord,
@@ -22,7 +27,8 @@ def dead_letter_record(
         "originalPartition": event.partition,
         "originalOffset": event.offset,
         "key": event.key,
-        "value": event.value,
+        "value": event.value[:VALUE_MAX_CHARS],
+        "valueChars": len(event.value),
         "errorClass": type(error).__name__,
         "errorMessage": str(error),
         "traceback": traceback,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 
 from kafka.consumer.fetcher import ConsumerRecord
@@ -30,3 +32,8 @@ class ReceivedRecord:
             partition=record.partition,
             offset=record.offset,
         )
+
+    def task_bytes(self) -> int:
+        """What it adds to a projection task's message: itself as JSON, as Celery encodes it
+        (escapes included, so a record of non-ASCII text counts several bytes a character)."""
+        return len(json.dumps(dataclasses.asdict(self)))

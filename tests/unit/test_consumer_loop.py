@@ -376,3 +376,44 @@ def test_beyond_the_pace_records_gather_into_the_next_batch_and_the_poll_waits_f
     assert batches == [[(0, 1)], [(1, 1), (2, 1)]]
     # While a record waited for the token, the poll came back when the token was due (20 ms).
     assert [call["timeout_ms"] for call in consumer.poll_calls] == [500, 500, 20, 500]
+
+
+MIB = 1024 * 1024
+
+
+def test_a_batch_holds_at_most_16_mib_of_records_by_default_not_1000_records_of_8_mib():
+    # Records may be 8 MiB each (MAX_EVENT_BYTES): 1,000 of them would be one 8 GB message.
+    poll = batch(*(record(p, 1, value=b"x" * (5 * MIB)) for p in range(5)))
+    consumer = StubConsumer([poll])
+    groups = []
+
+    consume(consumer, groups.append, stop_after_polls(consumer, 1))
+
+    assert [[e.partition for e in group] for group in groups] == [[0, 1, 2], [3, 4]]
+    assert all(sum(e.task_bytes() for e in group) <= 16 * MIB for group in groups)
+
+
+def test_bytes_are_counted_as_the_task_carries_them_escapes_included():
+    # 2 MiB of quotes: 4 MiB once escaped as JSON, so only one fits in 6 MiB.
+    poll = batch(record(0, 1, value=b'"' * (2 * MIB)), record(1, 1, value=b'"' * (2 * MIB)))
+    consumer = StubConsumer([poll])
+    groups = []
+
+    consume(consumer, groups.append, stop_after_polls(consumer, 1), max_bytes_per_dispatch=6 * MIB)
+
+    assert [[e.partition for e in group] for group in groups] == [[0], [1]]
+
+
+def test_a_record_larger_than_the_byte_bound_goes_alone_in_its_turn():
+    poll = batch(record(0, 1), record(0, 2, value=b"y" * 5000), record(0, 3), record(1, 1))
+    consumer = StubConsumer([poll])
+    groups = []
+
+    consume(consumer, groups.append, stop_after_polls(consumer, 1), max_bytes_per_dispatch=1000)
+
+    assert [[(e.partition, e.offset) for e in group] for group in groups] == [
+        [(0, 1), (1, 1)],
+        [(0, 2)],
+        [(0, 3)],
+    ]
+    assert consumer.commits == [{0: 4, 1: 2}]

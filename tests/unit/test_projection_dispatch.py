@@ -1,5 +1,6 @@
-"""ProjectionDispatcher: a batch goes to one task, and a broker outage delays it (with backoff)
-instead of dropping it, until a stop is asked for."""
+"""ProjectionDispatcher: a batch goes to one task, and a broker outage or refusal delays it (with
+backoff) instead of dropping it or stopping the consumer, until a stop is asked for; a record too
+large for any broker message is dead-lettered."""
 
 from __future__ import annotations
 
@@ -7,10 +8,16 @@ import threading
 from typing import Any
 
 import pytest
+from amqp.exceptions import PreconditionFailed
 from kombu.exceptions import OperationalError
 
 from arena.messaging.celery import PROJECT_TASK
-from arena.messaging.dispatch import FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS, ProjectionDispatcher
+from arena.messaging.dispatch import (
+    FIRST_PAUSE_SECONDS,
+    MAX_PAUSE_SECONDS,
+    ProjectionDispatcher,
+    TooLargeForBroker,
+)
 from arena.messaging.records import ReceivedRecord
 
 EVENTS = [ReceivedRecord('{"e": 1}', "arena-1", "arena.events", 0, 7)]
@@ -26,14 +33,15 @@ RECORD = {
 class Broker:
     """Celery's `send_task`, failing the first `outages` sends as kombu does."""
 
-    def __init__(self, outages: int = 0) -> None:
+    def __init__(self, outages: int = 0, error: Exception | None = None) -> None:
         self.outages = outages
+        self.error = error or OperationalError("broker away")
         self.calls: list[tuple[str, Any]] = []
 
     def send_task(self, name: str, *, args: list[Any], task_id: str) -> None:
         if self.outages:
             self.outages -= 1
-            raise OperationalError("broker away")
+            raise self.error
         self.calls.append(("send", (name, args, task_id)))
 
 
@@ -49,9 +57,19 @@ class Waits(threading.Event):
         return self.is_set()
 
 
+def dispatcher(broker, stopping, dead_letters=None, max_message_bytes=128 * 1024 * 1024):
+    return ProjectionDispatcher(
+        broker,
+        stopping,
+        lambda record, error: dead_letters.append((record, error)),
+        max_message_bytes=max_message_bytes,
+        new_task_id=lambda: "task-1",
+    )
+
+
 def test_the_batch_goes_to_one_task_named_by_the_id_it_answers():
     broker = Broker()
-    dispatch = ProjectionDispatcher(broker, Waits(), new_task_id=lambda: "task-1")
+    dispatch = dispatcher(broker, Waits())
 
     assert dispatch(EVENTS) == "task-1"
     assert broker.calls == [("send", (PROJECT_TASK, [[RECORD]], "task-1"))]
@@ -59,7 +77,7 @@ def test_the_batch_goes_to_one_task_named_by_the_id_it_answers():
 
 def test_a_broker_outage_delays_the_batch_with_backoff_and_loses_nothing():
     broker, stopping = Broker(outages=6), Waits()
-    dispatch = ProjectionDispatcher(broker, stopping, new_task_id=lambda: "task-1")
+    dispatch = dispatcher(broker, stopping)
 
     assert dispatch(EVENTS) == "task-1"
     assert [call for call in broker.calls if call[0] == "send"] == [
@@ -74,4 +92,43 @@ def test_once_a_stop_is_asked_for_an_outage_is_raised_so_nothing_is_committed_pa
     broker = Broker(outages=1)
 
     with pytest.raises(OperationalError):
-        ProjectionDispatcher(broker, stopping)(EVENTS)
+        dispatcher(broker, stopping)(EVENTS)
+
+
+def test_a_broker_refusing_the_message_is_retried_with_backoff_instead_of_stopping_the_consumer():
+    refusal = PreconditionFailed("message size 140000000 is larger than configured max size")
+    broker, stopping = Broker(outages=2, error=refusal), Waits()
+
+    assert dispatcher(broker, stopping)(EVENTS) == "task-1"
+    assert len(broker.calls) == 1
+    assert stopping.waited == [FIRST_PAUSE_SECONDS, 2 * FIRST_PAUSE_SECONDS]
+
+
+def test_a_record_too_large_for_any_broker_message_is_dead_lettered_and_nothing_is_sent():
+    huge = ReceivedRecord("x" * 200_000, "arena-1", "arena.events", 0, 8)
+    broker, dead_letters = Broker(), []
+
+    dispatch = dispatcher(broker, Waits(), dead_letters, max_message_bytes=200_000)
+
+    assert dispatch([huge]) is None  # finished: its lane is free for the next records
+    assert broker.calls == []
+    [(record, error)] = dead_letters
+    assert record == huge
+    assert isinstance(error, TooLargeForBroker)
+    assert "BROKER_MAX_MESSAGE_BYTES=200000" in str(error)
+
+
+def test_a_dead_letter_that_fails_is_retried_until_it_is_sent():
+    failures, sent, stopping = [OSError("kafka away")], [], Waits()
+
+    def dead_letter(record, error):
+        if failures:
+            raise failures.pop()
+        sent.append(record)
+
+    huge = ReceivedRecord("x" * 200_000, "arena-1", "arena.events", 0, 8)
+    dispatch = ProjectionDispatcher(Broker(), stopping, dead_letter, max_message_bytes=100_000)
+
+    assert dispatch([huge]) is None
+    assert sent == [huge]
+    assert stopping.waited == [FIRST_PAUSE_SECONDS]
