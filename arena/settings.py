@@ -127,7 +127,7 @@ class Settings:
     max_body_bytes: int
     rate_limit_create: RateLimit  # per client address: creating arenas
     rate_limit_join: RateLimit  # joining arenas
-    rate_limit_failed_auth: RateLimit  # answers 401; past it, every command needing a token is 429
+    rate_limit_failed_auth: RateLimit  # 401s; past it they are 429s (a valid token still passes)
     rate_limit_storage_url: str  # where the counters live; empty: the read model's REDIS_URL
     read_wait_seconds: float
     read_max_waiters: int

@@ -3,11 +3,16 @@ joining an arena) and on failing to authenticate.
 
 A route is put under its limits where it is documented (`command_doc` marks it, see `mark`), and
 each app gets a limiter of its own (Flask-Limiter keeps its storage on the instance, and tests
-build apps with different limits side by side). Every command that needs a token is under the
-failed-authentication limit: only its 401 answers count, and once an address used it up, each
-such command from it is refused with 429 until the window frees a slot, even with a valid
-token, so tokens cannot be guessed at speed. A 403 (a valid token, not allowed) does not count:
-it guesses nothing.
+build apps with different limits side by side). Creating and joining are checked before the
+command runs. The failed-authentication limit is different: it is consulted only by a command
+whose token failed (401), never before a command runs, so a request whose token verifies is
+never refused by it, whatever other clients at its address (a shared NAT, a proxy) sent. Past
+the limit, such a failure is answered 429 with Retry-After instead of 401. It does not make
+guessing slower, and cannot while a valid token always passes (a guess that verifies is
+answered as one): the tokens' 256 random bits are what make guessing hopeless; the limit
+tells a client that keeps failing to back off, and shows it in the 429s of
+`arena_http_request_seconds`. A 403 (a valid token, not allowed) does not count: it guesses
+nothing.
 
 The counters live in Redis (the read model's unless RATE_LIMIT_STORAGE_URL names another) under
 the read model's prefix, so every API process shares them and test runs on one Redis do not. When
@@ -24,17 +29,18 @@ tens a minute costs nothing worth saving.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
-from http import HTTPStatus
 from typing import Any, TypeVar
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
 from arena.bootstrap import REDIS_TIMEOUT_SECONDS
+from arena.domain.errors import Unauthenticated
 from arena.http.problems import problem
 from arena.readmodel.keys import rate_limits_prefix
 from arena.settings import Settings
@@ -57,8 +63,8 @@ class Limited(enum.StrEnum):
 REFUSALS = {
     Limited.CREATE: "Too many arenas created from this address.",
     Limited.JOIN: "Too many joins from this address.",
-    Limited.FAILED_AUTH: "Too many missing or invalid tokens from this address: commands that "
-    "need a token are refused from it for now, even with a valid one.",
+    Limited.FAILED_AUTH: "Too many missing or invalid tokens from this address: its failures are "
+    "answered 429 for now (a valid token is still accepted).",
 }
 
 
@@ -87,18 +93,33 @@ def limit_rates(app: Flask, settings: Settings) -> None:
     values = {
         Limited.CREATE: settings.rate_limit_create,
         Limited.JOIN: settings.rate_limit_join,
-        Limited.FAILED_AUTH: settings.rate_limit_failed_auth,
     }
+
+    # Called only once a token failed: counts the failure, and past the limit raises
+    # RateLimitExceeded (answered 429 by `refuse`) in place of the 401.
+    @limiter.shared_limit(
+        settings.rate_limit_failed_auth,
+        scope=Limited.FAILED_AUTH.value,
+        error_message=REFUSALS[Limited.FAILED_AUTH],
+    )
+    def count_failure() -> None:
+        pass
+
     for endpoint, view in list(app.view_functions.items()):
         wrapped: Callable[..., Any] = view
+        counted: set[str] = set()
         for method, limited in _marked(view):
+            if limited is Limited.FAILED_AUTH:
+                counted.add(method)
+                continue
             wrapped = limiter.shared_limit(
                 values[limited],
                 scope=limited.value,
                 methods=[method],
                 error_message=REFUSALS[limited],
-                deduct_when=_unauthenticated if limited is Limited.FAILED_AUTH else None,
             )(wrapped)
+        if counted:
+            wrapped = _failures_counted(wrapped, frozenset(counted), count_failure)
         app.view_functions[endpoint] = wrapped
 
     def refuse(error: RateLimitExceeded) -> Response:
@@ -120,5 +141,18 @@ def _marked(view: Callable[..., Any]) -> Iterator[tuple[str, Limited]]:
             yield method, limited
 
 
-def _unauthenticated(response: Response) -> bool:
-    return response.status_code == HTTPStatus.UNAUTHORIZED
+def _failures_counted(
+    view: Callable[..., Any], methods: frozenset[str], count_failure: Callable[[], None]
+) -> Callable[..., Any]:
+    """`view`, whose failed authentications (on `methods`) count against the limit."""
+
+    @functools.wraps(view)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except Unauthenticated:
+            if request.method in methods:
+                count_failure()
+            raise
+
+    return counted
