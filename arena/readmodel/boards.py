@@ -3,8 +3,8 @@
 `TickAdvanced` carries the tick's delta and `SnapshotTaken` the whole board (the canonical
 encoding, compressed, as the write model stores it). The projection only records them, under
 the same generation as the views: each tick's stats and delta by tick, each snapshot by tick, so
-redelivery writes the same entries again and changes nothing. It never decodes a board: that is
-work for a reader, who may never come, and not for every tick of every arena.
+redelivery writes the same entries again and changes nothing. It decodes no board for a tick:
+that is work for a reader, who may never come, and not for every tick of every arena.
 
 The board at tick t is the newest snapshot at or before t with the deltas after it applied (or,
 before the first snapshot, the empty dish of the view's config with every delta since tick 1).
@@ -15,8 +15,11 @@ ticks since.
 
 The history is bounded: the snapshots since the newest one at or before the window of the last
 `history_ticks` ticks (its base), and each tick's stats and delta since that base. Both are
-trimmed as each snapshot arrives, so at most `history_ticks` + 2 x `snapshotEveryTicks` ticks
-are kept.
+trimmed as each snapshot arrives. Whatever `snapshotEveryTicks`, a snapshot is never further
+than `history_ticks` ticks behind a tick that is a multiple of `history_ticks`: when the write
+model's are further apart, the projection builds the board there and keeps it as a snapshot of
+its own (once every `history_ticks` ticks, never for a tick whose delta is missing). So at most
+`history_ticks` + 2 x min(`history_ticks`, `snapshotEveryTicks`) ticks are kept.
 """
 
 from __future__ import annotations
@@ -63,8 +66,27 @@ def follow_boards(
             _record_history(pipe, keys, arena_id, events, history_ticks)
         pipe.execute()
     for arena_id, events in by_arena.items():
-        if any(e.event_type == "SnapshotTaken" for e in events):
+        snapshot = any(e.event_type == "SnapshotTaken" for e in events)
+        if snapshot or _snapshot_of_our_own(redis, keys, arena_id, events, history_ticks):
             _trim_snapshots(redis, keys, arena_id, events[-1].payload["tick"] - history_ticks)
+
+
+def _snapshot_of_our_own(
+    redis: Redis, keys: Keys, arena_id: str, events: list[EventEnvelope], history_ticks: int
+) -> bool:
+    """At a multiple of `history_ticks`, if no snapshot is as recent as `history_ticks` ticks
+    ago: the current board, kept as a snapshot (the same bytes however often it is written)."""
+    if not any(e.payload["tick"] % history_ticks == 0 for e in events):
+        return False
+    newest = max((int(tick) for tick in redis.hkeys(keys.snapshots(arena_id))), default=0)
+    view = json.loads(redis.get(keys.view(arena_id)) or "null")
+    if events[-1].payload["tick"] - newest < history_ticks or view is None:
+        return False
+    board = read_board(redis, keys, arena_id, empty_board(view))
+    if board.tick <= newest:
+        return False  # held before a missing delta: the next snapshot repairs it
+    redis.hset(keys.snapshots(arena_id), str(board.tick), stored_board.encode(board))
+    return True
 
 
 def _record_history(
