@@ -22,6 +22,11 @@ from arena.http.pipeline import pipeline_status
 blp = Blueprint("prometheus", __name__)
 
 COMMAND_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+# Every label value comes from a bounded set, so no request can add a series: the route's rule
+# (or UNMATCHED, never the path), a method of HTTP's own (or OTHER_METHOD), the status we answer.
+KNOWN_METHODS = COMMAND_METHODS | {"GET", "HEAD", "OPTIONS"}
+UNMATCHED = "unmatched"
+OTHER_METHOD = "other"
 
 
 @blp.get("/metrics")
@@ -40,12 +45,11 @@ def time_requests(app: Flask) -> None:
         started = g.pop("started_at", None)
         if started is None:
             return response
-        route = request.url_rule.rule if request.url_rule else "unmatched"
+        route = request.url_rule.rule if request.url_rule else UNMATCHED
+        method = request.method if request.method in KNOWN_METHODS else OTHER_METHOD
         status = str(response.status_code)
         metrics = telemetry.metrics()
-        metrics.http_seconds.labels(route, request.method, status).observe(
-            time.perf_counter() - started
-        )
+        metrics.http_seconds.labels(route, method, status).observe(time.perf_counter() - started)
         if request.method in COMMAND_METHODS and route.startswith("/api/"):
             outcome = "accepted" if response.status_code < 400 else "refused"
             metrics.commands.labels(route, outcome).inc()
