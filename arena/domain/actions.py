@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from arena.domain.config import ArenaConfig, Temperature, temperature_errors
 from arena.domain.errors import ValidationFailed
+
+# A field cell of the board holds at most 2**31 - 1 milli-units (an int32 layer that saturates
+# there, docs/simulation.md): one action adds at most a full cell, so no sum can overflow.
+MAX_AMOUNT = (2**31 - 1) / 1000
 
 
 class ActionType(enum.StrEnum):
@@ -89,10 +92,10 @@ def _validated(
         errors |= area.errors(config, "payload.area")
         canonical["area"] = asdict(area)
     if action_type is ActionType.ADD_NUTRIENTS:
-        canonical["amount"] = _positive(payload["amount"], "payload.amount", errors)
+        canonical["amount"] = _amount(payload["amount"], "payload.amount", errors)
     if action_type is ActionType.DROP_ANTIBIOTIC:
         canonical["kind"] = _member(AntibioticKind, payload["kind"], "payload.kind", errors)
-        canonical["concentration"] = _positive(
+        canonical["concentration"] = _amount(
             payload["concentration"], "payload.concentration", errors
         )
     if action_type is ActionType.SET_TEMPERATURE:
@@ -123,11 +126,11 @@ def _integer(value: Any, path: str, errors: dict[str, str]) -> int:
     return 0
 
 
-def _positive(value: Any, path: str, errors: dict[str, str]) -> float:
+def _amount(value: Any, path: str, errors: dict[str, str]) -> float:
     number_like = isinstance(value, int | float) and not isinstance(value, bool)
-    if number_like and math.isfinite(value) and value > 0:
+    if number_like and 0 < value <= MAX_AMOUNT:  # neither NaN nor infinite
         return float(value)
-    errors[path] = "must be a number greater than 0"
+    errors[path] = f"must be a number greater than 0 and at most {MAX_AMOUNT}"
     return 0.0
 
 

@@ -9,6 +9,15 @@ from typing import Any
 from arena.domain.errors import ValidationFailed
 
 GRID_SIDE_RANGE = (1, 512)
+# From twenty ticks a second, which a tick batch keeps up with, to one an hour.
+TICK_MILLIS_RANGE = (50, 3_600_000)
+# One organism per cell at most: more than the largest grid's cells would never bind.
+MAX_ORGANISMS_RANGE = (1, GRID_SIDE_RANGE[1] ** 2)
+# A rebuild replays at most this many deltas after the last snapshot.
+SNAPSHOT_EVERY_TICKS_RANGE = (1, 10_000)
+# Every command looks its player up among those present; the board's `owner` layer (int16) has
+# room for 32,768 owners over an arena's life, and rejects spawns past that (docs/simulation.md).
+MAX_PLAYERS_RANGE = (1, 1_000)
 RATE_RANGE = (0.0, 1.0)
 TEMPERATURE_RANGE_C = (-50.0, 150.0)
 TEMPERATURE_UNITS = ("C",)
@@ -66,27 +75,20 @@ class ArenaConfig:
 def _range_errors(config: ArenaConfig) -> dict[str, str]:
     errors: dict[str, str] = {}
 
-    def check(name: str, ok: bool, message: str) -> None:
-        if not ok:
-            errors[name] = message
+    def within(name: str, value: float, bounds: tuple[float, float]) -> None:
+        low, high = bounds
+        if not low <= value <= high:  # NaN included
+            errors[name] = f"must be between {low} and {high}"
 
-    low, high = GRID_SIDE_RANGE
-    check("tickMillis", config.tick_millis > 0, "must be greater than 0")
-    check("width", low <= config.width <= high, f"must be between {low} and {high}")
-    check("height", low <= config.height <= high, f"must be between {low} and {high}")
-    low_rate, high_rate = RATE_RANGE
-    for name, rate in (
-        ("diffusionRate", config.diffusion_rate),
-        ("mutationRate", config.mutation_rate),
-    ):
-        check(name, low_rate <= rate <= high_rate, f"must be between {low_rate} and {high_rate}")
-    check("maxOrganisms", config.max_organisms > 0, "must be greater than 0")
-    check("snapshotEveryTicks", config.snapshot_every_ticks > 0, "must be greater than 0")
-    check("maxPlayers", config.max_players > 0, "must be greater than 0")
-    low_seed, high_seed = SEED_RANGE
-    check(
-        "seed", low_seed <= config.seed <= high_seed, f"must be between {low_seed} and {high_seed}"
-    )
+    within("tickMillis", config.tick_millis, TICK_MILLIS_RANGE)
+    within("width", config.width, GRID_SIDE_RANGE)
+    within("height", config.height, GRID_SIDE_RANGE)
+    within("diffusionRate", config.diffusion_rate, RATE_RANGE)
+    within("mutationRate", config.mutation_rate, RATE_RANGE)
+    within("maxOrganisms", config.max_organisms, MAX_ORGANISMS_RANGE)
+    within("snapshotEveryTicks", config.snapshot_every_ticks, SNAPSHOT_EVERY_TICKS_RANGE)
+    within("maxPlayers", config.max_players, MAX_PLAYERS_RANGE)
+    within("seed", config.seed, SEED_RANGE)
     return errors | temperature_errors(config.temperature, "temperature")
 
 

@@ -47,6 +47,8 @@ from arena.domain.events import (
 NAME_LENGTH = (3, 80)
 _NOT_TEXT = frozenset({"Cc", "Cs"})  # Unicode categories: control characters, lone surrogates
 DISPLAY_NAME_LENGTH = (1, 40)
+# The board keeps ticks in int32 layers (`born_tick`, docs/simulation.md): none comes later.
+MAX_TICK = 2**31 - 1
 
 
 class ArenaStatus(enum.StrEnum):
@@ -288,7 +290,10 @@ class Arena:
 
         The dish's temperature comes from the config when it is made (at the first tick); after
         that only a SET_TEMPERATURE changes it, so a new temperature for a dish that has ticked
-        is also submitted as one, for the next tick (returned: its action is to be queued)."""
+        is also submitted as one, for the next tick (returned: its action is to be queued).
+
+        The grid (width, height) is the stored board's once the dish has ticked, so it may
+        change only before the first tick: a Conflict after."""
         _require_admin(actor, "change the config")
         if self.status not in _CONFIGURABLE:
             raise IllegalTransition(
@@ -305,6 +310,12 @@ class Arena:
         if config.max_players < len(self.players):
             raise ValidationFailed(
                 {"maxPlayers": f"must be at least the {len(self.players)} players present"}
+            )
+        grid = (self.config.width, self.config.height)
+        if self.tick > 0 and (config.width, config.height) != grid:
+            raise Conflict(
+                f"The grid cannot change once the dish has ticked (tick {self.tick}): it stays "
+                f"{grid[0]} x {grid[1]}."
             )
         changed = sorted(name for name, value in config.to_dict().items() if value != current[name])
         if not changed:
@@ -342,6 +353,8 @@ class Arena:
             raise ValidationFailed(
                 {"applyAtTick": f"must be greater than the current tick {self.tick}"}
             )
+        if tick > MAX_TICK:
+            raise ValidationFailed({"applyAtTick": f"must be at most {MAX_TICK}"})
         canonical = validated_payload(action_type, payload, self.config)
         action = SubmittedAction(str(uuid.uuid4()), tick, action_type.value, canonical)
         self._record(

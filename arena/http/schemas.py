@@ -10,26 +10,32 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validates_schema
 from marshmallow.validate import Length, OneOf, Range
 
-from arena.domain.actions import ActionType, AntibioticKind, OrganismKind
+from arena.domain.actions import MAX_AMOUNT, ActionType, AntibioticKind, OrganismKind
 from arena.domain.config import (
     GRID_SIDE_RANGE,
+    MAX_ORGANISMS_RANGE,
+    MAX_PLAYERS_RANGE,
     RATE_RANGE,
     SEED_RANGE,
+    SNAPSHOT_EVERY_TICKS_RANGE,
     TEMPERATURE_RANGE_C,
     TEMPERATURE_UNITS,
+    TICK_MILLIS_RANGE,
 )
-from arena.domain.model import DISPLAY_NAME_LENGTH, NAME_LENGTH, ArenaStatus, PlayerRole
+from arena.domain.model import (
+    DISPLAY_NAME_LENGTH,
+    MAX_TICK,
+    NAME_LENGTH,
+    ArenaStatus,
+    PlayerRole,
+)
 from arena.readmodel.store import FEED_LENGTH
 
 MAX_PAGE_SIZE = 100
 
 
-def _positive_int() -> fields.Integer:
-    return fields.Integer(strict=True, validate=Range(min=1))
-
-
-def _grid_side() -> fields.Integer:
-    return fields.Integer(strict=True, validate=Range(*GRID_SIDE_RANGE))
+def _bounded_int(bounds: tuple[int, int], *, required: bool = False) -> fields.Integer:
+    return fields.Integer(required=required, strict=True, validate=Range(*bounds))
 
 
 def _rate() -> fields.Float:
@@ -44,16 +50,16 @@ class TemperatureSchema(Schema):
 class ArenaConfigSchema(Schema):
     """Every field is optional on input; the domain fills defaults (a random seed included)."""
 
-    tickMillis = _positive_int()
-    width = _grid_side()
-    height = _grid_side()
+    tickMillis = _bounded_int(TICK_MILLIS_RANGE)
+    width = _bounded_int(GRID_SIDE_RANGE)
+    height = _bounded_int(GRID_SIDE_RANGE)
     diffusionRate = _rate()
     mutationRate = _rate()
-    maxOrganisms = _positive_int()
-    snapshotEveryTicks = _positive_int()
+    maxOrganisms = _bounded_int(MAX_ORGANISMS_RANGE)
+    snapshotEveryTicks = _bounded_int(SNAPSHOT_EVERY_TICKS_RANGE)
     temperature = fields.Nested(TemperatureSchema)
-    maxPlayers = _positive_int()
-    seed = fields.Integer(strict=True, validate=Range(*SEED_RANGE))
+    maxPlayers = _bounded_int(MAX_PLAYERS_RANGE)
+    seed = _bounded_int(SEED_RANGE)
 
 
 class CreateArenaSchema(Schema):
@@ -71,7 +77,8 @@ class ConfigChangesSchema(ArenaConfigSchema):
 
 
 def _cell() -> fields.Integer:
-    return fields.Integer(required=True, strict=True)
+    """A column or row of the largest grid; the domain checks it against the arena's own."""
+    return _bounded_int((0, GRID_SIDE_RANGE[1] - 1), required=True)
 
 
 class PositionSchema(Schema):
@@ -84,12 +91,16 @@ class AreaSchema(Schema):
 
     x = _cell()
     y = _cell()
-    width = fields.Integer(required=True, strict=True, validate=Range(min=1))
-    height = fields.Integer(required=True, strict=True, validate=Range(min=1))
+    width = _bounded_int(GRID_SIDE_RANGE, required=True)
+    height = _bounded_int(GRID_SIDE_RANGE, required=True)
 
 
 def _positive_amount() -> fields.Float:
-    return fields.Float(required=True, validate=Range(min=0, min_inclusive=False))
+    return fields.Float(
+        required=True,
+        validate=Range(min=0, max=MAX_AMOUNT, min_inclusive=False),
+        metadata={"description": "Units (1,000 milli-units); at most a field cell's capacity."},
+    )
 
 
 class AddNutrientsSchema(Schema):
@@ -128,7 +139,7 @@ class SubmitActionSchema(Schema):
     type = fields.String(required=True, validate=OneOf([kind.value for kind in ActionType]))
     applyAtTick = fields.Integer(
         strict=True,
-        validate=Range(min=1),
+        validate=Range(1, MAX_TICK),
         metadata={"description": "Tick to apply the action at; default: the next tick."},
     )
     payload = fields.Dict(

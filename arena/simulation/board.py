@@ -51,6 +51,8 @@ LAYERS: dict[str, tuple[str, bool]] = {
 # The rules keep energy on this grid, rounded down: exact in float32 up to 2**14, and a tick
 # changes it by whole steps, which a delta carries as small integers.
 ENERGY_QUANTUM = 2**-10
+# The `owner` layer holds indexes 0, 1, 2…: an arena can have this many owners over its life.
+MAX_OWNERS = int(np.iinfo(LAYERS["owner"][0]).max) + 1
 ORGANISM_LAYERS = tuple(
     name for name in LAYERS if name not in ("nutrients", "antibiotic", "temperature")
 )
@@ -92,9 +94,12 @@ class Board:
     def organism_count(self) -> int:
         return int(np.count_nonzero(self.occupied()))
 
-    def owner_index(self, player_id: str) -> int:
-        """The player's index in `owners`, appended on first use (indexes never change)."""
+    def owner_index(self, player_id: str) -> int | None:
+        """The player's index in `owners`, appended on first use (indexes never change); None for
+        a newcomer once `owners` holds MAX_OWNERS, the most the `owner` layer can tell apart."""
         if player_id not in self.owners:
+            if len(self.owners) >= MAX_OWNERS:
+                return None
             self.owners.append(player_id)
         return self.owners.index(player_id)
 

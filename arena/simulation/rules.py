@@ -25,6 +25,7 @@ from arena.simulation.board import (
     ENERGY_QUANTUM,
     FUNGI,
     KIND_CODES,
+    MAX_OWNERS,
     PHAGE,
     Board,
 )
@@ -152,23 +153,35 @@ def fitness(board: Board) -> npt.NDArray[np.float64]:
 
 
 def _apply(board: Board, action: DueAction, rules: Rules) -> str | None:
-    """Apply one action; the reason it was rejected, if it was."""
+    """Apply one action; the reason it was rejected, if it was.
+
+    An action was checked against the grid when it was submitted, but the grid may have shrunk
+    before the first tick, so cells outside the board reject it here."""
     payload = action.payload
-    if action.action_type == "ADD_NUTRIENTS":
-        _add(board["nutrients"][_area(payload)], payload["amount"])
-    elif action.action_type == "DROP_ANTIBIOTIC":
-        plane = ANTIBIOTICS.index(payload["kind"])
-        _add(board["antibiotic"][plane][_area(payload)], payload["concentration"])
+    if action.action_type in ("ADD_NUTRIENTS", "DROP_ANTIBIOTIC"):
+        area = payload["area"]
+        if not _inside(board, area["x"], area["y"], area["width"], area["height"]):
+            return "the area is outside the board"
+        if action.action_type == "ADD_NUTRIENTS":
+            _add(board["nutrients"][_cells(area)], payload["amount"])
+        else:
+            plane = ANTIBIOTICS.index(payload["kind"])
+            _add(board["antibiotic"][plane][_cells(area)], payload["concentration"])
     elif action.action_type == "SET_TEMPERATURE":
         board["temperature"][:] = np.float32(payload["temperature"]["value"])
     elif action.action_type == "SPAWN_ORGANISM":
         x, y = payload["position"]["x"], payload["position"]["y"]
+        if not _inside(board, x, y, 1, 1):
+            return "the cell is outside the board"
         if board["kind"][y, x] != EMPTY:
             return "the cell is occupied"
         if board.organism_count() >= rules.max_organisms:
             return f"the arena holds its maximum of {rules.max_organisms} organisms"
+        owner = board.owner_index(action.player_id)
+        if owner is None:
+            return f"the arena has had its maximum of {MAX_OWNERS} owners"
         kind = KIND_CODES[payload["kind"]]
-        _place(board, y, x, kind, board.owner_index(action.player_id), SPAWN_ENERGY)
+        _place(board, y, x, kind, owner, SPAWN_ENERGY)
         genome = DEFAULT_GENOMES[kind]
         board["growth_rate"][y, x] = genome.growth_rate
         board["resistance"][:, y, x] = genome.resistance
@@ -178,8 +191,11 @@ def _apply(board: Board, action: DueAction, rules: Rules) -> str | None:
     return None
 
 
-def _area(payload: dict[str, Any]) -> tuple[slice, slice]:
-    area = payload["area"]
+def _inside(board: Board, x: int, y: int, width: int, height: int) -> bool:
+    return min(x, y) >= 0 and x + width <= board.width and y + height <= board.height
+
+
+def _cells(area: dict[str, Any]) -> tuple[slice, slice]:
     return (
         slice(area["y"], area["y"] + area["height"]),
         slice(area["x"], area["x"] + area["width"]),
@@ -206,8 +222,9 @@ def _place(board: Board, y: Any, x: Any, kind: Any, owner: Any, energy: Any) -> 
 
 
 def _add(cells: npt.NDArray[np.int32], amount: float) -> None:
-    """Add `amount` (in units) to field cells, in milli-units, saturating at the field's top."""
-    total = cells.astype(np.int64) + round(amount * FIELD_SCALE)
+    """Add `amount` (in units) to field cells, in milli-units, saturating at the field's top
+    (an amount past it, which the domain refuses, saturates too rather than overflow int64)."""
+    total = cells.astype(np.int64) + min(round(amount * FIELD_SCALE), FIELD_MAX)
     cells[...] = np.minimum(total, FIELD_MAX)
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from arena.domain.actions import ActionType
+from arena.domain.actions import MAX_AMOUNT, ActionType
 from arena.domain.config import ArenaConfig
 from arena.domain.errors import IllegalTransition, ValidationFailed
 from arena.domain.model import Arena, ArenaStatus
@@ -259,13 +259,15 @@ def test_an_area_not_inside_the_grid_is_refused_naming_the_offending_fields(
 # --- ADD_NUTRIENTS --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("amount", [5e-324, 0.001, 1, 1e9])
-def test_add_nutrients_accepts_any_positive_amount(amount):
+@pytest.mark.parametrize("amount", [5e-324, 0.001, 1, MAX_AMOUNT])
+def test_add_nutrients_accepts_any_positive_amount_up_to_a_cells_capacity(amount):
     assert_valid({"area": AREA, "amount": amount}, ActionType.ADD_NUTRIENTS)
 
 
-@pytest.mark.parametrize("amount", [0, 0.0, -0.0, -5e-324, -1, math.nan])
-def test_add_nutrients_refuses_an_amount_not_above_zero(amount):
+@pytest.mark.parametrize(
+    "amount", [0, 0.0, -0.0, -5e-324, -1, math.nan, math.inf, math.nextafter(MAX_AMOUNT, math.inf)]
+)
+def test_add_nutrients_refuses_an_amount_not_above_zero_or_past_a_cells_capacity(amount):
     assert_invalid({"area": AREA, "amount": amount}, ActionType.ADD_NUTRIENTS, {"payload.amount"})
 
 

@@ -224,7 +224,8 @@ def test_a_full_temperature_replaces_the_current_one():
 # --- every limit at its bounds --------------------------------------------------------------------
 
 IN_BOUNDS = [
-    ("tickMillis", 1),
+    ("tickMillis", 50),
+    ("tickMillis", 3_600_000),
     ("width", 1),
     ("width", 512),
     ("height", 1),
@@ -234,15 +235,17 @@ IN_BOUNDS = [
     ("mutationRate", 0.0),
     ("mutationRate", 1.0),
     ("maxOrganisms", 1),
+    ("maxOrganisms", 512 * 512),
     ("snapshotEveryTicks", 1),
+    ("snapshotEveryTicks", 10_000),
     ("maxPlayers", 2),  # exactly the players present (Ada and Bob)
     ("maxPlayers", 1_000),
     ("seed", 0),
     ("seed", MAX_SEED),
 ]
 OUT_OF_BOUNDS = [
-    ("tickMillis", 0),
-    ("tickMillis", -1),
+    ("tickMillis", 49),
+    ("tickMillis", 3_600_001),
     ("width", 0),
     ("width", 513),
     ("height", 0),
@@ -252,8 +255,11 @@ OUT_OF_BOUNDS = [
     ("mutationRate", math.nextafter(0.0, -math.inf)),
     ("mutationRate", math.nextafter(1.0, math.inf)),
     ("maxOrganisms", 0),
+    ("maxOrganisms", 512 * 512 + 1),
     ("snapshotEveryTicks", 0),
+    ("snapshotEveryTicks", 10_001),
     ("maxPlayers", 0),
+    ("maxPlayers", 1_001),
     ("seed", -1),
     ("seed", MAX_SEED + 1),
 ]

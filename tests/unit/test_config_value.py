@@ -58,12 +58,12 @@ def test_omitted_seed_is_random_within_seed_range():
 BOUNDS = [
     ("width", "width", [1, 512], [0, 513, -1]),
     ("height", "height", [1, 512], [0, 513, -1]),
-    ("tick_millis", "tickMillis", [1], [0, -1]),
+    ("tick_millis", "tickMillis", [50, 3_600_000], [49, 3_600_001, 0, -1]),
     ("diffusion_rate", "diffusionRate", [0.0, 1.0], [just_below(0.0), just_above(1.0), math.nan]),
     ("mutation_rate", "mutationRate", [0.0, 1.0], [just_below(0.0), just_above(1.0), math.nan]),
-    ("max_organisms", "maxOrganisms", [1], [0, -1]),
-    ("snapshot_every_ticks", "snapshotEveryTicks", [1], [0, -1]),
-    ("max_players", "maxPlayers", [1], [0, -1]),
+    ("max_organisms", "maxOrganisms", [1, 512 * 512], [0, -1, 512 * 512 + 1]),
+    ("snapshot_every_ticks", "snapshotEveryTicks", [1, 10_000], [0, -1, 10_001]),
+    ("max_players", "maxPlayers", [1, 1_000], [0, -1, 1_001]),
     ("seed", "seed", [0, 2**63 - 1], [-1, 2**63]),
 ]
 INSIDE = [(kwarg, value) for kwarg, _, inside, _ in BOUNDS for value in inside]
@@ -189,15 +189,15 @@ def unit_interval():
 
 valid_configs = st.builds(
     ArenaConfig,
-    tick_millis=st.integers(min_value=1, max_value=10**9),
+    tick_millis=st.integers(min_value=50, max_value=3_600_000),
     width=st.integers(min_value=1, max_value=512),
     height=st.integers(min_value=1, max_value=512),
     diffusion_rate=unit_interval(),
     mutation_rate=unit_interval(),
-    max_organisms=st.integers(min_value=1, max_value=10**9),
-    snapshot_every_ticks=st.integers(min_value=1, max_value=10**9),
+    max_organisms=st.integers(min_value=1, max_value=512 * 512),
+    snapshot_every_ticks=st.integers(min_value=1, max_value=10_000),
     temperature=st.builds(Temperature, value=st.floats(min_value=-50.0, max_value=150.0)),
-    max_players=st.integers(min_value=1, max_value=10**6),
+    max_players=st.integers(min_value=1, max_value=1_000),
     seed=st.integers(min_value=SEED_RANGE[0], max_value=SEED_RANGE[1]),
 )
 

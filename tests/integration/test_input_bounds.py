@@ -1,0 +1,181 @@
+"""Every number the API takes has documented bounds, checked at the edge (issue 23, item 3).
+
+Whatever is accepted is safe at tick time: an action's amount fits the board's integer fields, a
+tick fits its layers, an arena's grid stays the stored board's once it has ticked. A value out of
+bounds is a 422 problem naming the field, and nothing is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from arena.domain.actions import MAX_AMOUNT
+from arena.domain.model import MAX_TICK
+from tests.support.api import (
+    ARENAS,
+    arena_path,
+    create_arena,
+    drive,
+    error_fields,
+    events,
+    problem_of,
+    set_temperature,
+    snapshot,
+)
+from tests.support.dish import Dish
+
+pytestmark = pytest.mark.integration
+
+
+def _nutrients(amount: object, **area: int) -> dict[str, Any]:
+    cells = {"x": 0, "y": 0, "width": 1, "height": 1} | area
+    return {"type": "ADD_NUTRIENTS", "payload": {"area": cells, "amount": amount}}
+
+
+def _antibiotic(concentration: object) -> dict[str, Any]:
+    area = {"x": 0, "y": 0, "width": 1, "height": 1}
+    payload = {"area": area, "kind": "A", "concentration": concentration}
+    return {"type": "DROP_ANTIBIOTIC", "payload": payload}
+
+
+def _spawn(x: int, y: int) -> dict[str, Any]:
+    return {"type": "SPAWN_ORGANISM", "payload": {"kind": "BACTERIA", "position": {"x": x, "y": y}}}
+
+
+OUT_OF_BOUNDS_CONFIG = [
+    ({"tickMillis": 49}, "tickMillis"),
+    ({"tickMillis": 3_600_001}, "tickMillis"),
+    ({"tickMillis": 3 * 10**14}, "tickMillis"),
+    ({"snapshotEveryTicks": 10_001}, "snapshotEveryTicks"),
+    ({"maxOrganisms": 512 * 512 + 1}, "maxOrganisms"),
+    ({"maxPlayers": 1_001}, "maxPlayers"),
+    ({"maxPlayers": 2**15}, "maxPlayers"),
+    ({"seed": 2**64}, "seed"),
+]
+
+
+@pytest.mark.parametrize(("config", "field"), OUT_OF_BOUNDS_CONFIG)
+def test_an_arena_created_with_a_setting_out_of_bounds_is_a_422_and_writes_nothing(
+    client: FlaskClient, sql: psycopg.Connection, config: dict[str, Any], field: str
+) -> None:
+    before = snapshot(sql)
+
+    response = client.post(ARENAS, json={"name": "Plate", "displayName": "Ada", "config": config})
+
+    problem = problem_of(response, 422, "validation-failed")
+    assert error_fields(problem) == [f"config.{field}"]
+    assert snapshot(sql) == before
+
+
+@pytest.mark.parametrize(("changes", "field"), OUT_OF_BOUNDS_CONFIG)
+def test_a_setting_changed_out_of_bounds_is_a_422_and_writes_nothing(
+    client: FlaskClient, sql: psycopg.Connection, changes: dict[str, Any], field: str
+) -> None:
+    arena_id, admin = create_arena(client)
+    before = snapshot(sql, arena_id)
+
+    response = client.patch(arena_path(arena_id, "/config"), json=changes, headers=admin.auth)
+
+    problem = problem_of(response, 422, "validation-failed")
+    assert error_fields(problem) == [field]
+    assert snapshot(sql, arena_id) == before
+
+
+def test_settings_at_their_bounds_are_accepted(client: FlaskClient) -> None:
+    for config in (
+        {"tickMillis": 50, "snapshotEveryTicks": 1, "maxOrganisms": 1, "maxPlayers": 1},
+        {
+            "tickMillis": 3_600_000,
+            "snapshotEveryTicks": 10_000,
+            "maxOrganisms": 512 * 512,
+            "maxPlayers": 1_000,
+        },
+    ):
+        create_arena(client, config=config)
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        (_nutrients(1e16), ["payload.amount"]),
+        (_nutrients(MAX_AMOUNT * 1.000001), ["payload.amount"]),
+        (_antibiotic(1e16), ["payload.concentration"]),
+        ({**set_temperature(), "applyAtTick": 2**63}, ["applyAtTick"]),
+        ({**set_temperature(), "applyAtTick": MAX_TICK + 1}, ["applyAtTick"]),
+        (_nutrients(1.0, x=2**70), ["payload.area.x"]),
+        (_nutrients(1.0, width=2**70), ["payload.area.width"]),
+        (_spawn(0, -(2**70)), ["payload.position.y"]),
+    ],
+)
+def test_an_action_out_of_bounds_is_a_422_naming_the_field_and_writes_nothing(
+    client: FlaskClient, sql: psycopg.Connection, body: dict[str, Any], fields: list[str]
+) -> None:
+    arena_id, admin = create_arena(client)
+    drive(client, arena_id, admin, "start")
+    before = snapshot(sql, arena_id)
+
+    response = client.post(arena_path(arena_id, "/actions"), json=body, headers=admin.auth)
+
+    problem = problem_of(response, 422, "validation-failed")
+    assert sorted(error_fields(problem)) == fields
+    assert snapshot(sql, arena_id) == before
+
+
+def test_the_largest_amounts_accepted_tick_and_saturate_the_cell(dish: Dish) -> None:
+    for _ in range(2):
+        dish.act(dish.ada, _nutrients(MAX_AMOUNT))
+        dish.act(dish.ada, _antibiotic(MAX_AMOUNT))
+    accepted = dish.act(dish.ada, {**set_temperature(), "applyAtTick": MAX_TICK})
+
+    dish.tick()
+
+    assert accepted["applyAtTick"] == MAX_TICK
+    assert dish.get("").get_json()["tick"] == 1
+
+
+def test_the_grid_of_an_arena_that_has_ticked_cannot_change(
+    dish: Dish, sql: psycopg.Connection
+) -> None:
+    dish.tick()
+    drive(dish.client, dish.id, dish.ada, "pause")
+    before = snapshot(sql, dish.id)
+
+    for changes in ({"width": 4}, {"height": 20}, {"width": 20, "tickMillis": 1000}):
+        response = dish.client.patch(
+            arena_path(dish.id, "/config"), json=changes, headers=dish.ada.auth
+        )
+
+        problem = problem_of(response, 409, "conflict")
+        assert "grid" in problem["detail"]
+        assert snapshot(sql, dish.id) == before
+
+
+def test_an_action_queued_outside_a_grid_shrunk_before_the_first_tick_is_rejected_at_it(
+    app: Flask, client: FlaskClient, sql: psycopg.Connection
+) -> None:
+    dish = Dish(app, client, sql)
+    spawned = dish.act(dish.bob, _spawn(11, 9))
+    fed = dish.act(dish.bob, _nutrients(1.0, x=10, width=2))
+    drive(dish.client, dish.id, dish.ada, "pause")
+    shrunk = dish.client.patch(
+        arena_path(dish.id, "/config"), json={"width": 8, "height": 8}, headers=dish.ada.auth
+    )
+    assert shrunk.status_code == 200, shrunk.get_data(as_text=True)
+    drive(dish.client, dish.id, dish.ada, "resume")
+
+    dish.tick()
+
+    rejected = {
+        event.payload["actionId"]: event.payload["reason"]
+        for event in events(sql, dish.id)
+        if event.type == "ActionRejected"
+    }
+    assert rejected == {
+        spawned["actionId"]: "the cell is outside the board",
+        fed["actionId"]: "the area is outside the board",
+    }

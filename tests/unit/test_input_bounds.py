@@ -1,0 +1,144 @@
+"""The bounds on what a client sends (issue 23, item 3): the domain's limits come from the board's
+integer layers, so nothing the domain accepts can overflow them at a tick, and the step rejects,
+rather than fails on, what it cannot apply (an action outside a shrunk grid, one owner too many).
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from arena.domain.actions import MAX_AMOUNT, ActionType
+from arena.domain.config import GRID_SIDE_RANGE, MAX_ORGANISMS_RANGE, MAX_PLAYERS_RANGE, ArenaConfig
+from arena.domain.errors import Conflict, ValidationFailed
+from arena.domain.model import MAX_TICK, Arena, Player
+from arena.simulation.board import LAYERS, MAX_OWNERS, Board
+from arena.simulation.rules import FIELD_MAX, FIELD_SCALE, DueAction, Rules, step
+
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+LATER = NOW + timedelta(seconds=30)
+STILL = Rules(seed=7, diffusion_rate=0.0, mutation_rate=0.0, max_organisms=100)
+PLAYER = "11111111-1111-1111-1111-111111111111"
+TEMPERATURE = {"temperature": {"value": 30.0, "unit": "C"}}
+
+
+def _paused_arena(*, tick: int) -> tuple[Arena, Player]:
+    config = ArenaConfig(width=10, height=6, seed=42)
+    arena, admin = Arena.create(name="Bounds", creator_display_name="Ada", config=config, now=NOW)
+    arena.transition("start", admin.player, NOW)
+    arena.transition("pause", admin.player, NOW)
+    arena.tick = tick  # the simulation advances the tick; a loaded arena can be at any tick
+    return arena, admin.player
+
+
+def _nutrients(amount: float, x: int = 0, width: int = 1) -> DueAction:
+    area = {"x": x, "y": 0, "width": width, "height": 1}
+    return DueAction(f"feed-{x}", PLAYER, "ADD_NUTRIENTS", {"area": area, "amount": amount})
+
+
+def _spawn(x: int, y: int, player: str = PLAYER) -> DueAction:
+    payload = {"kind": "BACTERIA", "position": {"x": x, "y": y}}
+    return DueAction(f"spawn-{x}-{y}", player, "SPAWN_ORGANISM", payload)
+
+
+# --- the limits fit the board's layers ------------------------------------------------------------
+
+
+def test_the_limits_come_from_the_boards_integer_layers() -> None:
+    assert (
+        FIELD_MAX == np.iinfo(LAYERS["nutrients"][0]).max == np.iinfo(LAYERS["antibiotic"][0]).max
+    )
+    assert round(MAX_AMOUNT * FIELD_SCALE) == FIELD_MAX
+    assert np.iinfo(LAYERS["born_tick"][0]).max == MAX_TICK
+    assert MAX_ORGANISMS_RANGE[1] == GRID_SIDE_RANGE[1] ** 2
+    assert MAX_PLAYERS_RANGE[1] < MAX_OWNERS == np.iinfo(LAYERS["owner"][0]).max + 1
+
+
+def test_the_largest_amount_on_a_full_cell_saturates_it() -> None:
+    board = Board.empty(3, 1, 37.0)
+    board["nutrients"][0, 0] = FIELD_MAX
+    full = board.copy()
+    full["nutrients"][:] = FIELD_MAX
+
+    made = step(board, [_nutrients(MAX_AMOUNT, width=3), _nutrients(MAX_AMOUNT, x=1)], STILL)
+
+    assert made.rejected == []
+    assert made.board.same_as(step(full, [], STILL).board)
+
+
+def test_an_amount_past_a_cells_capacity_saturates_rather_than_fail_the_tick() -> None:
+    # One submitted before the domain bounded amounts could still be waiting for its tick.
+    made = step(Board.empty(1, 1, 37.0), [_nutrients(1e16)], STILL)
+
+    assert made.applied == ["feed-0"]
+    assert made.board["nutrients"][0, 0] > FIELD_MAX // 2
+
+
+# --- what the step rejects instead of failing on --------------------------------------------------
+
+
+def test_actions_outside_the_board_are_rejected() -> None:
+    board = Board.empty(4, 2, 37.0)
+
+    made = step(board, [_spawn(4, 0), _spawn(0, 2), _nutrients(1.0, x=3, width=2)], STILL)
+
+    assert made.applied == []
+    assert made.rejected == [
+        ("spawn-4-0", "the cell is outside the board"),
+        ("spawn-0-2", "the cell is outside the board"),
+        ("feed-3", "the area is outside the board"),
+    ]
+    assert made.board.same_as(step(board, [], STILL).board)
+
+
+def test_a_newcomer_past_the_owner_layers_capacity_is_rejected_and_known_owners_still_spawn() -> (
+    None
+):
+    board = Board.empty(2, 1, 37.0)
+    board.owners = [f"player-{index}" for index in range(MAX_OWNERS - 1)] + [PLAYER]
+
+    made = step(board, [_spawn(0, 0, "newcomer"), _spawn(1, 0)], STILL)
+
+    assert made.rejected == [("spawn-0-0", f"the arena has had its maximum of {MAX_OWNERS} owners")]
+    assert made.applied == ["spawn-1-0"]
+    assert made.board["owner"][0, 1] == MAX_OWNERS - 1
+    assert len(made.board.owners) == MAX_OWNERS
+
+
+# --- the domain's bounds --------------------------------------------------------------------------
+
+
+def test_an_action_may_be_due_at_the_last_tick_the_board_can_record_and_no_later() -> None:
+    arena, admin = _paused_arena(tick=3)
+    arena.submit_action(admin, ActionType.SET_TEMPERATURE, TEMPERATURE, MAX_TICK, LATER)
+    before = copy.deepcopy(arena)
+
+    with pytest.raises(ValidationFailed) as raised:
+        arena.submit_action(admin, ActionType.SET_TEMPERATURE, TEMPERATURE, MAX_TICK + 1, LATER)
+
+    assert set(raised.value.field_errors) == {"applyAtTick"}
+    assert arena == before
+
+
+@pytest.mark.parametrize("changes", [{"width": 9}, {"height": 7}, {"width": 11, "tickMillis": 250}])
+def test_the_grid_of_an_arena_that_has_ticked_cannot_change(changes: dict[str, int]) -> None:
+    arena, admin = _paused_arena(tick=1)
+    before = copy.deepcopy(arena)
+
+    with pytest.raises(Conflict, match="grid"):
+        arena.update_config(admin, changes, LATER)
+
+    assert arena == before
+
+
+def test_the_grid_may_change_before_the_first_tick_and_other_settings_after_it() -> None:
+    arena, admin = _paused_arena(tick=0)
+    arena.update_config(admin, {"width": 4, "height": 4}, LATER)
+    arena.tick = 1
+
+    arena.update_config(admin, {"width": 4, "tickMillis": 250}, LATER)
+
+    assert (arena.config.width, arena.config.height, arena.config.tick_millis) == (4, 4, 250)
