@@ -10,6 +10,7 @@ from flask_smorest import Api, Blueprint
 from arena.http.problems import PROBLEM_MEDIA_TYPE
 from arena.http.rate_limits import REFUSALS, Limited, mark
 from arena.http.schemas import ACTION_PAYLOAD_SCHEMAS, ProblemSchema
+from arena.services.idempotency import KEY_ALPHABET, MAX_KEY_LENGTH, MIN_KEY_LENGTH
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -19,15 +20,20 @@ _IDEMPOTENCY_KEY_PARAMETER = {
     "in": "header",
     "name": "Idempotency-Key",
     "required": False,
-    # Printable Latin-1 (what str.isprintable, the server's check, accepts in a header).
     "schema": {
         "type": "string",
-        "minLength": 1,
-        "maxLength": 255,
-        "pattern": r"^[\x20-\x7e\xa1-\xac\xae-\xff]+$",
+        "minLength": MIN_KEY_LENGTH,
+        "maxLength": MAX_KEY_LENGTH,
+        "pattern": f"^[{KEY_ALPHABET}]+$",
     },
-    "description": "Send the same key to retry safely: the first reply is replayed, nothing is "
-    "written twice. The same key with a different request is refused with 422.",
+    "description": "A random secret of the client's, new for each command: a UUID v4, or "
+    f"{MIN_KEY_LENGTH} or more random base64url characters (about 128 bits). Send the same key "
+    "with the same request to retry safely: the first reply is replayed (`Idempotent-Replayed: "
+    "true`), nothing is written twice. Keys are scoped to the bearer token sent with them, so "
+    "other tokens' keys never replay to nor block yours. Without a token (create, join) the key "
+    "alone finds the reply, which holds your new token: keep the key as secret as the token. "
+    "The same key with a different request in the same scope is refused with 422, and so is a "
+    "key too short to be secret or with other characters (the error names this header).",
 }
 
 _COMMAND_ERRORS = {
@@ -36,7 +42,8 @@ _COMMAND_ERRORS = {
     409: "Illegal transition, or a conflict (e.g. the arena kept changing concurrently)",
     413: "Body larger than the configured limit",
     415: "Body is not application/json",
-    422: "A field failed validation (each one named), or the Idempotency-Key was reused",
+    422: "A field or the Idempotency-Key failed validation (each one named), or the key was "
+    "reused with another request",
 }
 _AUTH_ERRORS = {401: "Missing or invalid bearer token", 403: "Valid token, not allowed"}
 _RETRY_AFTER_HEADER = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,7 +14,13 @@ from arena.bootstrap import components
 from arena.domain.errors import Unauthenticated, ValidationFailed
 from arena.domain.model import NewPlayer, hash_token
 from arena.services.commands import Command
-from arena.services.idempotency import MAX_KEY_LENGTH, IdempotencyKey, Reply
+from arena.services.idempotency import (
+    KEY_ALPHABET,
+    MAX_KEY_LENGTH,
+    MIN_KEY_LENGTH,
+    IdempotencyKey,
+    Reply,
+)
 from arena.services.results import Result
 from arena.services.unit_of_work import Provenance
 
@@ -21,13 +28,22 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 CORRELATION_HEADER = "X-Correlation-ID"
 R = TypeVar("R", bound=Result)
+_KEY = re.compile(f"[{KEY_ALPHABET}]{{{MIN_KEY_LENGTH},{MAX_KEY_LENGTH}}}")
 
 
 def bearer_token_hash() -> str:
     """The hash of the request's bearer token; 401 when there is none."""
+    token_hash = _credential()
+    if not token_hash:
+        raise Unauthenticated("Send the player's token as 'Authorization: Bearer <token>'.")
+    return token_hash
+
+
+def _credential() -> str:
+    """The hash of the request's bearer token, or "" when it has none."""
     authorization = request.authorization
     if authorization is None or authorization.type != "bearer" or not authorization.token:
-        raise Unauthenticated("Send the player's token as 'Authorization: Bearer <token>'.")
+        return ""
     return hash_token(authorization.token)
 
 
@@ -56,22 +72,26 @@ def run(command: Command, render: Callable[[R], Reply]) -> Response:
 
 
 def _idempotency_key() -> IdempotencyKey | None:
+    """The request's key, scoped to its bearer token (if any); refuses one anybody could guess."""
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+    if _KEY.fullmatch(key) is None:
         raise ValidationFailed(
-            {IDEMPOTENCY_HEADER: f"must be 1 to {MAX_KEY_LENGTH} printable characters"}
+            {
+                IDEMPOTENCY_HEADER: f"must be a random secret: a UUID, or {MIN_KEY_LENGTH} to "
+                f"{MAX_KEY_LENGTH} random characters of A-Z, a-z, 0-9, '-' and '_'"
+            }
         )
-    return IdempotencyKey(key, _fingerprint())
+    return IdempotencyKey(_credential(), key, _fingerprint())
 
 
 def _fingerprint() -> str:
-    """Same method, path, credentials and JSON body (key order aside) → same fingerprint."""
+    """Same method, path and JSON body (key order aside) → same fingerprint. (Credentials are
+    not in it: they scope the key.)"""
     body = request.get_json(silent=True)
     canonical_body = (
         json.dumps(body, sort_keys=True) if body is not None else request.get_data(as_text=True)
     )
-    authorization = request.headers.get("Authorization", "")
-    material = json.dumps([request.method, request.path, canonical_body, hash_token(authorization)])
+    material = json.dumps([request.method, request.path, canonical_body])
     return hashlib.sha256(material.encode()).hexdigest()

@@ -2,11 +2,12 @@
 
 A record is written in the same transaction as the command's changes, so "the command happened"
 and "its reply is remembered" commit together. Replies can hold bearer tokens, which must never be
-stored usable. The key is stored only as its HMAC under a server secret (IDEMPOTENCY_SECRET), and
-the reply is sealed with AES-256-GCM under a key derived from both the secret and the client's
-Idempotency-Key, bound to its row (the key's HMAC and the request's fingerprint as associated
-data). A database dump alone reveals neither keys nor tokens, not even for a guessable key; and
-the secret alone does not open a reply without the client's key.
+stored usable nor handed to anyone but the client that asked. A key is named in the table only by
+an HMAC, under a server secret (IDEMPOTENCY_SECRET), of its scope (the bearer token's hash, or
+none) and the client's Idempotency-Key; the reply is sealed with AES-256-GCM under another HMAC of
+the same two, bound to its row (the name and the request's fingerprint as associated data). So
+only a request carrying the same credential and the exact key finds and opens a reply; a database
+dump alone reveals neither keys nor tokens, and the secret alone does not open a reply.
 """
 
 from __future__ import annotations
@@ -57,31 +58,32 @@ class ReplySealer:
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
 
-    def key_hash(self, key: str) -> str:
+    def key_hash(self, key: IdempotencyKey) -> str:
         return self._mac(b"key-hash", key).hex()
 
-    def seal(self, key: str, fingerprint: str, plain: bytes) -> tuple[bytes, bytes]:
+    def seal(self, key: IdempotencyKey, plain: bytes) -> tuple[bytes, bytes]:
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = self._cipher(key).encrypt(nonce, plain, self._bound_to(key, fingerprint))
-        return nonce, sealed
+        return nonce, self._cipher(key).encrypt(nonce, plain, self._bound_to(key))
 
-    def unseal(self, key: str, fingerprint: str, nonce: bytes, sealed: bytes) -> bytes:
+    def unseal(self, key: IdempotencyKey, nonce: bytes, sealed: bytes) -> bytes:
         """The reply; refuses one that does not open (altered in the database)."""
         try:
-            return self._cipher(key).decrypt(nonce, sealed, self._bound_to(key, fingerprint))
+            return self._cipher(key).decrypt(nonce, sealed, self._bound_to(key))
         except InvalidTag:
             raise IdempotencyKeyReused(
                 "The reply remembered for this Idempotency-Key cannot be read; send a new key."
             ) from None
 
-    def _cipher(self, key: str) -> AESGCM:
+    def _cipher(self, key: IdempotencyKey) -> AESGCM:
         return AESGCM(self._mac(b"seal", key))
 
-    def _bound_to(self, key: str, fingerprint: str) -> bytes:
-        return f"{self.key_hash(key)}:{fingerprint}".encode()
+    def _bound_to(self, key: IdempotencyKey) -> bytes:
+        return f"{self.key_hash(key)}:{key.fingerprint}".encode()
 
-    def _mac(self, purpose: bytes, key: str) -> bytes:
-        return hmac.digest(self._secret, purpose + b"\0" + key.encode(), hashlib.sha256)
+    def _mac(self, purpose: bytes, key: IdempotencyKey) -> bytes:
+        # NUL cannot occur in a scope (hex) nor in a key (base64url): the message is unambiguous.
+        message = b"\0".join((purpose, key.scope.encode(), key.key.encode()))
+        return hmac.digest(self._secret, message, hashlib.sha256)
 
 
 class IdempotencyStore:
@@ -95,24 +97,24 @@ class IdempotencyStore:
         self._sealer = sealer
 
     def find(self, key: IdempotencyKey) -> Reply | None:
-        """The remembered reply for this key, if any; raises if the key meant another request.
-        (Under another secret the key has another HMAC: its old record is simply not found.)"""
-        key_hash = self._sealer.key_hash(key.key)
+        """The reply remembered for this key in its scope, if any; raises if the key meant another
+        request. (Under another secret the key has another HMAC: its record is simply not found.)"""
+        key_hash = self._sealer.key_hash(key)
         row = self._connection.execute(_FIND, (key_hash, _now())).fetchone()
         if row is None:
             return None
         fingerprint, status_code, nonce, sealed_body = row
         if not hmac.compare_digest(fingerprint, key.fingerprint):
             raise IdempotencyKeyReused("This Idempotency-Key was used for a different request.")
-        plain = self._sealer.unseal(key.key, fingerprint, bytes(nonce), bytes(sealed_body))
+        plain = self._sealer.unseal(key, bytes(nonce), bytes(sealed_body))
         return Reply(status_code, json.loads(plain), replayed=True)
 
     def remember(self, key: IdempotencyKey, reply: Reply) -> None:
         """Store the reply; a concurrent request that got there first makes this command retry."""
         plain = json.dumps(reply.body, separators=(",", ":")).encode()
-        nonce, sealed = self._sealer.seal(key.key, key.fingerprint, plain)
+        nonce, sealed = self._sealer.seal(key, plain)
         now = _now()
-        key_hash = self._sealer.key_hash(key.key)
+        key_hash = self._sealer.key_hash(key)
         values = (key_hash, key.fingerprint, reply.status, nonce, sealed, now)
         stored = self._connection.execute(_REMEMBER, (*values, now + self._retention)).fetchone()
         if stored is None:

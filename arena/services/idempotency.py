@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# A key is a secret of the client's: without a bearer token it alone finds and opens the reply
+# (which holds the new player's token), so it must be too long to guess: a UUID, or 22 or more
+# random base64url characters (132 bits). The alphabet is base64url's, of which a UUID is made.
+KEY_ALPHABET = "A-Za-z0-9_-"
+MIN_KEY_LENGTH = 22
 MAX_KEY_LENGTH = 255
 
 
@@ -18,8 +23,15 @@ class IdempotencyKeyReused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyKey:
-    """The client's key and the fingerprint of the request it was sent with."""
+    """The client's key within its scope, and the fingerprint of the request it was sent with.
 
+    `scope` names the credential the request carried: its bearer token's hash, or "" for none.
+    A key is only ever looked up within its scope, so one client's key can neither replay
+    another's reply nor block another's request; the same key with another request in the same
+    scope is refused.
+    """
+
+    scope: str
     key: str
     fingerprint: str
 

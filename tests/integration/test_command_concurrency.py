@@ -43,6 +43,7 @@ ROUNDS = 3  # requests per thread, back to back, to keep the contention up
 class Answer:
     kind: str
     key: str
+    token: str | None  # the bearer token the key was sent with: it scopes the key
     status: int
     body: dict[str, Any]
     replayed: bool
@@ -63,7 +64,10 @@ def _hammer(app: Flask, plans: list[list[tuple[str, Request]]]) -> list[Answer]:
             key = new_key()
             response = send(client, key)
             replayed = response.headers.get("Idempotent-Replayed") == "true"
-            outcomes.append(Answer(kind, key, response.status_code, response.get_json(), replayed))
+            sent = response.request.authorization
+            token = sent.token if sent else None
+            body = response.get_json()
+            outcomes.append(Answer(kind, key, token, response.status_code, body, replayed))
         return outcomes
 
     with ThreadPoolExecutor(max_workers=len(plans)) as pool:
@@ -171,10 +175,10 @@ def test_concurrent_actions_joins_and_transitions_keep_one_event_per_success(
         row[0]
         for row in sql.execute(
             "SELECT key_hash FROM idempotency_keys WHERE key_hash = ANY(%s)",
-            ([stored_key_hash(o.key) for o in outcomes],),
+            ([stored_key_hash(o.key, o.token) for o in outcomes],),
         )
     }
-    assert remembered == {stored_key_hash(o.key) for o in accepted}
+    assert remembered == {stored_key_hash(o.key, o.token) for o in accepted}
 
 
 def test_one_request_retried_concurrently_with_one_key_runs_once(

@@ -28,7 +28,8 @@ class Committed:
 
     arenas: dict[str, Arena] = field(default_factory=dict)
     events: list[tuple[Provenance, DomainEvent]] = field(default_factory=list)
-    replies: dict[str, tuple[str, Reply]] = field(default_factory=dict)  # key hash → (print, reply)
+    # (scope, key) → (fingerprint, reply)
+    replies: dict[tuple[str, str], tuple[str, Reply]] = field(default_factory=dict)
     boards: dict[str, Board] = field(default_factory=dict)
     actions: list[tuple[str, DueAction, int]] = field(default_factory=list)  # (arena, action, tick)
 
@@ -60,10 +61,10 @@ class FakeArenas:
 class FakeReplies:
     def __init__(self, committed: Committed) -> None:
         self._committed = committed
-        self.remembered: dict[str, tuple[str, Reply]] = {}
+        self.remembered: dict[tuple[str, str], tuple[str, Reply]] = {}
 
     def find(self, key: IdempotencyKey) -> Reply | None:
-        found = self._committed.replies.get(key.key)
+        found = self._committed.replies.get((key.scope, key.key))
         if found is None:
             return None
         fingerprint, reply = found
@@ -72,7 +73,7 @@ class FakeReplies:
         return Reply(reply.status, reply.body, replayed=True)
 
     def remember(self, key: IdempotencyKey, reply: Reply) -> None:
-        self.remembered[key.key] = (key.fingerprint, reply)
+        self.remembered[key.scope, key.key] = (key.fingerprint, reply)
 
 
 class FakeBoards:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from arena.bootstrap import idempotency_secret
+from arena.domain.model import hash_token
 from arena.persistence.idempotency import ReplySealer
+from arena.services.idempotency import IdempotencyKey
 from arena.settings import Settings
 
 
-def stored_key_hash(key: str) -> str:
-    """The key's HMAC under this checkout's secret (IDEMPOTENCY_SECRET or var/'s)."""
-    return ReplySealer(idempotency_secret(Settings.from_env())).key_hash(key)
+def stored_key_hash(key: str, token: str | None = None) -> str:
+    """The HMAC, under this checkout's secret (IDEMPOTENCY_SECRET or var/'s), of the key sent
+    with `token` (or with no token). The fingerprint does not name a key."""
+    scope = hash_token(token) if token is not None else ""
+    sealer = ReplySealer(idempotency_secret(Settings.from_env()))
+    return sealer.key_hash(IdempotencyKey(scope, key, fingerprint=""))

@@ -96,7 +96,7 @@ def test_a_refused_command_keeps_nothing_not_even_its_idempotency_key(bus, units
     before = (list(units.committed.events), units.committed.arenas[arena.arena_id].version)
 
     with pytest.raises(refusal):
-        bus.execute(command(arena), render, idempotency_key=IdempotencyKey("k", "print"))
+        bus.execute(command(arena), render, idempotency_key=IdempotencyKey("", "k", "print"))
 
     assert (units.committed.events, units.committed.arenas[arena.arena_id].version) == before
     assert units.committed.replies == {}
@@ -148,7 +148,7 @@ def test_a_command_that_keeps_losing_gives_up_with_a_conflict_and_writes_nothing
 
 def test_a_key_seen_before_replays_the_first_reply_and_runs_nothing(bus, units):
     arena = opened(bus)
-    key = IdempotencyKey("retry-me", "same request")
+    key = IdempotencyKey("", "retry-me", "same request")
     first = bus.execute(JoinArena(arena.arena_id, "Bo"), render, idempotency_key=key)
     written = len(units.committed.events)
 
@@ -160,12 +160,14 @@ def test_a_key_seen_before_replays_the_first_reply_and_runs_nothing(bus, units):
 
 def test_a_key_sent_with_another_request_is_refused_and_runs_nothing(bus, units):
     arena = opened(bus)
-    bus.execute(JoinArena(arena.arena_id, "Bo"), render, idempotency_key=IdempotencyKey("k", "a"))
+    bus.execute(
+        JoinArena(arena.arena_id, "Bo"), render, idempotency_key=IdempotencyKey("", "k", "a")
+    )
     written = len(units.committed.events)
 
     with pytest.raises(IdempotencyKeyReused):
         bus.execute(
-            JoinArena(arena.arena_id, "Cy"), render, idempotency_key=IdempotencyKey("k", "b")
+            JoinArena(arena.arena_id, "Cy"), render, idempotency_key=IdempotencyKey("", "k", "b")
         )
 
     assert len(units.committed.events) == written
