@@ -8,7 +8,8 @@ collide. Without it each process counts alone (a one-off CLI command, most tests
 
 The metrics are made on first use, after `configure`, because the library picks single- or
 multi-process values when a metric is made. Gauges of the pipeline's state (outbox backlog,
-consumer lag, stalls) are not kept by any process: `/metrics` reads them when scraped.
+consumer lag, stalls) are not kept by any process: `/metrics` reads them when scraped, at
+most PIPELINE_CACHE_SECONDS old (`arena/http/pipeline.py`).
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ def settings() -> Settings:
         outbox_relay_interval_seconds=0.2,
         tick_lease_seconds=5.0,  # a killed tick task holds its arena this long, not 30 s
         stream_keepalive_seconds=1.0,  # a quiet live stream shows it is alive within a second
+        pipeline_cache_seconds=0.0,  # the pipeline page shows what a test just did
         # Tests open arenas from 127.0.0.1 by the hundred: limits no test reaches, still counted
         # (tests/integration/test_rate_limits.py sets small ones).
         rate_limit_create=GENEROUS_RATE_LIMIT,

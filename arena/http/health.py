@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from arena.bootstrap import components
 from arena.extensions import db
-from arena.messaging.kafka import kafka_reachable
+from arena.http.pipeline import probes
 
 blp = Blueprint("health", __name__, description="Health probes")
 
@@ -28,12 +28,9 @@ class Readiness(MethodView):
     @blp.response(200)
     @blp.alt_response(503, description="A dependency is unreachable")
     def get(self) -> tuple[dict[str, Any], int]:
-        """PostgreSQL, Redis and Kafka all answer."""
-        checks = {
-            "postgres": _postgres_ok(),
-            "redis": _redis_ok(),
-            "kafka": kafka_reachable(components().settings),
-        }
+        """PostgreSQL, Redis and Kafka all answer (Kafka's answer is the pipeline's, at most
+        PIPELINE_CACHE_SECONDS old, and waited for at most PIPELINE_DEADLINE_SECONDS)."""
+        checks = {"postgres": _postgres_ok(), "redis": _redis_ok(), "kafka": _kafka_ok()}
         ready = all(checks.values())
         slots = components().stream_slots
         body = {
@@ -58,4 +55,12 @@ def _redis_ok() -> bool:
     try:
         return bool(components().read_model.ping())
     except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
+
+
+def _kafka_ok() -> bool:
+    try:
+        probes().kafka.get()
+        return True
+    except Exception:  # noqa: BLE001 - any failure (or no answer in time) means "not ready"
         return False

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from amqp.exceptions import AMQPError
 from celery import Celery
+from kombu.connection import Connection
 from kombu.exceptions import KombuError
 
 BROKER_TIMEOUT_SECONDS = 2
@@ -24,13 +26,63 @@ class QueueDepth:
         return {"queue": self.queue, "waiting": self.waiting, "consumers": self.consumers}
 
 
+class BrokerQueues:
+    """One AMQP connection for looking at queue depths, made on first use and kept.
+
+    Dropped after any failure (a queue not declared yet closes the channel too), so the next call
+    connects afresh. Connecting, reading and writing each give up within `timeout_seconds`; no
+    heartbeats, since nothing reads this connection between calls. Calls are serialised.
+    """
+
+    def __init__(self, celery: Celery, timeout_seconds: float = BROKER_TIMEOUT_SECONDS) -> None:
+        self._celery = celery
+        self._timeout = timeout_seconds
+        self._connection: Connection | None = None
+        self._lock = threading.Lock()
+
+    def depths(self, queues: Iterable[str]) -> list[QueueDepth]:
+        """A passive declare per queue (it creates nothing); raises if the broker is away."""
+        with self._lock:
+            try:
+                channel = self._connected().default_channel
+                depths = []
+                for queue in queues:
+                    _, waiting, consumers = channel.queue_declare(queue, passive=True)  # type: ignore[no-untyped-call]
+                    depths.append(QueueDepth(queue, waiting, consumers))
+                return depths
+            except Exception:
+                self._drop()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _connected(self) -> Connection:
+        if self._connection is None:
+            connection = self._celery.connection_for_read(
+                connect_timeout=self._timeout,
+                heartbeat=0,
+                transport_options={"read_timeout": self._timeout, "write_timeout": self._timeout},
+            )
+            try:
+                connection.ensure_connection(max_retries=1, timeout=self._timeout)
+            except Exception:
+                connection.release()
+                raise
+            self._connection = connection
+        return self._connection
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.release()  # type: ignore[no-untyped-call]
+
+
 def queue_depths(celery: Celery, queues: Iterable[str]) -> list[QueueDepth]:
-    """A passive declare per queue (it creates nothing); raises if the broker is away."""
-    with celery.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
-        channel = connection.default_channel
-        depths = []
-        for queue in queues:
-            _, waiting, consumers = channel.queue_declare(queue, passive=True)
-            depths.append(QueueDepth(queue, waiting, consumers))
-        return depths
+    """Depths on a connection of its own, closed after (tools and tests that look once)."""
+    broker = BrokerQueues(celery)
+    try:
+        return broker.depths(queues)
+    finally:
+        broker.close()

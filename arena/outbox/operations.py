@@ -10,15 +10,22 @@ from sqlalchemy import text
 
 from arena.extensions import AnySession
 
+# Counts stop at COUNT_CAP (a figure at the cap means "at least this many"), so that a look
+# costs the same however large the backlog: each reads at most that many index entries.
+COUNT_CAP = 100_000
+
 _METRICS = text("""
 SELECT
-    (SELECT count(*) FROM outbox WHERE published_at IS NULL) AS backlog,
-    (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)
-       FROM outbox WHERE published_at IS NULL) AS oldest_pending_age_seconds,
-    (SELECT count(*) FROM outbox_held) AS held,
-    (SELECT count(DISTINCT aggregate_id) FROM outbox_held) AS held_arenas,
-    (SELECT count(*) FROM outbox WHERE published_at > now() - interval '1 minute')
-        AS published_last_minute,
+    (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT :cap) AS pending)
+        AS backlog,
+    -- ids follow creation (released rows keep theirs): the first pending id is the oldest row
+    (SELECT EXTRACT(EPOCH FROM now() - created_at) FROM outbox
+       WHERE published_at IS NULL ORDER BY id LIMIT 1) AS oldest_pending_age_seconds,
+    (SELECT count(*) FROM (SELECT 1 FROM outbox_held LIMIT :cap) AS held) AS held,
+    (SELECT count(DISTINCT aggregate_id) FROM (SELECT aggregate_id FROM outbox_held LIMIT :cap)
+       AS held) AS held_arenas,
+    (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at > now() - interval '1 minute'
+       LIMIT :cap) AS recent) AS published_last_minute,
     (SELECT value FROM outbox_counters WHERE name = 'published') AS published_total
 """)
 
@@ -82,11 +89,12 @@ class OutboxMetrics:
 
 
 def outbox_metrics(session: AnySession) -> OutboxMetrics:
-    row = session.execute(_METRICS).one()
+    """One statement, one row; every count capped at COUNT_CAP."""
+    row = session.execute(_METRICS, {"cap": COUNT_CAP}).one()
     session.rollback()
     return OutboxMetrics(
         backlog=row.backlog,
-        oldest_pending_age_seconds=round(float(row.oldest_pending_age_seconds), 3),
+        oldest_pending_age_seconds=round(float(row.oldest_pending_age_seconds or 0), 3),
         held=row.held,
         held_arenas=row.held_arenas,
         published_last_minute=row.published_last_minute,
