@@ -44,6 +44,9 @@ RUN_DIR="$VAR/run"
 PGPORT="${PGPORT:-5432}"
 RABBITMQ_PORT="${RABBITMQ_PORT:-5672}"
 READMODEL_REDIS_PORT="${READMODEL_REDIS_PORT:-6380}"
+# The read model's memory cap: past it writes fail (noeviction), never a view silently evicted;
+# projections retry, and /metrics' arena_read_model_memory_used_ratio warns before (operations.md).
+READMODEL_REDIS_MAXMEMORY="${READMODEL_REDIS_MAXMEMORY:-1gb}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT=$((KAFKA_PORT + 1))
 
@@ -419,6 +422,7 @@ start_redis() {
     # title change while it execs and starts). setsid: the server outlives the shell that ran `up`.
     nohup setsid redis-server --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
         --save "" --appendonly yes --appendfsync everysec \
+        --maxmemory "$READMODEL_REDIS_MAXMEMORY" --maxmemory-policy noeviction \
         --dir "$R_DIR" --logfile "$R_LOG" --pidfile "$R_PID" >/dev/null 2>&1 &
     R_STARTED=$!
     echo "$R_STARTED" >"$R_PID"

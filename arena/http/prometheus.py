@@ -1,8 +1,8 @@
 """`/metrics` for Prometheus, and the request hooks that time every route.
 
 The counters and histograms come from every process of the machine (`arena.telemetry`); the
-pipeline's state gauges are the same figures as GET /api/v1/pipeline, at most
-PIPELINE_CACHE_SECONDS old, and cost nothing between scrapes.
+pipeline's state is read at scrape time from the same figures as GET /api/v1/pipeline, so it is
+as fresh as the scrape and costs nothing between scrapes.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from typing import Any
 from flask import Blueprint, Flask, Response, g, request
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 
 from arena import telemetry
 from arena.bootstrap import components
-from arena.http.pipeline import pipeline_call, pipeline_status
-from arena.http.polled import Unavailable
+from arena.http.pipeline import pipeline_status
+from arena.readmodel.memory import memory_use
 
 blp = Blueprint("prometheus", __name__)
 
@@ -32,9 +33,7 @@ OTHER_METHOD = "other"
 
 @blp.get("/metrics")
 def scrape() -> Response:
-    """One of the pipeline's call slots (arena/http/pipeline.py), or 503 at once."""
-    with pipeline_call():
-        body, content_type = telemetry.exposition(components().settings, _PipelineState())
+    body, content_type = telemetry.exposition(components().settings, _PipelineState())
     return Response(body, content_type=content_type)
 
 
@@ -61,10 +60,8 @@ def time_requests(app: Flask) -> None:
 
 class _PipelineState(Collector):
     def collect(self) -> Iterator[Metric]:
-        try:
-            status = pipeline_status()
-        except Unavailable:  # not computed in time: the processes' own samples still go out
-            return
+        yield from _read_model_memory()
+        status = pipeline_status()
         outbox, projections = status["outbox"], status["projections"]
         yield _gauge("arena_outbox_backlog", "Outbox rows pending", outbox["backlog"])
         yield _gauge(
@@ -89,7 +86,7 @@ class _PipelineState(Collector):
         yield _gauge(
             "arena_projection_stalled_arenas",
             "Arenas stalled by a dead-lettered event",
-            projections["stalls"],
+            len(projections["stalledArenas"]),
         )
         yield _gauge(
             "arena_projection_parked_events",
@@ -106,6 +103,28 @@ class _PipelineState(Collector):
         dead = status["deadLetters"]["records"]
         if dead is not None:
             yield _gauge("arena_dead_letters", "Records the DLQ topic holds", dead)
+
+
+def _read_model_memory() -> Iterator[Metric]:
+    """Read at each scrape (one INFO); absent while the read model's Redis is away."""
+    try:
+        use = memory_use(components().views.redis)
+    except RedisError:
+        return
+    yield _gauge(
+        "arena_read_model_memory_used_bytes", "Memory the read model's Redis uses", use.used_bytes
+    )
+    yield _gauge(
+        "arena_read_model_memory_max_bytes",
+        "The read model's Redis maxmemory (0: no cap)",
+        use.max_bytes,
+    )
+    if use.used_ratio is not None:
+        yield _gauge(
+            "arena_read_model_memory_used_ratio",
+            "Used over maxmemory: at 1 the read model refuses writes",
+            use.used_ratio,
+        )
 
 
 def _gauge(name: str, documentation: str, value: Any) -> GaugeMetricFamily:
