@@ -1,8 +1,8 @@
 """`/metrics` for Prometheus, and the request hooks that time every route.
 
 The counters and histograms come from every process of the machine (`arena.telemetry`); the
-pipeline's state is read at scrape time from the same figures as GET /api/v1/pipeline, so it is
-as fresh as the scrape and costs nothing between scrapes.
+pipeline's state gauges are the same figures as GET /api/v1/pipeline, at most
+PIPELINE_CACHE_SECONDS old, and cost nothing between scrapes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from redis.exceptions import RedisError
 
 from arena import telemetry
 from arena.bootstrap import components
-from arena.http.pipeline import pipeline_status
+from arena.http.pipeline import pipeline_call, pipeline_status
+from arena.http.polled import Unavailable
 from arena.readmodel.memory import memory_use
 
 blp = Blueprint("prometheus", __name__)
@@ -33,7 +34,9 @@ OTHER_METHOD = "other"
 
 @blp.get("/metrics")
 def scrape() -> Response:
-    body, content_type = telemetry.exposition(components().settings, _PipelineState())
+    """One of the pipeline's call slots (arena/http/pipeline.py), or 503 at once."""
+    with pipeline_call():
+        body, content_type = telemetry.exposition(components().settings, _PipelineState())
     return Response(body, content_type=content_type)
 
 
@@ -61,7 +64,10 @@ def time_requests(app: Flask) -> None:
 class _PipelineState(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from _read_model_memory()
-        status = pipeline_status()
+        try:
+            status = pipeline_status()
+        except Unavailable:  # not computed in time: the processes' own samples still go out
+            return
         outbox, projections = status["outbox"], status["projections"]
         yield _gauge("arena_outbox_backlog", "Outbox rows pending", outbox["backlog"])
         yield _gauge(
@@ -86,7 +92,7 @@ class _PipelineState(Collector):
         yield _gauge(
             "arena_projection_stalled_arenas",
             "Arenas stalled by a dead-lettered event",
-            len(projections["stalledArenas"]),
+            projections["stalls"],
         )
         yield _gauge(
             "arena_projection_parked_events",
