@@ -1,4 +1,4 @@
-"""Flask CLI commands: consume, outbox, dlq, projections, verify."""
+"""Flask CLI commands: consume, outbox, dlq, projections, ticks, verify."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from arena.cli.consume import consume_command
 from arena.cli.dlq import dlq_group
 from arena.cli.outbox import outbox_group
 from arena.cli.projections import projections_group
+from arena.cli.ticks import ticks_group
 from arena.cli.verify import verify_command
 
 
@@ -16,4 +17,5 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(outbox_group)
     app.cli.add_command(dlq_group)
     app.cli.add_command(projections_group)
+    app.cli.add_command(ticks_group)
     app.cli.add_command(verify_command)

@@ -27,6 +27,8 @@ from arena.messaging.celery import relay_queue
 from arena.messaging.lag import KafkaOffsets
 from arena.messaging.queues import BrokerQueues
 from arena.outbox.operations import outbox_metrics
+from arena.persistence.connections import pooled_connection
+from arena.persistence.tick_leases import set_aside_arenas
 from arena.readmodel.metrics import projection_metrics
 
 blp = Blueprint("pipeline", __name__, url_prefix="/api/v1", description="Pipeline metrics")
@@ -79,6 +81,7 @@ class PipelineProbes:
         with self._app.app_context():
             outbox = outbox_metrics(db.session).to_dict()
             projections = projection_metrics(db.session, parts.views).to_dict()
+            set_aside = _set_aside()
         for stall in projections["stalledArenas"]:  # what an operator runs once it is fixed
             stall["replayCommand"] = f"flask dlq replay --arena {stall['arenaId']}"
         consumer: dict[str, Any] = {"group": settings.kafka_consumer_group}
@@ -96,12 +99,23 @@ class PipelineProbes:
             broker = {"queues": None, "error": repr(error)}
         return {
             "outbox": outbox,
+            "ticks": {"setAside": set_aside},
             "consumer": consumer,
             "projections": projections,
             "deadLetters": dead_letters,
             "broker": broker,
             "flower": settings.flower_url,
         }
+
+
+def _set_aside() -> list[dict[str, str]]:
+    """Arenas whose tick failed, each with what an operator runs once it is fixed."""
+    with pooled_connection(db.engine) as connection:
+        arenas = set_aside_arenas(connection)
+    return [
+        arena.to_dict() | {"resumeCommand": f"flask ticks resume {arena.arena_id}"}
+        for arena in arenas
+    ]
 
 
 def probes(app: Flask | None = None) -> PipelineProbes:

@@ -90,6 +90,11 @@ class _PipelineState(Collector):
             projections["arenasBehind"],
         )
         yield _gauge(
+            "arena_ticks_set_aside",
+            "Arenas set aside from ticking: their tick failed",
+            len(status["ticks"]["setAside"]),
+        )
+        yield _gauge(
             "arena_projection_stalled_arenas",
             "Arenas stalled by a dead-lettered event",
             projections["stalls"],

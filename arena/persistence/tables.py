@@ -59,6 +59,10 @@ class ArenaRow(Model):
     next_tick_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Not the aggregate's: the tick scheduler's lease, so one arena has one tick task in flight.
     tick_lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The scheduler's too: why the arena's tick failed and since when; set, it is not ticked
+    # until `flask ticks resume`.
+    tick_failure: Mapped[str | None] = mapped_column(Text)
+    tick_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class BoardRow(Model):
