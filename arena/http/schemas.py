@@ -32,6 +32,9 @@ from arena.domain.model import (
 from arena.readmodel.store import FEED_LENGTH
 
 MAX_PAGE_SIZE = 100
+MAX_VERSION = 2**63 - 1  # arenas.version is a PostgreSQL bigint
+# Redis indexes are signed 64-bit integers: a page's last one must be one too.
+MAX_OFFSET = 2**63 - 1 - MAX_PAGE_SIZE
 
 
 def _bounded_int(bounds: tuple[int, int], *, required: bool = False) -> fields.Integer:
@@ -99,7 +102,10 @@ def _positive_amount() -> fields.Float:
     return fields.Float(
         required=True,
         validate=Range(min=0, max=MAX_AMOUNT, min_inclusive=False),
-        metadata={"description": "Units (1,000 milli-units); at most a field cell's capacity."},
+        metadata={
+            "description": "Units (1,000 milli-units); at most a field cell's capacity.",
+            "exclusiveMinimum": True,  # OpenAPI 3.0's form; apispec leaves it out of the range
+        },
     )
 
 
@@ -243,7 +249,7 @@ class BoardSchema(Schema):
 
 class ReadQuerySchema(Schema):
     minVersion = fields.Integer(
-        validate=Range(min=1),
+        validate=Range(1, MAX_VERSION),
         metadata={
             "description": "Wait (up to a few seconds) until the view has applied this version, "
             "e.g. the `version` a command answered: read-your-writes."
@@ -252,8 +258,8 @@ class ReadQuerySchema(Schema):
 
 
 class HistoryQuerySchema(ReadQuerySchema):
-    fromTick = fields.Integer(required=True, validate=Range(min=0))
-    toTick = fields.Integer(required=True, validate=Range(min=0))
+    fromTick = fields.Integer(required=True, validate=Range(0, MAX_TICK))
+    toTick = fields.Integer(required=True, validate=Range(0, MAX_TICK))
     mode = fields.String(
         load_default="DELTA",
         validate=OneOf(["DELTA", "FULL"]),
@@ -351,7 +357,7 @@ class GenomeSchema(Schema):
 
 class PageQuerySchema(Schema):
     limit = fields.Integer(load_default=20, validate=Range(1, MAX_PAGE_SIZE))
-    offset = fields.Integer(load_default=0, validate=Range(min=0))
+    offset = fields.Integer(load_default=0, validate=Range(0, MAX_OFFSET))
     status = fields.String(validate=OneOf([status.value for status in ArenaStatus]))
     q = fields.String(
         validate=Length(1, NAME_LENGTH[1]),
@@ -386,7 +392,7 @@ class StreamQuerySchema(Schema):
 class StreamHeadersSchema(Schema):
     last_event_id = fields.Integer(
         data_key="Last-Event-ID",
-        validate=Range(min=0),
+        validate=Range(0, MAX_VERSION),
         metadata={
             "description": "The `id` of the last frame received (an arena version): the stream "
             "resumes right after it. A browser's EventSource sends it when it reconnects."

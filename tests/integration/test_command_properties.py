@@ -97,6 +97,10 @@ config_changes = st.dictionaries(
     st.integers(min_value=1, max_value=8),
     min_size=1,
     max_size=2,
+).map(  # tickMillis is at least 50
+    lambda changes: {
+        name: value * 100 if name == "tickMillis" else value for name, value in changes.items()
+    }
 )
 _joins = st.tuples(st.just("join"), st.sampled_from(NAMES))
 _transitions = st.tuples(st.just("transition"), st.sampled_from(list(TRANSITIONS)), actors)

@@ -15,7 +15,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from arena.domain.actions import MAX_AMOUNT
+from arena.domain.config import (
+    MAX_ORGANISMS_RANGE,
+    MAX_PLAYERS_RANGE,
+    SNAPSHOT_EVERY_TICKS_RANGE,
+    TICK_MILLIS_RANGE,
+)
 from arena.domain.model import MAX_TICK
+from arena.http.schemas import MAX_OFFSET, MAX_VERSION
 from tests.support.api import (
     ARENAS,
     arena_path,
@@ -179,3 +186,52 @@ def test_an_action_queued_outside_a_grid_shrunk_before_the_first_tick_is_rejecte
         spawned["actionId"]: "the cell is outside the board",
         fed["actionId"]: "the area is outside the board",
     }
+
+
+@pytest.mark.parametrize(
+    ("suffix", "query", "field"),
+    [
+        ("", {"offset": 2**63}, "offset"),
+        ("", {"offset": MAX_OFFSET + 1}, "offset"),
+        ("/{id}", {"minVersion": MAX_VERSION + 1}, "minVersion"),
+        ("/{id}/history", {"fromTick": MAX_TICK + 1, "toTick": MAX_TICK + 1}, "fromTick"),
+    ],
+)
+def test_a_query_number_out_of_bounds_is_a_422_naming_it(
+    client: FlaskClient, suffix: str, query: dict[str, int], field: str
+) -> None:
+    arena_id, _ = create_arena(client)
+
+    response = client.get(ARENAS + suffix.format(id=arena_id), query_string=query)
+
+    problem = problem_of(response, 422, "validation-failed")
+    assert field in error_fields(problem)
+
+
+def test_the_openapi_document_states_every_bound(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").get_json()
+    schemas = spec["components"]["schemas"]
+
+    def bounds(schema: dict[str, Any]) -> tuple[Any, Any]:
+        return schema.get("minimum"), schema.get("maximum")
+
+    config = schemas["ArenaConfig"]["properties"]
+    assert bounds(config["tickMillis"]) == TICK_MILLIS_RANGE
+    assert bounds(config["snapshotEveryTicks"]) == SNAPSHOT_EVERY_TICKS_RANGE
+    assert bounds(config["maxOrganisms"]) == MAX_ORGANISMS_RANGE
+    assert bounds(config["maxPlayers"]) == MAX_PLAYERS_RANGE
+    assert schemas["ConfigChanges"]["properties"] == config
+    area = schemas["Area"]["properties"]
+    assert [bounds(area[name]) for name in ("x", "y", "width", "height")] == [
+        (0, 511),
+        (0, 511),
+        (1, 512),
+        (1, 512),
+    ]
+    position = schemas["Position"]["properties"]
+    assert bounds(position["x"]) == bounds(position["y"]) == (0, 511)
+    assert bounds(schemas["AddNutrientsPayload"]["properties"]["amount"]) == (0, MAX_AMOUNT)
+    assert schemas["AddNutrientsPayload"]["properties"]["amount"]["exclusiveMinimum"] is True
+    concentration = schemas["DropAntibioticPayload"]["properties"]["concentration"]
+    assert bounds(concentration) == (0, MAX_AMOUNT)
+    assert bounds(schemas["SubmitAction"]["properties"]["applyAtTick"]) == (1, MAX_TICK)
