@@ -18,12 +18,12 @@ ticks_group = AppGroup("ticks", help="Arenas set aside from ticking, and their r
 def list_command() -> None:
     """Arenas set aside, since when, and why their tick failed."""
     with pooled_connection(db.engine) as connection:
-        arenas = set_aside_arenas(connection)
-    for arena in arenas:
+        arenas = set_aside_arenas(connection, listed=None, counted=None)
+    for arena in arenas.first:
         click.echo(
             f"arena {arena.arena_id}: set aside since {arena.since}\n  reason: {arena.reason}"
         )
-    click.echo(f"{len(arenas)} arena(s) set aside")
+    click.echo(f"{arenas.count} arena(s) set aside")
 
 
 @ticks_group.command("resume")

@@ -26,10 +26,10 @@ from arena.http.polled import Polled, Unavailable
 from arena.messaging.celery import relay_queue
 from arena.messaging.lag import KafkaOffsets
 from arena.messaging.queues import BrokerQueues
-from arena.outbox.operations import outbox_metrics
+from arena.outbox.operations import COUNT_CAP, outbox_metrics
 from arena.persistence.connections import pooled_connection
 from arena.persistence.tick_leases import set_aside_arenas
-from arena.readmodel.metrics import projection_metrics
+from arena.readmodel.metrics import LISTED, projection_metrics
 
 blp = Blueprint("pipeline", __name__, url_prefix="/api/v1", description="Pipeline metrics")
 
@@ -99,7 +99,7 @@ class PipelineProbes:
             broker = {"queues": None, "error": repr(error)}
         return {
             "outbox": outbox,
-            "ticks": {"setAside": set_aside},
+            "ticks": set_aside,
             "consumer": consumer,
             "projections": projections,
             "deadLetters": dead_letters,
@@ -108,14 +108,14 @@ class PipelineProbes:
         }
 
 
-def _set_aside() -> list[dict[str, str]]:
-    """Arenas whose tick failed, each with what an operator runs once it is fixed."""
+def _set_aside() -> dict[str, Any]:
+    """How many arenas are set aside from ticking, and the first LISTED, each with what an
+    operator runs once it is fixed."""
     with pooled_connection(db.engine) as connection:
-        arenas = set_aside_arenas(connection)
-    return [
-        arena.to_dict() | {"resumeCommand": f"flask ticks resume {arena.arena_id}"}
-        for arena in arenas
-    ]
+        arenas = set_aside_arenas(connection, listed=LISTED, counted=COUNT_CAP).to_dict()
+    for arena in arenas["setAsideArenas"]:
+        arena["resumeCommand"] = f"flask ticks resume {arena['arenaId']}"
+    return arenas
 
 
 def probes(app: Flask | None = None) -> PipelineProbes:

@@ -92,7 +92,7 @@ class _PipelineState(Collector):
         yield _gauge(
             "arena_ticks_set_aside",
             "Arenas set aside from ticking: their tick failed",
-            len(status["ticks"]["setAside"]),
+            status["ticks"]["setAside"],
         )
         yield _gauge(
             "arena_projection_stalled_arenas",

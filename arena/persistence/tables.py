@@ -45,6 +45,12 @@ class ArenaRow(Model):
             "next_tick_at",
             postgresql_where=text("status = 'RUNNING'"),
         ),
+        # A look at the arenas set aside reads only them.
+        Index(
+            "ix_arenas_set_aside",
+            "tick_failed_at",
+            postgresql_where=text("tick_failure IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)

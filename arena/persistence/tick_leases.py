@@ -32,10 +32,15 @@ RETURNING id::text, (config->>'width')::int * (config->>'height')::int
 """
 _RELEASE = "UPDATE arenas SET tick_lease_until = NULL WHERE id = ANY(%s::uuid[])"
 _SET_ASIDE = "UPDATE arenas SET tick_failure = %s, tick_failed_at = now() WHERE id = %s"
+# Both read the partial index of set-aside arenas only; LIMIT NULL is no limit.
 _SET_ASIDE_ARENAS = """
 SELECT id::text, tick_failure, tick_failed_at FROM arenas
  WHERE tick_failure IS NOT NULL
  ORDER BY tick_failed_at
+ LIMIT %s
+"""
+_SET_ASIDE_COUNT = """
+SELECT count(*) FROM (SELECT 1 FROM arenas WHERE tick_failure IS NOT NULL LIMIT %s) AS set_aside
 """
 _RESUME = """
 UPDATE arenas SET tick_failure = NULL, tick_failed_at = NULL
@@ -84,11 +89,23 @@ def set_aside(connection: psycopg.Connection[Any], arena_id: str, reason: str) -
     connection.commit()
 
 
-def set_aside_arenas(connection: psycopg.Connection[Any]) -> list[SetAside]:
-    """Every arena set aside, the longest first."""
-    rows = connection.execute(_SET_ASIDE_ARENAS).fetchall()
+@dataclass(frozen=True, slots=True)
+class SetAsideArenas:
+    count: int  # how many, up to the count's cap
+    first: list[SetAside]  # the longest set aside first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"setAside": self.count, "setAsideArenas": [a.to_dict() for a in self.first]}
+
+
+def set_aside_arenas(
+    connection: psycopg.Connection[Any], *, listed: int | None, counted: int | None
+) -> SetAsideArenas:
+    """The arenas set aside: up to `counted` of them counted and the first `listed` (None: all)."""
+    (count,) = connection.execute(_SET_ASIDE_COUNT, (counted,)).fetchone() or (0,)
+    rows = connection.execute(_SET_ASIDE_ARENAS, (listed,)).fetchall()
     connection.rollback()
-    return [SetAside(*row) for row in rows]
+    return SetAsideArenas(count, [SetAside(*row) for row in rows])
 
 
 def resume(connection: psycopg.Connection[Any], arena_id: str | None) -> list[str]:

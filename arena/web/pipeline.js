@@ -81,7 +81,8 @@ async function refresh() {
     $("#dead-letters").textContent = deadLetters.records ?? "unknown";
     rows("#stalled", projections.stalledArenas.map((stall) =>
       [stall.arenaId, stall.stalledAtVersion, stall.reason, code(stall.replayCommand)]));
-    rows("#set-aside", status.ticks.setAside.map((arena) =>
+    $("#set-aside-count").textContent = status.ticks.setAside;
+    rows("#set-aside", status.ticks.setAsideArenas.map((arena) =>
       [arena.arenaId, new Date(arena.since).toLocaleString(), arena.reason, code(arena.resumeCommand)]));
     showRates(counts(status));
   } catch (error) {

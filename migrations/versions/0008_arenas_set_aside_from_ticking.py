@@ -19,8 +19,15 @@ depends_on = None
 def upgrade():
     op.add_column("arenas", sa.Column("tick_failure", sa.Text(), nullable=True))
     op.add_column("arenas", sa.Column("tick_failed_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index(
+        "ix_arenas_set_aside",
+        "arenas",
+        ["tick_failed_at"],
+        postgresql_where=sa.text("tick_failure IS NOT NULL"),
+    )
 
 
 def downgrade():
+    op.drop_index("ix_arenas_set_aside", table_name="arenas")
     op.drop_column("arenas", "tick_failed_at")
     op.drop_column("arenas", "tick_failure")

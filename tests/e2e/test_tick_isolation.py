@@ -32,10 +32,12 @@ def _set_aside(sql: psycopg.Connection, arena_id: str) -> str | None:
 
 
 def _set_aside_shown(client: FlaskClient) -> list[dict[str, str]]:
-    """The page's figures, which may be a few seconds old (PIPELINE_CACHE_SECONDS)."""
+    """The arenas the page lists as set aside (its figures may be PIPELINE_CACHE_SECONDS old)."""
     response = client.get("/api/v1/pipeline")
     assert response.status_code == 200, response.get_data(as_text=True)
-    shown: list[dict[str, str]] = response.get_json()["ticks"]["setAside"]
+    ticks = response.get_json()["ticks"]
+    shown: list[dict[str, str]] = ticks["setAsideArenas"]
+    assert ticks["setAside"] == len(shown)
     return shown
 
 
