@@ -7,12 +7,15 @@ bounds is a 422 problem naming the field, and nothing is written.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_migrate import downgrade, upgrade
+from psycopg.types.json import Jsonb
 
 from arena.domain.actions import MAX_AMOUNT
 from arena.domain.config import (
@@ -26,6 +29,7 @@ from arena.http.schemas import MAX_OFFSET, MAX_VERSION
 from tests.support.api import (
     ARENAS,
     arena_path,
+    arena_row,
     create_arena,
     drive,
     error_fields,
@@ -37,6 +41,8 @@ from tests.support.api import (
 from tests.support.dish import Dish
 
 pytestmark = pytest.mark.integration
+
+MIGRATIONS = str(Path(__file__).resolve().parents[2] / "migrations")
 
 
 def _nutrients(amount: object, **area: int) -> dict[str, Any]:
@@ -235,3 +241,33 @@ def test_the_openapi_document_states_every_bound(client: FlaskClient) -> None:
     concentration = schemas["DropAntibioticPayload"]["properties"]["concentration"]
     assert bounds(concentration) == (0, MAX_AMOUNT)
     assert bounds(schemas["SubmitAction"]["properties"]["applyAtTick"]) == (1, MAX_TICK)
+
+
+def test_a_config_stored_before_the_bounds_is_clamped_into_them_and_its_arena_loads(
+    app: Flask, client: FlaskClient, sql: psycopg.Connection
+) -> None:
+    arena_id, admin = create_arena(client)
+    stored = {"tickMillis": 1, "snapshotEveryTicks": 10**6, "maxOrganisms": 10**9, "maxPlayers": 0}
+    with app.app_context():
+        downgrade(directory=MIGRATIONS, revision="0008")
+    try:
+        sql.execute(
+            "UPDATE arenas SET config = config || %s WHERE id = %s", (Jsonb(stored), arena_id)
+        )
+    finally:
+        with app.app_context():
+            upgrade(directory=MIGRATIONS)
+
+    response = client.patch(
+        arena_path(arena_id, "/config"), json={"diffusionRate": 0.5}, headers=admin.auth
+    )
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    row = arena_row(sql, arena_id)
+    assert row is not None
+    assert {name: row.config[name] for name in stored} == {
+        "tickMillis": 50,
+        "snapshotEveryTicks": 10_000,
+        "maxOrganisms": 512 * 512,
+        "maxPlayers": 1,
+    }
