@@ -28,7 +28,8 @@ CLAIMS_PER_PASS = 500
 UNAVAILABLE = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
-    sqlalchemy.exc.OperationalError,  # no connection to be had from the pool
+    sqlalchemy.exc.OperationalError,  # the pool could not connect
+    sqlalchemy.exc.TimeoutError,  # every pooled connection busy
 )
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+import sqlalchemy.exc
 
 from arena.domain.events import TickAdvanced
 from arena.domain.model import hash_token
@@ -94,17 +95,24 @@ def test_a_batch_that_ticks_is_one_transaction_and_sets_nothing_aside() -> None:
     assert set_aside == {}
 
 
-def test_postgresql_away_fails_the_task_and_sets_no_arena_aside() -> None:
+@pytest.mark.parametrize(
+    "unavailable",
+    [
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+        sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"),
+    ],
+)
+def test_postgresql_away_fails_the_task_and_sets_no_arena_aside(unavailable: Exception) -> None:
     units = FakeUnitsOfWork()
     bus = CommandBus(units, pause=lambda _: None)
     arena_ids = _due_arenas(units, bus, 3)
     set_aside = SetAside()
 
     def connection_lost() -> None:
-        raise psycopg.OperationalError("server closed the connection unexpectedly")
+        raise unavailable
 
     units.before_commit = connection_lost
-    with pytest.raises(psycopg.OperationalError):
+    with pytest.raises(type(unavailable)):
         advance_apart(bus, arena_ids, MAX_CATCH_UP, set_aside)
     assert set_aside == {} and _ticked(units) == []
 
