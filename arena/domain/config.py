@@ -9,11 +9,11 @@ from typing import Any
 from arena.domain.errors import ValidationFailed
 
 GRID_SIDE_RANGE = (1, 512)
-# From twenty ticks a second, which a tick batch keeps up with, to one an hour.
+# From twenty ticks a second to one an hour.
 TICK_MILLIS_RANGE = (50, 3_600_000)
 # One organism per cell at most: more than the largest grid's cells would never bind.
 MAX_ORGANISMS_RANGE = (1, GRID_SIDE_RANGE[1] ** 2)
-# A rebuild replays at most this many deltas after the last snapshot.
+# A reader of the event log never has more deltas than this to apply after a snapshot.
 SNAPSHOT_EVERY_TICKS_RANGE = (1, 10_000)
 # Every command looks its player up among those present; the board's `owner` layer (int16) has
 # room for 32,768 owners over an arena's life, and rejects spawns past that (docs/simulation.md).
