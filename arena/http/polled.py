@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -65,11 +66,12 @@ class Polled(Generic[T]):
         return self._running
 
     def _run(self, outcome: Future[T]) -> None:
+        resolve: Callable[[], None]
         try:
-            outcome.set_result(self._fetch())
+            resolve = partial(outcome.set_result, self._fetch())
         except Exception as error:  # noqa: BLE001 - kept as the outcome; callers see it raised
-            outcome.set_exception(error)
-        finally:
-            with self._lock:
-                self._running = None
-                self._latest = (time.monotonic(), outcome)
+            resolve = partial(outcome.set_exception, error)
+        with self._lock:  # resolved and recorded at once: a caller it wakes finds it the latest
+            resolve()
+            self._running = None
+            self._latest = (time.monotonic(), outcome)
