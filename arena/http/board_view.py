@@ -9,8 +9,11 @@ board stays a few hundred KiB; organisms are listed one object each, with their 
 from __future__ import annotations
 
 import base64
+import json
+import uuid
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,9 +24,56 @@ from arena.simulation.genome import GENES, Genome, signature
 from arena.simulation.rules import FIELD_SCALE, fitness
 
 TOP_GENOMES = 5
+ORGANISMS_PER_PIECE = 1000  # organism objects built at once while a board goes out as JSON
 
 
 def board_body(board: Board, view: dict[str, Any]) -> dict[str, Any]:
+    """The whole board as one object: every organism's object in memory at once (a live
+    stream's frame); the routes send `board_json` instead."""
+    body = _board_head(board, view)
+    body["layers"] = {"organisms": organisms(board)} | body["layers"]
+    return body
+
+
+def board_json(board: Board, view: dict[str, Any], **extra: Any) -> Iterator[str]:
+    """`board_body(board, view) | extra` as JSON text in pieces: the organisms' objects are
+    built ORGANISMS_PER_PIECE at a time, so however many there are, only that many are held."""
+    body = _board_head(board, view) | extra
+    body["layers"] = {"organisms": ARRAY} | body["layers"]
+    ys, xs = np.nonzero(board.occupied())
+
+    def pieces() -> Iterator[tuple[str]]:
+        for at in range(0, len(ys), ORGANISMS_PER_PIECE):
+            cells = slice(at, at + ORGANISMS_PER_PIECE)
+            listed = _organisms_at(board, ys[cells], xs[cells])
+            yield (json.dumps(listed, separators=(",", ":"))[1:-1],)
+
+    return json_pieces(body, pieces())
+
+
+class _Array:
+    """Stands in a body for the array `json_pieces` sends in pieces."""
+
+
+ARRAY = _Array()
+
+
+def json_pieces(body: dict[str, Any], elements: Iterable[Iterable[str]]) -> Iterator[str]:
+    """`body` as JSON text, in pieces: where `ARRAY` stands, the array of `elements`, each the
+    JSON text of one or more of its items, itself in pieces; an element is built only once the
+    one before it has gone out."""
+    marker = f"array-{uuid.uuid4().hex}"
+    text = json.dumps(body, separators=(",", ":"), default=lambda _: marker)
+    before, after = text.split(f'"{marker}"')
+    yield before + "["
+    for index, element in enumerate(elements):
+        if index:
+            yield ","
+        yield from element
+    yield "]" + after
+
+
+def _board_head(board: Board, view: dict[str, Any]) -> dict[str, Any]:
     return {
         "arenaId": view["id"],
         "version": view["version"],
@@ -32,7 +82,6 @@ def board_body(board: Board, view: dict[str, Any]) -> dict[str, Any]:
         "height": board.height,
         "encoding": ENCODING,
         "layers": {
-            "organisms": organisms(board),
             "nutrients": _field(board["nutrients"], FIELD_SCALE),
             "antibiotic": _field(board["antibiotic"], FIELD_SCALE) | {"planes": list(ANTIBIOTICS)},
             "temperature": _field(board["temperature"], None),
@@ -44,7 +93,13 @@ def board_body(board: Board, view: dict[str, Any]) -> dict[str, Any]:
 
 def organisms(board: Board, where: np.ndarray | None = None) -> list[dict[str, Any]]:
     """The organisms (in `where`, a mask of cells, if given), in cell order."""
-    ys, xs = np.nonzero(board.occupied() if where is None else board.occupied() & where)
+    return _organisms_at(
+        board, *np.nonzero(board.occupied() if where is None else board.occupied() & where)
+    )
+
+
+def _organisms_at(board: Board, ys: np.ndarray, xs: np.ndarray) -> list[dict[str, Any]]:
+    """The organisms of these cells, in their order."""
     columns = {
         name: board[name][ys, xs].tolist()
         for name in (
@@ -83,17 +138,19 @@ def organisms(board: Board, where: np.ndarray | None = None) -> list[dict[str, A
                 "bornTick": columns["born_tick"][index],
                 "offspring": columns["offspring"][index],
                 "mutations": columns["mutations"][index],
-                "genome": {
-                    "growthRate": round(genome.growth_rate, 4),
-                    "resistance": dict(
-                        zip(ANTIBIOTICS, (round(r, 4) for r in genome.resistance), strict=True)
-                    ),
-                    "optimumTemperature": round(genome.optimum_temperature, 3),
-                    "signature": signature(kind, genome),
-                },
+                "genome": _genome_json(kind, genome),
             }
         )
     return listed
+
+
+def _genome_json(kind: int, genome: Genome) -> dict[str, Any]:
+    return {
+        "growthRate": round(genome.growth_rate, 4),
+        "resistance": dict(zip(ANTIBIOTICS, (round(r, 4) for r in genome.resistance), strict=True)),
+        "optimumTemperature": round(genome.optimum_temperature, 3),
+        "signature": signature(kind, genome),
+    }
 
 
 def _field(layer: np.ndarray, scale: int | None) -> dict[str, Any]:
@@ -121,57 +178,79 @@ def organism_body(board: Board, organism_id: int) -> dict[str, Any] | None:
     }
 
 
+def _distinct_genomes(board: Board) -> Iterator[tuple[int, Genome, int]]:
+    """Each distinct genome of the live organisms (kind and exact gene values), in the order of
+    its first carrier's cell, with how many carry it: numpy over the gene layers, so a caller
+    signs each distinct genome once rather than each organism, and holds no object per organism."""
+    ys, xs = np.nonzero(board.occupied())
+    rows = np.column_stack(
+        [
+            board["kind"][ys, xs].astype(np.float64),
+            board["growth_rate"][ys, xs].astype(np.float64),
+            board["resistance"][:, ys, xs].T.astype(np.float64),
+            board["optimum_temperature"][ys, xs].astype(np.float64),
+        ]
+    )
+    distinct, first, counts = np.unique(rows, axis=0, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    for start in range(0, len(order), ORGANISMS_PER_PIECE):
+        piece = order[start : start + ORGANISMS_PER_PIECE]
+        for row, count in zip(distinct[piece].tolist(), counts[piece].tolist(), strict=True):
+            yield int(row[0]), Genome(row[1], (row[2], row[3], row[4]), row[5]), count
+
+
 def genome_body(board: Board, wanted: str) -> dict[str, Any] | None:
-    carriers = [o for o in organisms(board) if o["genome"]["signature"] == wanted]
-    if not carriers:
+    carried = [
+        (kind, genome, count)
+        for kind, genome, count in _distinct_genomes(board)
+        if signature(kind, genome) == wanted
+    ]
+    if not carried:
         return None
-    genes = {key: value for key, value in carriers[0]["genome"].items() if key != "signature"}
+    kind, genome, _ = carried[0]  # the first carrier's, in cell order
+    genes = {key: value for key, value in _genome_json(kind, genome).items() if key != "signature"}
     return {
         "signature": wanted,
-        "kind": carriers[0]["kind"],
+        "kind": KIND_NAMES[kind],
         "genes": genes,
-        "liveOrganisms": len(carriers),
+        "liveOrganisms": sum(count for _, _, count in carried),
         "tick": board.tick,
     }
 
 
 def leaderboard_body(board: Board, players: list[dict[str, Any]], top: int) -> dict[str, Any]:
-    listed = organisms(board)
-    scores = fitness(board)
-    for entry in listed:
-        entry["fitness"] = round(float(scores[entry["y"], entry["x"]]), 4)
-    ranked = sorted(listed, key=lambda entry: (-entry["fitness"], entry["id"]))[:top]
+    """numpy over the layers: objects only for the `top` organisms and each player."""
+    ys, xs = np.nonzero(board.occupied())
+    scores = np.round(fitness(board)[ys, xs].astype(np.float64), 4)
+    ranked = np.lexsort((board["organism_id"][ys, xs], -scores))[:top]
+    leaders = _organisms_at(board, ys[ranked], xs[ranked])
+    owners = board["owner"][ys, xs].astype(np.intp)
+    counts = np.bincount(owners)
+    biomass = np.bincount(owners, weights=np.round(board["energy"][ys, xs].astype(np.float64), 4))
     names = {player["playerId"]: player["displayName"] for player in players}
-    per_player: dict[str, dict[str, Any]] = {}
-    for entry in listed:
-        standing = per_player.setdefault(
-            entry["owner"],
-            {
-                "playerId": entry["owner"],
-                "displayName": names.get(entry["owner"]),
-                "organisms": 0,
-                "biomass": 0.0,
-            },
-        )
-        standing["organisms"] += 1
-        standing["biomass"] += entry["energy"]
-    players_ranked = sorted(per_player.values(), key=lambda p: (-p["biomass"], p["playerId"]))
-    for standing in players_ranked:
-        standing["biomass"] = round(standing["biomass"], 4)
+    standings = [
+        {
+            "playerId": board.owners[owner],
+            "displayName": names.get(board.owners[owner]),
+            "organisms": int(counts[owner]),
+            "biomass": round(float(biomass[owner]), 4),
+        }
+        for owner in np.nonzero(counts)[0].tolist()
+    ]
     return {
         "tick": board.tick,
         "entries": [
             {
                 "rank": rank,
-                "organismId": entry["id"],
-                "fitness": entry["fitness"],
-                "kind": entry["kind"],
-                "genomeSignature": entry["genome"]["signature"],
-                "owner": entry["owner"],
+                "organismId": leader["id"],
+                "fitness": round(float(scores[cell]), 4),
+                "kind": leader["kind"],
+                "genomeSignature": leader["genome"]["signature"],
+                "owner": leader["owner"],
             }
-            for rank, entry in enumerate(ranked, start=1)
+            for rank, (cell, leader) in enumerate(zip(ranked.tolist(), leaders, strict=True), 1)
         ],
-        "players": players_ranked,
+        "players": sorted(standings, key=lambda p: (-p["biomass"], p["playerId"])),
     }
 
 
@@ -184,7 +263,9 @@ def metrics_body(
     births = sum(entry["stats"]["births"] for entry in inside)
     deaths = sum(entry["stats"]["deaths"] for entry in inside)
     mutations = sum(entry["stats"]["mutations"] for entry in inside)
-    genomes = Counter(o["genome"]["signature"] for o in organisms(board))
+    genomes: Counter[str] = Counter()  # in the order of each signature's first carrier's cell
+    for kind, genome, count in _distinct_genomes(board):
+        genomes[signature(kind, genome)] += count
     return {
         "tick": board.tick,
         "windowSeconds": window_seconds,

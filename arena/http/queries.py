@@ -8,8 +8,9 @@ up, so a client can read its own writes; if it does not, they answer 503 with th
 from __future__ import annotations
 
 import functools
+import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -22,14 +23,17 @@ from marshmallow import Schema
 from arena.bootstrap import components
 from arena.domain.errors import ValidationFailed
 from arena.http.board_view import (
-    board_body,
+    ARRAY,
+    board_json,
     genome_body,
+    json_pieces,
     leaderboard_body,
     metrics_body,
     organism_body,
 )
 from arena.http.problems import problem
 from arena.http.schemas import (
+    HISTORY_FULL_MAX_CELLS,
     ArenaFeedSchema,
     ArenaPageSchema,
     ArenaPlayersSchema,
@@ -54,6 +58,7 @@ from arena.readmodel.boards import (
     kept,
     read_board,
     recent_stats,
+    recorded_ticks,
     ticks_between,
 )
 from arena.readmodel.projector import View
@@ -67,6 +72,8 @@ blp = Blueprint(
 
 VERSION_HEADER = "X-Read-Model-Version"
 RETRY_AFTER_SECONDS = "1"
+
+Body = dict[str, Any] | Iterator[str]  # an object, or JSON text in pieces (sent as it is made)
 
 
 def _views() -> ArenaViews:
@@ -99,8 +106,9 @@ def _behind(arena_id: uuid.UUID, reached: int, wanted: int | None) -> Response:
     return response
 
 
-def _versioned(body: dict[str, Any], version: int) -> Response:
-    response = jsonify(body)
+def _versioned(body: Body, version: int) -> Response:
+    streamed = not isinstance(body, dict)
+    response = Response(body, mimetype="application/json") if streamed else jsonify(body)
     response.headers[VERSION_HEADER] = str(version)
     return response
 
@@ -130,13 +138,13 @@ class ArenaList(MethodView):
 
 def _single_arena_query(
     query_schema: type[Schema], response_schema: type[Schema]
-) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., Response]]:
+) -> Callable[[Callable[..., Body]], Callable[..., Response]]:
     """Document and serve a query about one arena: 404, minVersion waiting, the version header.
 
     The decorated method gets the query arguments and the arena's view, and returns the body.
     """
 
-    def decorate(build: Callable[..., dict[str, Any]]) -> Callable[..., Response]:
+    def decorate(build: Callable[..., Body]) -> Callable[..., Response]:
         @functools.wraps(build)
         def serve(
             self: MethodView, query: dict[str, Any], arena_id: uuid.UUID, **path: Any
@@ -214,54 +222,79 @@ def _with_view(view: View, body: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/<uuid:arena_id>/board")
 class ArenaBoard(MethodView):
     @_single_arena_query(ReadQuerySchema, BoardSchema)
-    def get(self, _query: dict[str, Any], view: View) -> dict[str, Any]:
+    def get(self, _query: dict[str, Any], view: View) -> Iterator[str]:
         """The board at the latest tick the read model has: organisms, nutrients, antibiotics."""
-        return board_body(_board_now(view), view)
+        return board_json(_board_now(view), view)
 
 
 @blp.route("/<uuid:arena_id>/snapshots/<int:tick>")
 class ArenaBoardAt(MethodView):
     @_single_arena_query(ReadQuerySchema, BoardSchema)
-    def get(self, _query: dict[str, Any], view: View, tick: int) -> dict[str, Any]:
+    def get(self, _query: dict[str, Any], view: View, tick: int) -> Iterator[str]:
         """The board at a tick still in the history, in the shape of /board."""
         views = _views()
         current = _board_now(view)
         board = board_at(views.redis, views.keys(), view["id"], tick, current, empty_board(view))
         if board is None:
             _not_kept(view, tick, tick, f"Tick {tick}")
-        return board_body(board, view) | {"stats": None}
+        return board_json(board, view, stats=None)
 
 
 @blp.route("/<uuid:arena_id>/history")
 class ArenaHistory(MethodView):
     @_single_arena_query(HistoryQuerySchema, HistorySchema)
-    def get(self, query: dict[str, Any], view: View) -> dict[str, Any]:
-        """Ticks fromTick … toTick: each tick's stats and delta (DELTA) or its board (FULL)."""
+    def get(self, query: dict[str, Any], view: View) -> Iterator[str]:
+        """Ticks fromTick … toTick: each tick's stats and delta (DELTA) or its board (FULL).
+
+        Sent as it is read: DELTA passes each tick's record on as Redis holds it, a few ticks
+        at a time; FULL builds one board at a time, and at most HISTORY_FULL_MAX_CELLS cells of
+        boards a request.
+        """
         first, last, mode = query["fromTick"], query["toTick"], query["mode"]
         widest = components().settings.history_max_range_ticks
         if last - first + 1 > widest:
             raise ValidationFailed({"toTick": f"at most {widest} ticks per request"})
-        views = _views()
-        keys, arena_id = views.keys(), view["id"]
-        ticks: list[dict[str, Any]] | None
-        if mode == "DELTA":
-            ticks = ticks_between(views.redis, keys, arena_id, max(first, 1), last)
-            if first == 0 and ticks is not None:  # tick 0 has no delta: the empty dish
-                ticks = [{"tick": 0, "stats": None, "delta": None, "advancedAt": None}, *ticks]
-        else:
-            current = _board_now(view)
-            board = board_at(views.redis, keys, arena_id, first, current, empty_board(view))
-            later = ticks_between(views.redis, keys, arena_id, first + 1, last)
-            ticks = None
-            if board is not None and later is not None:
-                ticks = [board_body(board, view)]
-                for entry in later:
-                    board = delta.apply(board, delta.decode(entry["delta"]))
-                    ticks.append(board_body(board, view) | {"stats": entry["stats"]})
+        cells = view["config"]["width"] * view["config"]["height"]
+        if mode == "FULL" and (last - first + 1) * cells > HISTORY_FULL_MAX_CELLS:
+            boards = HISTORY_FULL_MAX_CELLS // cells
+            raise ValidationFailed({"toTick": f"at most {boards} ticks of this board in FULL mode"})
+        head = {"mode": mode, "fromTick": first, "toTick": last, "ticks": ARRAY}
+        ticks = _deltas(view, first, last) if mode == "DELTA" else _boards(view, first, last)
         if ticks is None:
             _not_kept(view, first, last, f"Ticks {first} to {last}")
-        body = {"mode": mode, "fromTick": first, "toTick": last, "ticks": ticks}
-        return _with_view(view, body)
+        return json_pieces(_with_view(view, head), ticks)
+
+
+def _deltas(view: View, first: int, last: int) -> Iterator[tuple[str]] | None:
+    views = _views()
+    recorded = recorded_ticks(views.redis, views.keys(), view["id"], max(first, 1), last)
+    if recorded is None:
+        return None
+
+    def each() -> Iterator[tuple[str]]:
+        if first == 0:  # tick 0 has no delta: the empty dish
+            yield (json.dumps({"tick": 0, "stats": None, "delta": None, "advancedAt": None}),)
+        for raw in recorded:
+            yield (raw.decode(),)
+
+    return each()
+
+
+def _boards(view: View, first: int, last: int) -> Iterator[Iterator[str]] | None:
+    views = _views()
+    keys, arena_id = views.keys(), view["id"]
+    board = board_at(views.redis, keys, arena_id, first, _board_now(view), empty_board(view))
+    later = ticks_between(views.redis, keys, arena_id, first + 1, last)
+    if board is None or later is None:
+        return None
+
+    def each(board: Board) -> Iterator[Iterator[str]]:
+        yield board_json(board, view)
+        for entry in later:
+            board = delta.apply(board, delta.decode(entry["delta"]))
+            yield board_json(board, view, stats=entry["stats"])
+
+    return each(board)
 
 
 @blp.route("/<uuid:arena_id>/leaderboard")

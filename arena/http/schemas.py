@@ -257,13 +257,23 @@ class ReadQuerySchema(Schema):
     )
 
 
+# The boards one FULL history request builds, in cells (ticks x width x height): two of the
+# largest boards, or HISTORY_MAX_RANGE_TICKS boards of up to about 51 x 51.
+HISTORY_FULL_MAX_CELLS = 2 * GRID_SIDE_RANGE[1] ** 2
+
+
 class HistoryQuerySchema(ReadQuerySchema):
     fromTick = fields.Integer(required=True, validate=Range(0, MAX_TICK))
     toTick = fields.Integer(required=True, validate=Range(0, MAX_TICK))
     mode = fields.String(
         load_default="DELTA",
         validate=OneOf(["DELTA", "FULL"]),
-        metadata={"description": "DELTA: each tick's stats and delta; FULL: each tick's board."},
+        metadata={
+            "description": "DELTA: each tick's stats and delta; FULL: each tick's board. FULL "
+            f"builds at most {HISTORY_FULL_MAX_CELLS:,} cells of boards a request (ticks x "
+            "width x height: 2 ticks of a 512 x 512 board, 128 of 64 x 64); past it 422 naming "
+            "toTick."
+        },
     )
 
     @validates_schema

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ BOARD_EVENTS = frozenset({"TickAdvanced", "SnapshotTaken"})
 
 
 DEFAULT_HISTORY_TICKS = 1000
+TICKS_PER_READ = 10  # a history read holds this many ticks' deltas at once
 # A reader's board outlives its generation (a rebuild drops the old one while reads finish) by
 # no more than this.
 BOARD_CACHE_SECONDS = 600
@@ -221,6 +222,34 @@ def ticks_between(
     if any(entry is None for entry in raw):
         return None
     return [json.loads(entry) for entry in raw]
+
+
+class TickTrimmed(Exception):
+    """A tick present when a read began was trimmed before the read reached it."""
+
+
+def recorded_ticks(
+    redis: Redis, keys: Keys, arena_id: str, first: int, last: int
+) -> Iterator[bytes] | None:
+    """Ticks `first` … `last` as recorded (JSON text), read TICKS_PER_READ at a time as the
+    caller goes, so only that many are held; None if one is missing now. The window moves
+    by one tick a tick, so one is trimmed while read only past `history_ticks` ticks made
+    meanwhile: then TickTrimmed, rather than a gap."""
+    ticks = [str(tick) for tick in range(first, last + 1)]
+    with redis.pipeline(transaction=False) as pipe:
+        for tick in ticks:
+            pipe.hexists(keys.ticks(arena_id), tick)
+        if not all(pipe.execute()):
+            return None
+
+    def read() -> Iterator[bytes]:
+        for at in range(0, len(ticks), TICKS_PER_READ):
+            for entry in redis.hmget(keys.ticks(arena_id), ticks[at : at + TICKS_PER_READ]):
+                if entry is None:
+                    raise TickTrimmed(f"arena {arena_id}: a tick of {first} to {last} was trimmed")
+                yield entry
+
+    return read()
 
 
 def recent_stats(redis: Redis, keys: Keys, arena_id: str, count: int) -> list[dict[str, Any]]:
