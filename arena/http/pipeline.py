@@ -14,15 +14,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, current_app
+from flask import abort as flask_abort
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 
 from arena.bootstrap import components
 from arena.extensions import db
 from arena.http.polled import Polled, Unavailable
+from arena.http.problems import RETRY_AFTER_SECONDS, problem
 from arena.messaging.celery import relay_queue
 from arena.messaging.lag import KafkaOffsets
 from arena.messaging.queues import BrokerQueues
@@ -34,7 +36,6 @@ from arena.readmodel.metrics import LISTED, projection_metrics
 blp = Blueprint("pipeline", __name__, url_prefix="/api/v1", description="Pipeline metrics")
 
 EXTENSION = "arena.pipeline"
-RETRY_AFTER_SECONDS = 1
 _MAKING = threading.Lock()
 
 
@@ -49,8 +50,7 @@ class PipelineStatus(MethodView):
             try:
                 return pipeline_status()
             except Unavailable as error:
-                abort(503, message=str(error), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-                raise  # abort raises; for the type checker
+                _refuse(f"The pipeline's state is late ({error}); try again shortly.", "late")
 
 
 class PipelineProbes:
@@ -134,15 +134,17 @@ def pipeline_call() -> Iterator[None]:
     """One of PIPELINE_MAX_CALLS slots for the duration, or 503 at once."""
     calls = probes().calls
     if not calls.acquire(blocking=False):
-        abort(
-            503,
-            message="too many pipeline requests at once",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        _refuse("This server answers enough pipeline requests already; try again shortly.", "busy")
     try:
         yield
     finally:
         calls.release()
+
+
+def _refuse(detail: str, why: str) -> NoReturn:
+    refused = problem(503, detail, slug=f"pipeline-{why}")
+    refused.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    flask_abort(refused)
 
 
 def pipeline_status() -> dict[str, Any]:

@@ -204,12 +204,15 @@ def test_calls_past_the_cap_get_503_at_once_and_commands_still_answer(kafka_away
     callers = 8
     start = threading.Barrier(callers + 1)
     answers: list[tuple[int, float]] = []
+    refusals: list[tuple[str, str | None]] = []  # problem type, Retry-After
 
     def scrape(path: str) -> None:
         client = kafka_away.test_client()
         start.wait()
         response, took = _timed(lambda: client.get(path))
         answers.append((response.status_code, took))
+        if response.status_code == 503:
+            refusals.append((response.get_json()["type"], response.headers.get("Retry-After")))
 
     threads = [
         threading.Thread(target=scrape, args=("/metrics" if n % 2 else "/api/v1/pipeline",))
@@ -228,4 +231,6 @@ def test_calls_past_the_cap_get_503_at_once_and_commands_still_answer(kafka_away
     assert len(refused) + len(served) == callers, answers
     assert len(served) >= 1 and len(refused) >= callers - 2 * 2, answers  # two slots, reused once
     assert max(refused) < REFUSED_WITHIN_SECONDS, answers
+    assert {kind for kind, _ in refusals} == {"/problems/pipeline-busy"}, refusals
+    assert all(retry and int(retry) >= 1 for _, retry in refusals), refusals
     assert max(served) < ANSWERED_WITHIN_SECONDS, answers
