@@ -51,13 +51,26 @@ EVENTS_TOPIC_CONFIG = {
 def admin_client(
     settings: Settings, client_id: str, timeout_ms: int = KAFKA_TIMEOUT_MS
 ) -> KafkaAdminClient:
-    """An admin client that gives up within `timeout_ms` when no broker answers."""
-    return KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        client_id=client_id,
-        bootstrap_timeout_ms=timeout_ms,
-        request_timeout_ms=timeout_ms,
-    )
+    """An admin client that gives up within `timeout_ms` when no broker answers.
+
+    When it gives up, kafka-python leaves the client's IO thread running (its close() passes over
+    a client whose __init__ did not finish): closed here, or each try while Kafka is away would
+    leave a thread behind.
+    """
+    admin = KafkaAdminClient.__new__(KafkaAdminClient)
+    try:
+        admin.__init__(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=client_id,
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+        )
+    except Exception:
+        if hasattr(admin, "_net"):  # started its IO thread, then failed to bootstrap
+            admin._closed = False
+            admin.close()
+        raise
+    return admin
 
 
 def topic_reader(settings: Settings, client_id: str) -> KafkaConsumer:

@@ -200,6 +200,21 @@ def test_with_kafka_away_the_pipeline_and_readiness_answer_within_the_deadline(
     assert ready.get_json()["checks"] == {"postgres": True, "redis": True, "kafka": False}
 
 
+def _kafka_threads() -> int:
+    return sum(thread.name.startswith("kafka-") for thread in threading.enumerate())
+
+
+def test_each_try_while_kafka_is_away_leaves_no_thread_behind(kafka_away: Flask) -> None:
+    client = kafka_away.test_client()
+    client.get("/api/v1/pipeline")  # the probes' own threads, made once
+    before = _kafka_threads()
+
+    for _ in range(4):  # each asks Kafka again (no cache in tests)
+        assert client.get("/api/v1/pipeline").get_json()["consumer"]["lagByPartition"] is None
+
+    assert _kafka_threads() <= before
+
+
 def test_calls_past_the_cap_get_503_at_once_and_commands_still_answer(kafka_away: Flask) -> None:
     callers = 8
     start = threading.Barrier(callers + 1)
