@@ -66,7 +66,7 @@ class BrokerQueues:
                 transport_options={"read_timeout": self._timeout, "write_timeout": self._timeout},
             )
             try:
-                connection.ensure_connection(max_retries=1, timeout=self._timeout)
+                connection.ensure_connection(max_retries=0, timeout=self._timeout)  # one try
             except Exception:
                 connection.release()
                 raise

@@ -200,6 +200,24 @@ def test_with_kafka_away_the_pipeline_and_readiness_answer_within_the_deadline(
     assert ready.get_json()["checks"] == {"postgres": True, "redis": True, "kafka": False}
 
 
+def test_with_rabbitmq_away_the_pipeline_answers_within_the_deadline(
+    settings: Settings, app: Flask
+) -> None:
+    away = dataclasses.replace(
+        settings,
+        celery_broker_url=f"amqp://guest:guest@127.0.0.1:{_closed_port()}//",
+        pipeline_deadline_seconds=DEADLINE_SECONDS,
+    )
+    client = create_app(away).test_client()
+
+    for _ in range(2):  # each asks RabbitMQ again (no cache in tests)
+        response, took = _timed(lambda: client.get("/api/v1/pipeline"))
+        assert response.status_code == 200
+        assert took < ANSWERED_WITHIN_SECONDS, took
+        broker = response.get_json()["broker"]
+        assert broker["queues"] is None and broker["error"], broker
+
+
 def _kafka_threads() -> int:
     return sum(thread.name.startswith("kafka-") for thread in threading.enumerate())
 
