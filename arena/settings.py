@@ -55,6 +55,8 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "prometheus_multiproc_dir": ("PROMETHEUS_MULTIPROC_DIR", ""),
     "stream_max_open": ("STREAM_MAX_OPEN", "8"),
     "stream_keepalive_seconds": ("STREAM_KEEPALIVE_SECONDS", "15"),
+    "stream_max_per_client": ("STREAM_MAX_PER_CLIENT", "4"),
+    "stream_max_seconds": ("STREAM_MAX_SECONDS", "600"),
     "history_max_range_ticks": ("HISTORY_MAX_RANGE_TICKS", "200"),
     "projection_batching": ("PROJECTION_BATCHING", "true"),
     "projection_tasks_per_second": ("PROJECTION_TASKS_PER_SECOND", "100"),
@@ -139,6 +141,8 @@ class Settings:
     prometheus_multiproc_dir: str  # empty: each process counts alone (arena/telemetry.py)
     stream_max_open: int
     stream_keepalive_seconds: float
+    stream_max_per_client: int  # open at once per client address, across every API process
+    stream_max_seconds: float  # then the server ends the stream; EventSource reconnects
     history_max_range_ticks: int
     projection_batching: bool
     projection_tasks_per_second: float

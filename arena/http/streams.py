@@ -8,25 +8,35 @@ client further behind gets a `reset` frame (reload the queries, then carry on fr
 A stream waits on this process's notices (`arena.readmodel.live`), never on PostgreSQL or on
 the projection: a slow client holds only its own server thread, and only STREAM_MAX_OPEN of
 those per process, so commands always find one.
+
+No client takes every slot: a client address holds at most STREAM_MAX_PER_CLIENT streams at
+once, counted across every API process (`_Lease`), and 429 past that; and the server ends each
+stream after STREAM_MAX_SECONDS, cleanly, so a slot changes hands now and then (an EventSource
+reconnects by itself, after the `retry:` it was sent, with its Last-Event-ID).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Response
 from flask import abort as flask_abort
 from flask.views import MethodView
+from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint, abort
+from redis import Redis
+from redis.exceptions import RedisError
 
 from arena.bootstrap import Components, components
 from arena.http.board_view import board_body, metrics_body
+from arena.http.docs import _RETRY_AFTER_HEADER
 from arena.http.problems import PROBLEM_MEDIA_TYPE, problem
 from arena.http.schemas import (
     MetricsStreamQuerySchema,
@@ -39,6 +49,8 @@ from arena.readmodel.projector import View
 from arena.simulation import delta
 from arena.simulation.board import Board
 
+log = logging.getLogger(__name__)
+
 blp = Blueprint(
     "arena_streams", __name__, url_prefix="/api/v1/arenas", description="Live streams (Redis)"
 )
@@ -48,6 +60,24 @@ LOOK_AGAIN_SECONDS = 1.0  # how long a stream trusts the notices before it reads
 METRICS_EVERY_SECONDS = 2.0
 RECONNECT_MILLIS = 1000  # the `retry:` a client waits before it reconnects
 RETRY_AFTER_SECONDS = "5"
+LEASE_SECONDS = 30  # how long a client's place outlives a process that died holding it
+RENEW_SECONDS = LEASE_SECONDS / 3  # a stream's loop comes round every few seconds at most
+
+# KEYS[1]: a client's streams, a sorted set: stream id -> when its lease runs out (Redis's clock,
+# the one every process shares). ARGV: the stream's id, the cap, LEASE_SECONDS. Drops the leases
+# run out, then takes or renews the stream's place, unless the client holds the cap without it.
+_HOLD = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1])
+    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
 
 _STREAM_DOC = {
     "description": "An endless stream of Server-Sent Events, each described here.",
@@ -70,6 +100,12 @@ _BUSY_DOC = {
     "content_type": PROBLEM_MEDIA_TYPE,
     "description": "Every stream slot of this server is taken",
 }
+_CLIENT_BUSY_DOC = {
+    "schema": ProblemSchema,
+    "content_type": PROBLEM_MEDIA_TYPE,
+    "description": "This client address holds STREAM_MAX_PER_CLIENT streams already",
+    "headers": _RETRY_AFTER_HEADER,
+}
 _MISSING_DOC = {
     "schema": ProblemSchema,
     "content_type": PROBLEM_MEDIA_TYPE,
@@ -83,6 +119,7 @@ class ArenaStream(MethodView):
     @blp.arguments(StreamHeadersSchema, location="headers")
     @blp.doc(responses={"200": _STREAM_DOC})
     @blp.alt_response(404, **_MISSING_DOC)
+    @blp.alt_response(429, **_CLIENT_BUSY_DOC)
     @blp.alt_response(503, **_BUSY_DOC)
     def get(self, query: dict[str, Any], headers: dict[str, Any], arena_id: uuid.UUID) -> Response:
         """The arena's events as they are projected: `event:` the type, `id:` the version,
@@ -91,8 +128,8 @@ class ArenaStream(MethodView):
         parts, view = _arena(arena_id)
         resumed = headers.get("last_event_id")
         after = view["version"] if resumed is None else resumed
-        frames = _event_frames(parts, view, after, query["mode"] == "FULL")
-        return _streaming(parts, frames)
+        full = query["mode"] == "FULL"
+        return _streaming(parts, lambda lease: _event_frames(parts, view, after, full, lease))
 
 
 @blp.route("/<uuid:arena_id>/metrics/stream")
@@ -100,11 +137,13 @@ class ArenaMetricsStream(MethodView):
     @blp.arguments(MetricsStreamQuerySchema, location="query")
     @blp.doc(responses={"200": _STREAM_DOC})
     @blp.alt_response(404, **_MISSING_DOC)
+    @blp.alt_response(429, **_CLIENT_BUSY_DOC)
     @blp.alt_response(503, **_BUSY_DOC)
     def get(self, query: dict[str, Any], arena_id: uuid.UUID) -> Response:
         """`event: metrics` every few seconds, `data:` what GET /metrics answers."""
         parts, view = _arena(arena_id)
-        return _streaming(parts, _metrics_frames(parts, view["id"], query["windowSeconds"]))
+        window = query["windowSeconds"]
+        return _streaming(parts, lambda lease: _metrics_frames(parts, view["id"], window, lease))
 
 
 def _arena(arena_id: uuid.UUID) -> tuple[Components, View]:
@@ -116,24 +155,91 @@ def _arena(arena_id: uuid.UUID) -> tuple[Components, View]:
     return parts, view
 
 
-def _streaming(parts: Components, frames: Generator[str, None, None]) -> Response:
-    slots = parts.stream_slots
+def _streaming(
+    parts: Components, frames: Callable[[_Lease], Generator[str, None, None]]
+) -> Response:
+    settings, slots = parts.settings, parts.stream_slots
+    lease = _Lease(
+        parts.views.redis,
+        f"{settings.read_model_prefix}:stream-clients:{get_remote_address()}",
+        settings.stream_max_per_client,
+        time.monotonic() + settings.stream_max_seconds,
+    )
+    if not lease.hold():
+        _refuse(
+            429,
+            f"This address holds {lease.cap} streams already; close one first.",
+            "too-many-client-streams",
+        )
     if not slots.take():
-        refused = problem(
+        lease.give_back()
+        _refuse(
             503,
             f"This server holds {slots.limit} streams already; try again shortly.",
-            slug="too-many-streams",
+            "too-many-streams",
         )
-        refused.headers["Retry-After"] = RETRY_AFTER_SECONDS
-        flask_abort(refused)
-    response = Response(_Held(frames, slots.give_back), mimetype=EVENT_STREAM)
+
+    def give_back() -> None:
+        slots.give_back()
+        lease.give_back()
+
+    response = Response(_Held(frames(lease), give_back), mimetype=EVENT_STREAM)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must not hold frames back
     return response
 
 
+def _refuse(status: int, detail: str, slug: str) -> NoReturn:
+    refused = problem(status, detail, slug=slug)
+    refused.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    flask_abort(refused)
+
+
+@dataclass
+class _Lease:
+    """A stream's place among its client address's STREAM_MAX_PER_CLIENT, and its lifetime.
+
+    The places are counted in the read model's Redis (`_HOLD`), so every API process counts the
+    same ones. The stream renews its lease every RENEW_SECONDS while it runs and gives it back
+    when it closes; one whose process died without giving it back drops out once its lease runs
+    out (LEASE_SECONDS), so no place is lost for good. A stream goes on only while it holds its
+    place and is younger than STREAM_MAX_SECONDS.
+    """
+
+    redis: Redis
+    key: str
+    cap: int
+    ends_at: float  # time.monotonic()
+    stream: str = field(default_factory=lambda: uuid.uuid4().hex)
+    renewed_at: float = 0.0
+
+    def hold(self) -> bool:
+        """Take or renew the place: False when the client holds `cap` streams without this one."""
+        held = self.redis.register_script(_HOLD)(
+            keys=[self.key], args=[self.stream, self.cap, LEASE_SECONDS]
+        )
+        self.renewed_at = time.monotonic()
+        return bool(held)
+
+    def running(self) -> bool:
+        """Whether the stream may go on (renewing its lease when due)."""
+        now = time.monotonic()
+        if now >= self.ends_at:
+            return False
+        return now - self.renewed_at < RENEW_SECONDS or self.hold()
+
+    def remaining(self) -> float:
+        return max(0.0, self.ends_at - time.monotonic())
+
+    def give_back(self) -> None:
+        try:
+            self.redis.zrem(self.key, self.stream)
+        except RedisError as error:  # the lease runs out by itself
+            log.warning("live streams: a client's place not given back (%r)", error)
+
+
 class _Held:
-    """The frames, and the stream's slot given back when the server closes the response, even
+    """The frames, and the stream's places given back when the server closes the response, even
     one whose client left before the first frame (a generator never started has no `finally`)."""
 
     def __init__(self, frames: Generator[str, None, None], give_back: Callable[[], None]) -> None:
@@ -160,14 +266,14 @@ def _frame(data: dict[str, Any], *, event: str, id_: int | None = None) -> str:
 
 
 def _event_frames(
-    parts: Components, view: View, after: int, full: bool
+    parts: Components, view: View, after: int, full: bool, lease: _Lease
 ) -> Generator[str, None, None]:
     views, keepalive = parts.views, parts.settings.stream_keepalive_seconds
     arena_id = view["id"]
     boards = _Boards(parts, view) if full else None
     yield f"retry: {RECONNECT_MILLIS}\n\n"
     last, quiet_since = after, time.monotonic()
-    while True:
+    while lease.running():
         entries = views.feed_after(arena_id, last)
         if entries is None:
             now = views.get(arena_id) or view
@@ -184,7 +290,7 @@ def _event_frames(
         if time.monotonic() - quiet_since >= keepalive:
             yield ": keep-alive\n\n"
             quiet_since = time.monotonic()
-        parts.notices.wait_past(arena_id, last, LOOK_AGAIN_SECONDS)
+        parts.notices.wait_past(arena_id, last, min(LOOK_AGAIN_SECONDS, lease.remaining()))
 
 
 def _with_ticks(
@@ -234,11 +340,11 @@ class _Boards:
 
 
 def _metrics_frames(
-    parts: Components, arena_id: str, window_seconds: int
+    parts: Components, arena_id: str, window_seconds: int, lease: _Lease
 ) -> Generator[str, None, None]:
     views = parts.views
     yield f"retry: {RECONNECT_MILLIS}\n\n"
-    while True:
+    while lease.running():
         view = views.get(arena_id)
         if view is not None:
             keys = views.keys()
@@ -247,4 +353,4 @@ def _metrics_frames(
             body = metrics_body(board, recent, window_seconds, datetime.now(UTC))
             data = {"arenaId": arena_id, "version": view["version"]} | body
             yield _frame(data, event="metrics", id_=view["version"])
-        time.sleep(METRICS_EVERY_SECONDS)
+        time.sleep(min(METRICS_EVERY_SECONDS, lease.remaining()))

@@ -2,10 +2,13 @@
 
 The streams run in the test's process (Flask's test client, unbuffered), so each frame is read
 as the server yields it; their wake-ups come from the real Redis notices of the projection.
+Apps of their own (beside the session's, on the same services, as API processes are) have a
+small per-client cap or a short lifetime.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -20,6 +23,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 from werkzeug.test import TestResponse
 
+from arena import create_app
 from arena.bootstrap import components
 from arena.readmodel.keys import applied_channel
 from arena.settings import Settings
@@ -30,6 +34,9 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.integration
 
 FRAME_DEADLINE_SECONDS = 10.0  # keep-alives come every second here, so a read never hangs
+PER_CLIENT = 2
+LIFETIME_SECONDS = 2.0
+END_DEADLINE_SECONDS = LIFETIME_SECONDS + 20.0  # a busy machine may be slow to end a stream
 
 
 @contextmanager
@@ -79,6 +86,61 @@ class _Frames:
             frame = self.next()
             if "event" in frame or "comment" in frame:
                 return frame
+
+
+def _until_the_end(frames: _Frames) -> list[dict[str, Any]]:
+    """Every frame left, until the server ends the stream."""
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + END_DEADLINE_SECONDS
+    while True:
+        assert time.monotonic() < deadline, f"the stream did not end: {found[-3:]}"
+        try:
+            found.append(frames.next())
+        except StopIteration:
+            return found
+
+
+def _refused(client: FlaskClient, path: str) -> TestResponse:
+    """A request for a stream that the server must refuse, read unbuffered: a stream opened
+    instead fails the test rather than hanging it."""
+    response = client.get(path, buffered=False)
+    if response.status_code == 200:
+        response.close()
+        pytest.fail(f"{path}: a stream opened")
+    return response
+
+
+def _client_at(app: Flask, address: str | None = None) -> FlaskClient:
+    """A client at `address`, or at an address of its own."""
+    client = app.test_client()
+    client.environ_base |= {"REMOTE_ADDR": address or _new_address()}
+    return client
+
+
+def _new_address() -> str:
+    number = uuid.uuid4().int
+    return f"10.{number % 250 + 1}.{number // 250 % 250 + 1}.{number // 62500 % 250 + 1}"
+
+
+def _app(settings: Settings, **overrides: Any) -> Flask:
+    made = create_app(dataclasses.replace(settings, **overrides))
+    made.config["TESTING"] = True
+    return made
+
+
+@pytest.fixture(scope="module")
+def capped(settings: Settings, app: Flask) -> tuple[Flask, Flask]:
+    """Two API processes, as it were, each letting one client address hold PER_CLIENT streams."""
+    return (
+        _app(settings, stream_max_per_client=PER_CLIENT),
+        _app(settings, stream_max_per_client=PER_CLIENT),
+    )
+
+
+@pytest.fixture(scope="module")
+def short_lived(settings: Settings, app: Flask) -> Flask:
+    """An API that ends every stream after LIFETIME_SECONDS."""
+    return _app(settings, stream_max_seconds=LIFETIME_SECONDS)
 
 
 def _version(dish: Dish) -> int:
@@ -168,18 +230,69 @@ def test_open_streams_are_bounded_and_reported(app: Flask, dish: Dish) -> None:
     dish.project()
     path = arena_path(dish.id, "/stream")
     with ExitStack() as held:
-        for _ in range(slots.limit):
-            held.enter_context(_stream(dish.client, path))
+        for _ in range(slots.limit):  # each from an address of its own: under its own cap
+            held.enter_context(_stream(_client_at(app), path))
         assert dish.client.get("/readyz").get_json()["streams"] == {
             "open": slots.limit,
             "limit": slots.limit,
         }
-        busy = dish.client.get(path)
+        busy = _refused(_client_at(app), path)
         problem_of(busy, 503, "too-many-streams")
         assert busy.headers["Retry-After"]
     assert slots.open == 0  # every closed stream gave its slot back
     with _stream(dish.client, path) as frames:
         assert "retry" in frames.next()
+
+
+def test_one_client_holds_at_most_its_cap_across_processes_and_others_still_get_in(
+    capped: tuple[Flask, Flask], dish: Dish
+) -> None:
+    dish.project()
+    events, metrics = arena_path(dish.id, "/stream"), arena_path(dish.id, "/metrics/stream")
+    greedy = _new_address()
+    with ExitStack() as held:
+        for n in range(PER_CLIENT):  # spread over both processes
+            held.enter_context(_stream(_client_at(capped[n % 2], greedy), events))
+        for refused in (
+            _refused(_client_at(capped[0], greedy), events),
+            _refused(_client_at(capped[1], greedy), metrics),
+        ):
+            problem_of(refused, 429, "too-many-client-streams")
+            assert int(refused.headers["Retry-After"]) >= 1
+        with _stream(_client_at(capped[1]), events) as frames:  # another client still gets in
+            assert "retry" in frames.next()
+        assert (
+            components(capped[0]).stream_slots.open + components(capped[1]).stream_slots.open
+            == PER_CLIENT
+        )
+    # The greedy client's streams closed, their places are given back.
+    with ExitStack() as held:
+        for n in range(PER_CLIENT):
+            frames = held.enter_context(_stream(_client_at(capped[n % 2], greedy), metrics))
+            assert "retry" in frames.next()
+
+
+def test_the_server_ends_a_stream_after_its_lifetime_and_the_client_resumes(
+    short_lived: Flask, dish: Dish
+) -> None:
+    dish.tick(2)
+    start = _version(dish)
+    path = arena_path(dish.id, "/stream")
+    client = _client_at(short_lived)
+    opened = time.monotonic()
+    with _stream(client, path) as frames:
+        assert frames.next() == {"retry": "1000"}  # what EventSource waits before reconnecting
+        _until_the_end(frames)  # keep-alives, then a clean end: no error, nothing half sent
+    assert time.monotonic() - opened >= LIFETIME_SECONDS
+    assert components(short_lived).stream_slots.open == 0
+    dish.tick(2)
+    latest = _version(dish)
+    # Reconnecting as EventSource does, with the last id it got: exactly what it missed.
+    with _stream(client, path, **{"Last-Event-ID": str(start)}) as frames:
+        got = frames.events(through_version=latest)
+    assert [int(f["id"]) for f in got] == list(range(start + 1, latest + 1))
+    with _stream(client, arena_path(dish.id, "/metrics/stream")) as frames:
+        assert any(frame.get("event") == "metrics" for frame in _until_the_end(frames))
 
 
 def test_a_notice_of_the_projection_wakes_a_waiting_stream(app: Flask, settings: Settings) -> None:
