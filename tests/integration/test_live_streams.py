@@ -25,6 +25,7 @@ from werkzeug.test import TestResponse
 
 from arena import create_app
 from arena.bootstrap import components
+from arena.http import streams
 from arena.readmodel.keys import applied_channel
 from arena.settings import Settings
 from tests.support.api import arena_path, problem_of
@@ -270,6 +271,31 @@ def test_one_client_holds_at_most_its_cap_across_processes_and_others_still_get_
         for n in range(PER_CLIENT):
             frames = held.enter_context(_stream(_client_at(capped[n % 2], greedy), metrics))
             assert "retry" in frames.next()
+
+
+def test_places_a_dead_process_held_are_freed_once_their_leases_run_out(
+    capped: tuple[Flask, Flask], dish: Dish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streams, "LEASE_SECONDS", 5)  # room for a busy machine to open them all
+    dish.project()
+    path = arena_path(dish.id, "/metrics/stream")
+    address = _new_address()
+
+    def reopened() -> TestResponse | None:
+        response = _client_at(capped[1], address).get(path, buffered=False)
+        if response.status_code == 200:
+            return response
+        problem_of(response, 429, "too-many-client-streams")
+        return None
+
+    with ExitStack() as held:
+        # Streams never read from again: nothing renews their leases, as in a process that died.
+        for _ in range(PER_CLIENT):
+            held.enter_context(_stream(_client_at(capped[0], address), path))
+        assert reopened() is None
+        held.callback(
+            wait_until(reopened, deadline_seconds=30, what="the unrenewed places freed").close
+        )
 
 
 def test_the_server_ends_a_stream_after_its_lifetime_and_the_client_resumes(
