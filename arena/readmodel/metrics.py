@@ -22,10 +22,13 @@ STALLS_COUNTED = 1000
 LISTED = 20
 
 _WRITTEN = text("SELECT count(*) AS arenas, COALESCE(sum(version), 0) AS written FROM arenas")
+# The ids first, so that at most :arenas rows of arenas are looked up by their key.
 _RECENTLY_WRITTEN = text("""
-SELECT id, version FROM arenas
-WHERE id IN (SELECT aggregate_id FROM outbox ORDER BY id DESC LIMIT :events)
-LIMIT :arenas
+SELECT arenas.id, arenas.version
+FROM (SELECT DISTINCT aggregate_id
+      FROM (SELECT aggregate_id FROM outbox ORDER BY id DESC LIMIT :events) AS latest
+      LIMIT :arenas) AS recent
+JOIN arenas ON arenas.id = recent.aggregate_id
 """)
 
 
