@@ -17,6 +17,7 @@ BENCHMARKS = {
         "bench.pipeline",
         "the whole pipeline: CPU per event per process, capacity, latency, drains",
     ),
+    "queries": ("bench.queries", "the dish's queries at the worst case allowed: time, memory"),
     "relay": ("bench.relay", "the outbox relay: batched vs one-row throughput, commit → Kafka"),
     "simulation": ("bench.simulation", "one simulation step per board size: CPU ms, delta bytes"),
     "ticking": ("bench.ticking", "many arenas ticking on the whole pipeline: drift, lag, CPU"),

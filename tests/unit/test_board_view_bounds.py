@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pytest
 
 from arena.http.board_view import (
@@ -22,27 +21,11 @@ from arena.http.board_view import (
     metrics_body,
     organisms,
 )
-from arena.simulation.board import BACTERIA, FUNGI, Board
+from arena.simulation.board import Board
 from arena.simulation.rules import fitness
+from bench.queries import PLAYERS, crowded
 
 VIEW = {"id": "arena-1", "version": 7, "stats": {"organismCount": 1}}
-PLAYERS = [{"playerId": "ada", "displayName": "Ada"}, {"playerId": "bob", "displayName": "Bob"}]
-
-
-def crowded(side: int, distinct_genomes: int, seed: int = 1) -> Board:
-    """Every cell an organism, of two kinds and two owners, with `distinct_genomes` genomes."""
-    board = Board.empty(side, side, 37.0)
-    rng = np.random.default_rng(seed)
-    cells = side * side
-    board["kind"][:] = np.where(rng.random((side, side)) < 0.5, BACTERIA, FUNGI)
-    board["organism_id"][:] = np.arange(1, cells + 1).reshape(side, side)
-    board.owners[:] = ["ada", "bob"]
-    board["owner"][:] = rng.integers(0, 2, (side, side))
-    board["energy"][:] = rng.uniform(0.1, 9.0, (side, side))
-    genes = rng.uniform(0.5, 1.5, distinct_genomes).astype(board["growth_rate"].dtype)
-    board["growth_rate"][:] = genes[rng.integers(0, distinct_genomes, (side, side))]
-    board["nutrients"][:] = rng.integers(0, 5000, board["nutrients"].shape)
-    return board
 
 
 def peak_bytes(action: Callable[[], Any]) -> int:
@@ -110,7 +93,7 @@ def test_leaderboard_metrics_and_genome_answer_what_every_organisms_object_gives
     assert {p["playerId"]: p["biomass"] for p in leaders["players"]} == pytest.approx(
         expected["biomass"], abs=1e-3
     )
-    assert {p["displayName"] for p in leaders["players"]} == {"Ada", "Bob"}
+    assert {p["displayName"] for p in leaders["players"]} == {p["displayName"] for p in PLAYERS}
     metrics = metrics_body(board, [], 60, datetime.now(UTC))
     assert [(g["signature"], g["liveOrganisms"]) for g in metrics["topGenomes"]] == expected[
         "genomes"
