@@ -36,6 +36,7 @@ def consume(
     busy_poll_timeout_ms: int = 5,
     max_records: int = 1000,
     max_buffered: int = 20_000,
+    max_buffered_bytes: int = 64 * 1024 * 1024,
     commit_interval_seconds: float = 0.0,
     pace: Pace | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -54,9 +55,10 @@ def consume(
     finished already. Offsets are committed up to the last record handed on, per partition, at
     most every `commit_interval_seconds` and once more on a clean stop (each commit is a broker
     write; a crash re-delivers what was not yet committed, which projections ignore); a
-    partition with `max_buffered` records waiting is paused.
+    partition with `max_buffered` records, or `max_buffered_bytes` of them, waiting is paused
+    (records may be 8 MiB each: a count alone would let one lane hold gigabytes).
     """
-    lanes = _Lanes(max_per_dispatch, max_bytes_per_dispatch, max_buffered)
+    lanes = _Lanes(max_per_dispatch, max_bytes_per_dispatch, max_buffered, max_buffered_bytes)
     pace = pace or Pace.unlimited()
     dispatched = uncommitted = 0
     last_commit = clock()
@@ -101,11 +103,16 @@ class _Lanes:
     batch in flight."""
 
     def __init__(
-        self, max_per_dispatch: int, max_bytes_per_dispatch: int, max_buffered: int
+        self,
+        max_per_dispatch: int,
+        max_bytes_per_dispatch: int,
+        max_buffered: int,
+        max_buffered_bytes: int,
     ) -> None:
         self._max_per_dispatch = max_per_dispatch
         self._max_bytes_per_dispatch = max_bytes_per_dispatch
         self._max_buffered = max_buffered
+        self._max_buffered_bytes = max_buffered_bytes
         self._waiting: dict[TopicPartition, list[ReceivedRecord]] = {}
         self._bytes: dict[TopicPartition, list[int]] = {}
         self._running: dict[TopicPartition, Handle] = {}
@@ -182,7 +189,11 @@ class _Lanes:
         return offsets
 
     def apply_back_pressure(self, consumer: KafkaConsumer) -> None:
-        full = {p for p, waiting in self._waiting.items() if len(waiting) >= self._max_buffered}
+        full = {
+            p
+            for p, waiting in self._waiting.items()
+            if len(waiting) >= self._max_buffered or sum(self._bytes[p]) >= self._max_buffered_bytes
+        }
         if pause := full - self._paused:
             consumer.pause(*pause)
         if resume := self._paused - full:

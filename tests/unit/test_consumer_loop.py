@@ -417,3 +417,19 @@ def test_a_record_larger_than_the_byte_bound_goes_alone_in_its_turn():
         [(0, 3)],
     ]
     assert consumer.commits == [{0: 4, 1: 2}]
+
+
+def test_a_lane_with_too_many_bytes_waiting_is_paused_though_its_records_are_few():
+    big = b"z" * 2000
+    polls = [batch(record(0, 1)), batch(record(0, 2, value=big), record(0, 3, value=big)), {}]
+    consumer = StubConsumer(polls)
+
+    consume(
+        consumer,
+        lambda events: "task",
+        stop_after_polls(consumer, 3),
+        still_running=lambda handles: handles,  # the first batch never finishes
+        max_buffered_bytes=3000,
+    )
+
+    assert "pause [0]" in consumer.log
