@@ -235,8 +235,10 @@ class BoardSchema(Schema):
     layers = fields.Dict(
         metadata={
             "description": "organisms: one object each (position, kind, owner, energy, lineage, "
-            "genome); nutrients, antibiotic, temperature: {dtype, shape, scale?, data}, data being "
-            "the little-endian array, zlib-compressed, base64 (docs/simulation.md)."
+            f"genome), at most the arena's maxOrganisms ({MAX_ORGANISMS_RANGE[1]:,} at most), in "
+            "cell order; the body is streamed as they are written. nutrients, antibiotic, "
+            "temperature: {dtype, shape, scale?, data}, data being the little-endian array, "
+            "zlib-compressed, base64 (docs/simulation.md)."
         }
     )
     boardHash = fields.String(
