@@ -9,9 +9,9 @@ from types import FrameType
 
 import click
 
-from arena.bootstrap import components
+from arena.bootstrap import Components, components
 from arena.messaging.consumer import consume
-from arena.messaging.dispatch import MESSAGE_OVERHEAD_BYTES, ProjectionDispatcher
+from arena.messaging.dispatch import MESSAGE_OVERHEAD_BYTES, DeadLetter, ProjectionDispatcher
 from arena.messaging.kafka import ensure_topics, events_consumer
 from arena.messaging.records import ReceivedRecord
 from arena.pacing import Pace
@@ -21,6 +21,27 @@ log = logging.getLogger(__name__)
 
 PROJECTION_BATCH_MAX = 1000  # events per projection task: one Redis pipeline of this many writes
 COMMIT_INTERVAL_SECONDS = 1.0  # a crash re-delivers at most about this much, which is harmless
+
+
+def dead_letter_via(parts: Components) -> DeadLetter:
+    """What the consumer does with a record too large for the broker: to the DLQ, stalling its
+    arena, as a projection task would; a producer whose send failed is built afresh."""
+
+    def dead_letter_too_large(record: ReceivedRecord, error: Exception) -> None:
+        try:
+            dead_letter(
+                parts.views,
+                parts.publishers.dead_letters(),
+                record,
+                error,
+                attempts=1,
+                first_failure_at=None,
+            )
+        except Exception:
+            parts.publishers.discard(parts.settings.kafka_dlq_topic)
+            raise
+
+    return dead_letter_too_large
 
 
 @click.command("consume")
@@ -38,25 +59,10 @@ def consume_command() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    def dead_letter_too_large(record: ReceivedRecord, error: Exception) -> None:
-        """To the DLQ, stalling its arena; a producer whose send failed is built afresh."""
-        try:
-            dead_letter(
-                parts.views,
-                parts.publishers.dead_letters(),
-                record,
-                error,
-                attempts=1,
-                first_failure_at=None,
-            )
-        except Exception:
-            parts.publishers.discard(settings.kafka_dlq_topic)
-            raise
-
     dispatch = ProjectionDispatcher(
         parts.celery,
         stop,
-        dead_letter_too_large,
+        dead_letter_via(parts),
         max_message_bytes=settings.broker_max_message_bytes,
     )
     batching = settings.projection_batching
