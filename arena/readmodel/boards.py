@@ -15,11 +15,12 @@ ticks since.
 
 The history is bounded: the snapshots since the newest one at or before the window of the last
 `history_ticks` ticks (its base), and each tick's stats and delta since that base. Both are
-trimmed as each snapshot arrives. Whatever `snapshotEveryTicks`, a snapshot is never further
-than `history_ticks` ticks behind a tick that is a multiple of `history_ticks`: when the write
-model's are further apart, the projection builds the board there and keeps it as a snapshot of
-its own (once every `history_ticks` ticks, never for a tick whose delta is missing). So at most
-`history_ticks` + 2 x min(`history_ticks`, `snapshotEveryTicks`) ticks are kept.
+trimmed as each snapshot arrives. Whatever `snapshotEveryTicks`, at a tick that is a multiple of
+N = min(`history_ticks`, OWN_SNAPSHOT_EVERY_TICKS) there is a snapshot at most N ticks old: when
+the write model's are further apart, the projection builds the board there and keeps it as a
+snapshot of its own (never for a tick whose delta is missing). So at most `history_ticks` +
+2 x min(N, `snapshotEveryTicks`) ticks are kept, and building one applies at most about N deltas
+(13 ms each at 512 x 512, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ BOARD_EVENTS = frozenset({"TickAdvanced", "SnapshotTaken"})
 
 DEFAULT_HISTORY_TICKS = 1000
 TICKS_PER_READ = 10  # a history read holds this many ticks' deltas at once
+OWN_SNAPSHOT_EVERY_TICKS = 100
 # A reader's board outlives its generation (a rebuild drops the old one while reads finish) by
 # no more than this.
 BOARD_CACHE_SECONDS = 600
@@ -75,13 +77,14 @@ def follow_boards(
 def _snapshot_of_our_own(
     redis: Redis, keys: Keys, arena_id: str, events: list[EventEnvelope], history_ticks: int
 ) -> bool:
-    """At a multiple of `history_ticks`, if no snapshot is as recent as `history_ticks` ticks
-    ago: the current board, kept as a snapshot (the same bytes however often it is written)."""
-    if not any(e.payload["tick"] % history_ticks == 0 for e in events):
+    """At a multiple of N (the module's docstring), if no snapshot is as recent as N ticks ago:
+    the current board, kept as a snapshot (the same bytes however often it is written)."""
+    every = min(history_ticks, OWN_SNAPSHOT_EVERY_TICKS)
+    if not any(e.payload["tick"] % every == 0 for e in events):
         return False
     newest = max((int(tick) for tick in redis.hkeys(keys.snapshots(arena_id))), default=0)
     view = json.loads(redis.get(keys.view(arena_id)) or "null")
-    if events[-1].payload["tick"] - newest < history_ticks or view is None:
+    if events[-1].payload["tick"] - newest < every or view is None:
         return False
     board = read_board(redis, keys, arena_id, empty_board(view))
     if board.tick <= newest:

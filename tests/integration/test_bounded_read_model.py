@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from arena.bootstrap import components
+from arena.readmodel import boards
 from arena.readmodel.store import FEED_LENGTH
 from tests.support import dish as dishes
 from tests.support.api import problem_of
@@ -72,3 +73,22 @@ def test_the_feed_of_events_keeps_only_the_latest(dish: Dish) -> None:
     with dish.app.app_context():
         views = components().views
         assert views.redis.llen(views.keys().feed(dish.id)) == FEED_LENGTH
+
+
+def test_its_own_snapshots_come_every_hundred_ticks_if_the_history_is_longer(
+    rare_snapshots: Dish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scaled down: OWN_SNAPSHOT_EVERY_TICKS 3 in a history of 12 ticks (100 in 1,000)."""
+    dish = rare_snapshots
+    monkeypatch.setattr(boards, "OWN_SNAPSHOT_EVERY_TICKS", 3)
+    with dish.app.app_context():
+        views = components().views
+        monkeypatch.setattr(views, "history_ticks", 12)
+        kept_deltas = []
+        for _ in range(30):
+            dish.tick()
+            kept_deltas.append(views.redis.hlen(views.keys().ticks(dish.id)))
+        snapshots = sorted(int(t) for t in views.redis.hkeys(views.keys().snapshots(dish.id)))
+    assert max(kept_deltas) <= 12 + 2 * 3
+    assert snapshots and all(tick % 3 == 0 for tick in snapshots) and snapshots[-1] == 30
+    assert dish.get("/snapshots/19").get_json()["tick"] == 19
