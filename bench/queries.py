@@ -21,12 +21,12 @@ import numpy as np
 
 from arena.domain.config import GRID_SIDE_RANGE
 from arena.http.board_view import (
-    board_body,
     board_json,
     genome_body,
     leaderboard_body,
     metrics_body,
     organism_body,
+    organisms,
 )
 from arena.http.schemas import HISTORY_FULL_MAX_CELLS
 from arena.simulation.board import BACTERIA, FUNGI, Board
@@ -86,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             lambda: consumed(piece for _ in range(boards) for piece in board_json(board, VIEW)),
         ),
         measure(
-            "one object per organism (a live board stream's frame)",
-            lambda: len(json.dumps(board_body(board, VIEW))),
+            "every organism's object at once (no route builds this now)",
+            lambda: len(json.dumps(organisms(board))),
         ),
         measure("GET /leaderboard?top=100", lambda: leaderboard_body(board, PLAYERS, 100)),
         measure("GET /metrics", lambda: metrics_body(board, [], 60, datetime.now(UTC))),

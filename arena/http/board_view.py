@@ -27,17 +27,10 @@ TOP_GENOMES = 5
 ORGANISMS_PER_PIECE = 1000  # organism objects built at once while a board goes out as JSON
 
 
-def board_body(board: Board, view: dict[str, Any]) -> dict[str, Any]:
-    """The whole board as one object: every organism's object in memory at once (a live
-    stream's frame); the routes send `board_json` instead."""
-    body = _board_head(board, view)
-    body["layers"] = {"organisms": organisms(board)} | body["layers"]
-    return body
-
-
 def board_json(board: Board, view: dict[str, Any], **extra: Any) -> Iterator[str]:
-    """`board_body(board, view) | extra` as JSON text in pieces: the organisms' objects are
-    built ORGANISMS_PER_PIECE at a time, so however many there are, only that many are held."""
+    """The whole board (its fields, and every organism as an object) `| extra`, as JSON text in
+    pieces: the organisms' objects are built ORGANISMS_PER_PIECE at a time, so however many
+    there are, only that many are held."""
     body = _board_head(board, view) | extra
     body["layers"] = {"organisms": ARRAY} | body["layers"]
     ys, xs = np.nonzero(board.occupied())
@@ -52,25 +45,38 @@ def board_json(board: Board, view: dict[str, Any], **extra: Any) -> Iterator[str
 
 
 class _Array:
-    """Stands in a body for the array `json_pieces` sends in pieces."""
+    """Stands in a body for JSON text sent in pieces: `json_pieces`' array, `json_spliced`'s
+    value."""
 
 
 ARRAY = _Array()
+
+
+def json_spliced(body: dict[str, Any], value: Iterable[str]) -> Iterator[str]:
+    """`body` as JSON text, in pieces, with the JSON text `value` (itself in pieces, built only
+    as it goes out) where `ARRAY` stands."""
+    marker = f"array-{uuid.uuid4().hex}"
+    text = json.dumps(body, separators=(",", ":"), default=lambda _: marker)
+    before, after = text.split(f'"{marker}"')
+    yield before
+    yield from value
+    yield after
 
 
 def json_pieces(body: dict[str, Any], elements: Iterable[Iterable[str]]) -> Iterator[str]:
     """`body` as JSON text, in pieces: where `ARRAY` stands, the array of `elements`, each the
     JSON text of one or more of its items, itself in pieces; an element is built only once the
     one before it has gone out."""
-    marker = f"array-{uuid.uuid4().hex}"
-    text = json.dumps(body, separators=(",", ":"), default=lambda _: marker)
-    before, after = text.split(f'"{marker}"')
-    yield before + "["
-    for index, element in enumerate(elements):
-        if index:
-            yield ","
-        yield from element
-    yield "]" + after
+
+    def array() -> Iterator[str]:
+        yield "["
+        for index, element in enumerate(elements):
+            if index:
+                yield ","
+            yield from element
+        yield "]"
+
+    return json_spliced(body, array())
 
 
 def _board_head(board: Board, view: dict[str, Any]) -> dict[str, Any]:

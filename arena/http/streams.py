@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -35,7 +35,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from arena.bootstrap import Components, components
-from arena.http.board_view import board_body, metrics_body
+from arena.http.board_view import ARRAY, board_json, json_spliced, metrics_body
 from arena.http.docs import _RETRY_AFTER_HEADER
 from arena.http.problems import PROBLEM_MEDIA_TYPE, problem
 from arena.http.schemas import (
@@ -257,12 +257,18 @@ class _Held:
             self._give_back()
 
 
-def _frame(data: dict[str, Any], *, event: str, id_: int | None = None) -> str:
-    lines = [f"event: {event}"]
-    if id_ is not None:
-        lines.append(f"id: {id_}")
-    lines.append("data: " + json.dumps(data, separators=(",", ":")))
-    return "\n".join(lines) + "\n\n"
+def _frame(
+    data: dict[str, Any], *, event: str, id_: int | None = None, board: Iterable[str] = ()
+) -> Iterator[str]:
+    """One event, in pieces; with `board`, the board's JSON text goes where `ARRAY` stands in
+    `data`, built a few organisms at a time as it goes out."""
+    head = f"event: {event}\n" + ("" if id_ is None else f"id: {id_}\n") + "data: "
+    if not board:
+        yield head + json.dumps(data, separators=(",", ":")) + "\n\n"
+        return
+    yield head
+    yield from json_spliced(data, board)
+    yield "\n\n"
 
 
 def _event_frames(
@@ -277,15 +283,15 @@ def _event_frames(
         entries = views.feed_after(arena_id, last)
         if entries is None:
             now = views.get(arena_id) or view
-            yield _frame(
+            yield from _frame(
                 {"version": now["version"], "reason": "behind-feed"},
                 event="reset",
                 id_=now["version"],
             )
             last = now["version"]
             continue
-        for entry in _with_ticks(parts, arena_id, entries, boards):
-            yield _frame(entry, event=entry["type"], id_=entry["version"])
+        for entry, board in _with_ticks(parts, arena_id, entries, boards):
+            yield from _frame(entry, event=entry["type"], id_=entry["version"], board=board)
             last, quiet_since = entry["version"], time.monotonic()
         if time.monotonic() - quiet_since >= keepalive:
             yield ": keep-alive\n\n"
@@ -295,25 +301,28 @@ def _event_frames(
 
 def _with_ticks(
     parts: Components, arena_id: str, entries: list[dict[str, Any]], boards: _Boards | None
-) -> list[dict[str, Any]]:
-    """The feed leaves deltas out; a stream puts each tick's back (or, FULL, its board)."""
+) -> Iterator[tuple[dict[str, Any], Iterable[str]]]:
+    """The feed leaves deltas out; a stream puts each tick's back (or, FULL, its board, as JSON
+    text in pieces: each entry is to go out before the next one's board is made)."""
     ticks = [e["payload"]["tick"] for e in entries if e["type"] == "TickAdvanced"]
-    if not ticks:
-        return entries
-    keys = parts.views.keys()
-    recorded = parts.views.redis.hmget(keys.ticks(arena_id), [str(tick) for tick in ticks])
-    deltas = {
-        tick: json.loads(raw)["delta"] for tick, raw in zip(ticks, recorded, strict=True) if raw
-    }
+    deltas: dict[int, Any] = {}
+    if ticks:
+        keys = parts.views.keys()
+        recorded = parts.views.redis.hmget(keys.ticks(arena_id), [str(tick) for tick in ticks])
+        found = zip(ticks, recorded, strict=True)
+        deltas = {tick: json.loads(raw)["delta"] for tick, raw in found if raw}
     for entry in entries:
         if entry["type"] != "TickAdvanced":
+            yield entry, ()
             continue
         payload, tick = entry["payload"], entry["payload"]["tick"]
         if boards is None:
             payload["delta"] = deltas.get(tick)
-        else:
-            payload["board"] = boards.at(tick, deltas.get(tick), entry["version"], payload)
-    return entries
+            yield entry, ()
+            continue
+        board = boards.at(tick, deltas.get(tick), entry["version"], payload)
+        payload["board"] = None if board is None else ARRAY
+        yield entry, board or ()
 
 
 @dataclass
@@ -326,7 +335,7 @@ class _Boards:
 
     def at(
         self, tick: int, wire: dict[str, Any] | None, version: int, payload: dict[str, Any]
-    ) -> dict[str, Any] | None:
+    ) -> Iterator[str] | None:
         if self.board is not None and wire is not None and self.board.tick == tick - 1:
             self.board = delta.apply(self.board, delta.decode(wire))
         else:
@@ -336,7 +345,7 @@ class _Boards:
         if self.board is None:
             return None
         shown = {"id": self.view["id"], "version": version, "stats": payload.get("stats")}
-        return board_body(self.board, shown)
+        return board_json(self.board, shown)
 
 
 def _metrics_frames(
@@ -352,5 +361,5 @@ def _metrics_frames(
             recent = recent_stats(views.redis, keys, arena_id, views.history_ticks)
             body = metrics_body(board, recent, window_seconds, datetime.now(UTC))
             data = {"arenaId": arena_id, "version": view["version"]} | body
-            yield _frame(data, event="metrics", id_=view["version"])
+            yield from _frame(data, event="metrics", id_=view["version"])
         time.sleep(min(METRICS_EVERY_SECONDS, lease.remaining()))

@@ -56,10 +56,13 @@ class _Frames:
 
     def __init__(self, response: TestResponse) -> None:
         self._chunks = iter(response.response)
+        self._pending = ""
 
     def next(self) -> dict[str, Any]:
-        chunk = next(self._chunks)
-        text = chunk.decode() if isinstance(chunk, bytes) else chunk
+        while "\n\n" not in self._pending:  # a frame may come in several chunks
+            chunk = next(self._chunks)
+            self._pending += chunk.decode() if isinstance(chunk, bytes) else chunk
+        text, self._pending = self._pending.split("\n\n", 1)
         frame: dict[str, Any] = {}
         for line in text.strip("\n").split("\n"):
             field, _, value = line.partition(": ")
