@@ -15,6 +15,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -56,11 +57,17 @@ def json_spliced(body: dict[str, Any], value: Iterable[str]) -> Iterator[str]:
     """`body` as JSON text, in pieces, with the JSON text `value` (itself in pieces, built only
     as it goes out) where `ARRAY` stands."""
     marker = f"array-{uuid.uuid4().hex}"
-    text = json.dumps(body, separators=(",", ":"), default=lambda _: marker)
+    text = json.dumps(body, separators=(",", ":"), default=partial(_stand_in, marker))
     before, after = text.split(f'"{marker}"')
     yield before
     yield from value
     yield after
+
+
+def _stand_in(marker: str, value: object) -> str:
+    if value is not ARRAY:  # anything else unknown to JSON fails here, before a byte goes out
+        raise TypeError(f"not JSON: {type(value).__name__}")
+    return marker
 
 
 def json_pieces(body: dict[str, Any], elements: Iterable[Iterable[str]]) -> Iterator[str]:

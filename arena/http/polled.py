@@ -47,8 +47,8 @@ class Polled(Generic[T]):
         try:
             return outcome.result(timeout=wait)
         except TimeoutError as error:
-            if outcome.done():  # the fetch's own error (a socket's timeout, say)
-                raise
+            if outcome.done():  # finished meanwhile, or the fetch's own error (a socket's timeout)
+                return outcome.result()
             raise Unavailable(f"{self._name}: no answer within {self._deadline} s") from error
 
     def prefetch(self) -> None:

@@ -29,10 +29,13 @@ pytestmark = pytest.mark.integration
 ARENAS = 3000  # three times what one look compares
 STALLS = LISTED + 5
 PARKED_EACH = 200
-DEADLINE_SECONDS = 1.0
+# Long enough that a busy two-core machine serves a call, and meets the callers past the cap,
+# within it; far below kafka-python's own timeouts (tens of seconds), which the bounds below
+# tell apart from it.
+DEADLINE_SECONDS = 3.0
 # The deadline is the Kafka part's; the database's part comes first, on a cold busy machine.
-ANSWERED_WITHIN_SECONDS = 2 * DEADLINE_SECONDS + 2.0
-REFUSED_WITHIN_SECONDS = 0.5
+ANSWERED_WITHIN_SECONDS = 2 * DEADLINE_SECONDS + 4.0
+REFUSED_WITHIN_SECONDS = DEADLINE_SECONDS  # a refusal waits for no dependency
 
 
 def _closed_port() -> int:

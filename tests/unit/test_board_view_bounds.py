@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from arena.http.board_view import (
+    ARRAY,
     board_json,
     genome_body,
+    json_pieces,
     leaderboard_body,
     metrics_body,
     organisms,
@@ -115,3 +117,10 @@ def test_leaderboard_metrics_and_genome_build_no_object_per_organism() -> None:
         lambda: genome_body(board, "ffffffffffffffff"),
     ):
         assert peak_bytes(query) < objects / 4
+
+
+def test_a_body_with_a_value_json_does_not_know_fails_before_its_first_piece() -> None:
+    pieces = json_pieces({"when": object(), "items": ARRAY}, [["1"], ["2"]])
+    with pytest.raises(TypeError, match="not JSON: object"):
+        next(pieces)
+    assert "".join(json_pieces({"items": ARRAY}, [["1"], ["2"]])) == '{"items":[1,2]}'
