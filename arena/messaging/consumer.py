@@ -15,6 +15,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from arena.messaging.dispatch import BatchTooLargeForBroker
 from arena.messaging.records import ReceivedRecord
 from arena.pacing import Pace
 
@@ -56,7 +57,9 @@ def consume(
     most every `commit_interval_seconds` and once more on a clean stop (each commit is a broker
     write; a crash re-delivers what was not yet committed, which projections ignore); a
     partition with `max_buffered` records, or `max_buffered_bytes` of them, waiting is paused
-    (records may be 8 MiB each: a count alone would let one lane hold gigabytes).
+    (records may be as large as a Kafka message: a count alone would let one lane hold
+    gigabytes). A dispatch raising BatchTooLargeForBroker keeps its records, which go again in
+    batches of at most the bytes it names.
     """
     lanes = _Lanes(max_per_dispatch, max_bytes_per_dispatch, max_buffered, max_buffered_bytes)
     pace = pace or Pace.unlimited()
@@ -99,8 +102,8 @@ def consume(
 
 
 class _Lanes:
-    """Per partition: records not yet dispatched (with the bytes each adds to a task), and the
-    batch in flight."""
+    """Per partition: records not yet dispatched (and the bytes they add to tasks, kept as they
+    come and go so that back-pressure costs nothing per poll), and the batch in flight."""
 
     def __init__(
         self,
@@ -114,7 +117,7 @@ class _Lanes:
         self._max_buffered = max_buffered
         self._max_buffered_bytes = max_buffered_bytes
         self._waiting: dict[TopicPartition, list[ReceivedRecord]] = {}
-        self._bytes: dict[TopicPartition, list[int]] = {}
+        self._bytes: dict[TopicPartition, int] = {}
         self._running: dict[TopicPartition, Handle] = {}
         self._offsets: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
@@ -138,7 +141,7 @@ class _Lanes:
 
     def add(self, partition: TopicPartition, events: list[ReceivedRecord]) -> None:
         self._waiting.setdefault(partition, []).extend(events)
-        self._bytes.setdefault(partition, []).extend(event.task_bytes() for event in events)
+        self._bytes[partition] = self._bytes.get(partition, 0) + _task_bytes(events)
 
     def finished(self, still_running: Callable[[set[Handle]], set[Handle]]) -> None:
         if not self._running:
@@ -154,10 +157,14 @@ class _Lanes:
         sent = 0
         while pace.wait_seconds() == 0 and (taken := self._next_batch()):
             pace.take()
-            handle = dispatch([event for _, events in taken for event in events])
+            try:
+                handle = dispatch([event for _, events in taken for event in events])
+            except BatchTooLargeForBroker as refusal:
+                self._max_bytes_per_dispatch = refusal.max_record_bytes
+                continue
             for partition, events in taken:
                 del self._waiting[partition][: len(events)]
-                del self._bytes[partition][: len(events)]
+                self._bytes[partition] -= _task_bytes(events)
                 self._offsets[partition] = events[-1].offset + 1
                 sent += len(events)
                 if handle is not None:
@@ -173,10 +180,10 @@ class _Lanes:
             if not waiting or partition in self._running:
                 continue
             count = 0
-            for size in self._bytes[partition][: min(room, len(waiting))]:
-                if size > room_bytes and (count or taken):
+            for event in waiting[:room]:
+                if event.task_bytes > room_bytes and (count or taken):
                     break
-                count, room_bytes = count + 1, room_bytes - size
+                count, room_bytes = count + 1, room_bytes - event.task_bytes
             if count == 0:
                 break
             taken.append((partition, waiting[:count]))
@@ -192,13 +199,17 @@ class _Lanes:
         full = {
             p
             for p, waiting in self._waiting.items()
-            if len(waiting) >= self._max_buffered or sum(self._bytes[p]) >= self._max_buffered_bytes
+            if len(waiting) >= self._max_buffered or self._bytes[p] >= self._max_buffered_bytes
         }
         if pause := full - self._paused:
             consumer.pause(*pause)
         if resume := self._paused - full:
             consumer.resume(*resume)
         self._paused = full
+
+
+def _task_bytes(events: list[ReceivedRecord]) -> int:
+    return sum(event.task_bytes for event in events)
 
 
 def _commit(consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:

@@ -7,10 +7,11 @@ from typing import Any
 
 from arena.messaging.records import ReceivedRecord
 
-# The event's text the DLQ record carries: JSON escapes make it at most 6 MiB, so the record fits
+# The event's text the DLQ record carries: JSON writes a character in at most twelve bytes (a
+# character beyond the BMP as two escapes, "\ud83d\ude00"), so this many keep the record within
 # a Kafka message (MAX_EVENT_BYTES) whatever the event. Beyond it, the event is still whole in
 # its topic (originalTopic/Partition/Offset) and in its arena's stall.
-VALUE_MAX_CHARS = 1024 * 1024
+VALUE_MAX_CHARS = 512 * 1024
 
 
 def dead_letter_record(

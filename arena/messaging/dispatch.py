@@ -2,20 +2,24 @@
 
 A send returns once the broker has confirmed the message (publisher confirms): from then on the
 broker keeps it until a worker acks it, after the task ran. While the broker is away, or refuses
-the message, the dispatcher waits and tries again, with backoff, and the consumer commits nothing
-past the batch meanwhile; no send error stops the consumer. A batch too large for any broker
-message (a single record, as the consumer bounds batches in bytes) is dead-lettered instead.
+the message for a reason that may pass, the dispatcher waits and tries again, with backoff, and
+the consumer commits nothing past the batch meanwhile; no send error stops the consumer. A
+record too large for any broker message, by BROKER_MAX_MESSAGE_BYTES or by the broker's own
+refusal (its limit is lower than the setting says), is dead-lettered instead; a batch of several
+records the broker refused for its size goes back to the consumer to be sent in smaller ones.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
+
+from amqp.exceptions import PreconditionFailed
 
 from arena.messaging.celery import PROJECT_TASK
 from arena.messaging.records import ReceivedRecord
@@ -27,10 +31,21 @@ MAX_PAUSE_SECONDS = 10.0
 # Celery's message around the records: headers, the task's name and id, and the JSON that holds
 # them together, well within this.
 MESSAGE_OVERHEAD_BYTES = 64 * 1024
+# RabbitMQ's refusal of a message above its max_message_size (a 406 that closes the channel).
+_BROKER_SIZE_REFUSAL = re.compile(r"message size \d+ is larger than configured max size (\d+)")
 
 
 class TooLargeForBroker(Exception):
     """The task carrying this record would exceed the broker's largest message."""
+
+
+class BatchTooLargeForBroker(Exception):
+    """The broker refused a task of several records for its size: the consumer should send
+    batches of at most `max_record_bytes` of records from now on."""
+
+    def __init__(self, max_record_bytes: int) -> None:
+        super().__init__(f"batches of at most {max_record_bytes} bytes of records")
+        self.max_record_bytes = max_record_bytes
 
 
 class TaskSender(Protocol):
@@ -58,35 +73,72 @@ class ProjectionDispatcher:
 
     def __call__(self, events: list[ReceivedRecord]) -> str | None:
         """The id of the task now carrying `events`, or None once they are dead-lettered as too
-        large for the broker; raises only once a stop was asked for."""
-        size = MESSAGE_OVERHEAD_BYTES + sum(event.task_bytes() for event in events)
+        large for the broker; raises BatchTooLargeForBroker for a batch of several records the
+        broker refused for its size, and anything else only once a stop was asked for."""
+        size = MESSAGE_OVERHEAD_BYTES + sum(event.task_bytes for event in events)
         if size > self._max_message_bytes:
-            error = TooLargeForBroker(
-                f"a projection task of {size} bytes exceeds the broker's largest message "
-                f"(BROKER_MAX_MESSAGE_BYTES={self._max_message_bytes})"
+            self._dead_letter_all(
+                events,
+                TooLargeForBroker(
+                    f"a projection task of {size} bytes exceeds the broker's largest message "
+                    f"(BROKER_MAX_MESSAGE_BYTES={self._max_message_bytes})"
+                ),
             )
-            for event in events:
-                self._retry_until_done(partial(self._dead_letter, event, error), "dead letter")
             return None
-        payload = [dataclasses.asdict(event) for event in events]
+        payload = [event.task_fields() for event in events]
         task_id = self._new_task_id()
-        self._retry_until_done(
+        refusal = self._retry_until_done(
             lambda: self._celery.send_task(PROJECT_TASK, args=[payload], task_id=task_id),
             "projection task",
         )
-        return task_id
+        if refusal is None:
+            return task_id
+        broker_max, reason = refusal
+        # Its real limit, lower than BROKER_MAX_MESSAGE_BYTES: no later task tries above it.
+        self._max_message_bytes = min(self._max_message_bytes, broker_max)
+        log.error(
+            "the broker refused a projection task of %d bytes (%s): BROKER_MAX_MESSAGE_BYTES is "
+            "above its max_message_size; sending at most %d bytes from now on",
+            size,
+            reason,
+            self._max_message_bytes,
+        )
+        if len(events) > 1:
+            raise BatchTooLargeForBroker(self._max_message_bytes - MESSAGE_OVERHEAD_BYTES)
+        self._dead_letter_all(
+            events,
+            TooLargeForBroker(f"the broker refused a projection task of {size} bytes: {reason}"),
+        )
+        return None
 
-    def _retry_until_done(self, send: Callable[[], object], what: str) -> None:
-        """The broker away (kombu's or a socket's error) or refusing (a channel error): try
-        again with backoff, whatever the error, until a stop is asked for."""
+    def _dead_letter_all(self, events: list[ReceivedRecord], error: TooLargeForBroker) -> None:
+        for event in events:
+            self._retry_until_done(partial(self._dead_letter, event, error), "dead letter")
+
+    def _retry_until_done(self, send: Callable[[], object], what: str) -> tuple[int, str] | None:
+        """None once sent; the broker's largest message and its words if it refused the message
+        for its size, which no retry changes. The broker away (kombu's or a socket's error) or
+        refusing otherwise (a channel error): try again with backoff, whatever the error, until
+        a stop is asked for."""
         pause = FIRST_PAUSE_SECONDS
         while True:
             try:
                 send()
-                return
+                return None
             except Exception as error:  # any: never stop the consumer; retried
+                if refusal := _size_refusal(error):
+                    return refusal
                 if self._stopping.is_set():
                     raise
                 log.warning("sending a %s failed (%r); retrying in %.1f s", what, error, pause)
                 self._stopping.wait(pause)
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)
+
+
+def _size_refusal(error: Exception) -> tuple[int, str] | None:
+    """The broker's largest message and its words, if `error` is its refusal of one too large."""
+    if isinstance(error, PreconditionFailed) and error.reply_code == 406:
+        text = str(error.reply_text)
+        if found := _BROKER_SIZE_REFUSAL.search(text):
+            return int(found[1]), text
+    return None

@@ -5,16 +5,20 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 from kafka.consumer.fetcher import ConsumerRecord
 
 
-@dataclass(frozen=True, slots=True)
+# Not slotted: `task_bytes` is cached in the instance's dict, which `asdict` leaves out.
+@dataclass(frozen=True)
 class ReceivedRecord:
     """A Kafka record as projection tasks get it: the undecoded value and where it came from.
 
     The value is text that ought to be an event envelope; `EventEnvelope.from_json` says whether
     it is. Topic, partition and offset name the record in the DLQ, and order a batch's retries.
+    The fields are the projection task's argument (`ReceivedRecord(**fields)` on the worker).
     """
 
     value: str
@@ -33,7 +37,12 @@ class ReceivedRecord:
             offset=record.offset,
         )
 
+    def task_fields(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @cached_property
     def task_bytes(self) -> int:
         """What it adds to a projection task's message: itself as JSON, as Celery encodes it
-        (escapes included, so a record of non-ASCII text counts several bytes a character)."""
-        return len(json.dumps(dataclasses.asdict(self)))
+        (escapes included, so a record of non-ASCII text counts several bytes a character).
+        Encoded once per record, however often the consumer and dispatcher ask."""
+        return len(json.dumps(self.task_fields()))

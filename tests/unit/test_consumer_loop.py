@@ -8,6 +8,7 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from arena.messaging.consumer import consume
+from arena.messaging.dispatch import BatchTooLargeForBroker
 from arena.messaging.records import ReceivedRecord
 from arena.pacing import Pace
 
@@ -390,7 +391,7 @@ def test_a_batch_holds_at_most_16_mib_of_records_by_default_not_1000_records_of_
     consume(consumer, groups.append, stop_after_polls(consumer, 1))
 
     assert [[e.partition for e in group] for group in groups] == [[0, 1, 2], [3, 4]]
-    assert all(sum(e.task_bytes() for e in group) <= 16 * MIB for group in groups)
+    assert all(sum(e.task_bytes for e in group) <= 16 * MIB for group in groups)
 
 
 def test_bytes_are_counted_as_the_task_carries_them_escapes_included():
@@ -433,3 +434,44 @@ def test_a_lane_with_too_many_bytes_waiting_is_paused_though_its_records_are_few
     )
 
     assert "pause [0]" in consumer.log
+
+
+def test_a_lane_whose_bytes_were_dispatched_is_resumed():
+    big = b"z" * 2000
+    polls = [batch(record(0, 1, value=big), record(0, 2, value=big)), {}]
+    consumer = StubConsumer(polls)
+    running = {"task"}
+
+    def stop():
+        if len(consumer.poll_calls) == 2:
+            running.clear()  # the first record's task is done
+        return len(consumer.poll_calls) >= 3
+
+    consume(
+        consumer,
+        lambda events: "task",
+        stop,
+        still_running=lambda handles: handles & running,
+        max_per_dispatch=1,
+        max_buffered_bytes=2000,
+    )
+
+    assert consumer.log.count("pause [0]") == 1
+    assert "resume [0]" in consumer.log
+
+
+def test_a_batch_the_broker_refused_for_its_size_goes_again_in_smaller_ones():
+    poll = batch(*(record(p, 1, value=b"x" * 1000) for p in range(4)))
+    consumer = StubConsumer([poll])
+    groups, refused = [], []
+
+    def dispatch(events):
+        if len(events) > 2 and not refused:
+            refused.append(events)
+            raise BatchTooLargeForBroker(2 * events[0].task_bytes)
+        groups.append(events)
+
+    consume(consumer, dispatch, stop_after_polls(consumer, 1))
+
+    assert [[e.partition for e in group] for group in groups] == [[0, 1], [2, 3]]
+    assert consumer.commits == [{0: 2, 1: 2, 2: 2, 3: 2}]

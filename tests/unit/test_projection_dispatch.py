@@ -1,6 +1,6 @@
 """ProjectionDispatcher: a batch goes to one task, and a broker outage or refusal delays it (with
 backoff) instead of dropping it or stopping the consumer, until a stop is asked for; a record too
-large for any broker message is dead-lettered."""
+large for any broker message, by the setting or by the broker's own refusal, is dead-lettered."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from arena.messaging.celery import PROJECT_TASK
 from arena.messaging.dispatch import (
     FIRST_PAUSE_SECONDS,
     MAX_PAUSE_SECONDS,
+    MESSAGE_OVERHEAD_BYTES,
+    BatchTooLargeForBroker,
     ProjectionDispatcher,
     TooLargeForBroker,
 )
@@ -95,13 +97,60 @@ def test_once_a_stop_is_asked_for_an_outage_is_raised_so_nothing_is_committed_pa
         dispatcher(broker, stopping)(EVENTS)
 
 
-def test_a_broker_refusing_the_message_is_retried_with_backoff_instead_of_stopping_the_consumer():
-    refusal = PreconditionFailed("message size 140000000 is larger than configured max size")
+def size_refusal(max_size=134217728):
+    """What py-amqp raises when RabbitMQ refuses a message above its max_message_size."""
+    return PreconditionFailed(
+        reply_text=f"PRECONDITION_FAILED - message size {max_size + 10_000} is larger than "
+        f"configured max size {max_size}",
+        method_sig=(60, 40),
+        reply_code=406,
+    )
+
+
+def test_a_broker_refusing_the_message_otherwise_is_retried_with_backoff():
+    refusal = PreconditionFailed(
+        reply_text="PRECONDITION_FAILED - inequivalent arg 'x-max-priority' for queue",
+        method_sig=(50, 10),
+        reply_code=406,
+    )
     broker, stopping = Broker(outages=2, error=refusal), Waits()
 
     assert dispatcher(broker, stopping)(EVENTS) == "task-1"
     assert len(broker.calls) == 1
     assert stopping.waited == [FIRST_PAUSE_SECONDS, 2 * FIRST_PAUSE_SECONDS]
+
+
+def test_a_record_the_broker_refuses_for_its_size_is_dead_lettered_not_retried():
+    # BROKER_MAX_MESSAGE_BYTES says 128 MiB; RabbitMQ's max_message_size is 100 kB.
+    record = ReceivedRecord("x" * 150_000, "arena-1", "arena.events", 0, 8)
+    broker, stopping, dead_letters = Broker(outages=1, error=size_refusal(100_000)), Waits(), []
+    dispatch = dispatcher(broker, stopping, dead_letters)
+
+    assert dispatch([record]) is None  # finished: its lane is free for the next records
+    assert stopping.waited == []
+    [(dead, error)] = dead_letters
+    assert dead == record
+    assert isinstance(error, TooLargeForBroker)
+    assert "larger than configured max size 100000" in str(error)
+
+    # The broker's limit is known from now on: the next such record is not even sent.
+    assert dispatch([ReceivedRecord("y" * 150_000, "arena-1", "arena.events", 0, 9)]) is None
+    assert broker.calls == []
+    assert len(dead_letters) == 2
+    assert dispatch(EVENTS) == "task-1"
+
+
+def test_a_batch_the_broker_refuses_for_its_size_goes_back_to_be_sent_smaller():
+    broker, dead_letters = Broker(outages=1, error=size_refusal(200_000)), []
+    dispatch = dispatcher(broker, Waits(), dead_letters)
+    batch = [ReceivedRecord("x" * 100_000, "arena-1", "arena.events", 0, n) for n in range(3)]
+
+    with pytest.raises(BatchTooLargeForBroker) as refusal:
+        dispatch(batch)
+
+    assert refusal.value.max_record_bytes == 200_000 - MESSAGE_OVERHEAD_BYTES
+    assert dead_letters == []
+    assert dispatch(batch[:1]) == "task-1"
 
 
 def test_a_record_too_large_for_any_broker_message_is_dead_lettered_and_nothing_is_sent():
