@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from enum import Enum
 
 import psycopg
 import sqlalchemy.exc
@@ -24,13 +25,56 @@ from arena.services.results import TicksMade
 log = logging.getLogger(__name__)
 
 CLAIMS_PER_PASS = 500
-# PostgreSQL away, not an arena at fault: the task fails and the next pass claims them all again.
-UNAVAILABLE = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    sqlalchemy.exc.OperationalError,  # the pool could not connect
-    sqlalchemy.exc.TimeoutError,  # every pooled connection busy
-)
+# A tick that fails alone gets a second, fresh transaction before its arena is set aside.
+TRIES_ALONE = 2
+
+
+class Cause(Enum):
+    """Why a tick transaction failed, which says what becomes of its arenas (`cause_of`)."""
+
+    UNAVAILABLE = "PostgreSQL unavailable"
+    TRANSIENT = "transient"
+    ARENA = "the arena's own"
+
+
+def cause_of(failure: BaseException) -> Cause:
+    """What a failed tick transaction blames (SQLAlchemy's wrappers judged by the psycopg error
+    they carry):
+
+    - UNAVAILABLE, PostgreSQL itself: no connection to be had (the pool's timeout, a failed
+      connect, too many connections 53300) or the one held lost (SQLSTATE class 08, the server
+      shutting down or ending the session 57P01-57P05, a driver error with no SQLSTATE, psycopg's
+      InterfaceError). Every arena would fail alike: the task fails, the next pass retries the
+      whole batch.
+    - TRANSIENT, other transactions or the server's shortage: a lost race (`Conflict`),
+      serialization failure 40001, deadlock 40P01, lock not available 55P03, the rest of class
+      53 (memory, disk, a configured limit). The batch is split; an arena failing alone waits
+      for the next pass.
+    - ARENA, anything else: a program limit 54xxx, a cancelled statement 57014, bad data, a
+      constraint, a Python error. The batch is split; an arena failing alone twice is set aside.
+    """
+    if isinstance(failure, sqlalchemy.exc.DBAPIError):
+        if failure.connection_invalidated:
+            return Cause.UNAVAILABLE
+        failure = failure.orig if failure.orig is not None else failure
+    if isinstance(
+        failure,
+        sqlalchemy.exc.TimeoutError | sqlalchemy.exc.DisconnectionError | psycopg.InterfaceError,
+    ):
+        return Cause.UNAVAILABLE
+    if isinstance(failure, Conflict):
+        return Cause.TRANSIENT
+    if not isinstance(failure, psycopg.Error):
+        return Cause.ARENA
+    state = failure.sqlstate
+    if state is None:
+        # libpq gives no SQLSTATE when connecting fails or the connection drops mid-statement.
+        return Cause.UNAVAILABLE if isinstance(failure, psycopg.OperationalError) else Cause.ARENA
+    if state.startswith(("08", "57P")) or state == "53300":
+        return Cause.UNAVAILABLE
+    if state.startswith("53") or state in ("40001", "40P01", "55P03"):
+        return Cause.TRANSIENT
+    return Cause.ARENA
 
 
 @shared_task(name=SCHEDULE_TICKS_TASK)
@@ -83,33 +127,52 @@ def advance_apart(
     set_aside: Callable[[str, str], None],
 ) -> TicksMade:
     """The arenas' next ticks in one transaction; if it fails, in two halves, each again in one,
-    down to the arena that fails alone: `set_aside(its id, the reason)`, and every other arena
-    ticks. A failed transaction keeps nothing, so an arena's tick, its events and its version
-    are written together or not at all. An arena that keeps losing races to commands is only
-    left for the next pass: busy is not broken."""
+    down to the arena that fails alone (`_advance_alone`), and every other arena ticks. A failed
+    transaction keeps nothing, so an arena's tick, its events and its version are written
+    together or not at all. PostgreSQL unavailable fails the whole batch (`cause_of`)."""
+    if len(arena_ids) == 1:
+        return _advance_alone(bus, arena_ids[0], max_catch_up, set_aside)
     try:
-        result = bus.handle(AdvanceArenas(tuple(arena_ids), max_catch_up))
-    except UNAVAILABLE:
-        raise
-    except Conflict as race:
-        if len(arena_ids) == 1:
-            log.warning(
-                "arena %s: its tick lost every race, left for the next pass: %s", *arena_ids, race
-            )
-            return TicksMade(())
+        return _advance(bus, arena_ids, max_catch_up)
     except Exception as failure:
-        if len(arena_ids) == 1:
-            reason = f"{type(failure).__name__}: {failure}"
-            log.exception("arena %s set aside: its tick fails: %s", *arena_ids, reason)
-            set_aside(arena_ids[0], reason)
-            return TicksMade(())
-    else:
-        assert isinstance(result, TicksMade)
-        return result
+        if cause_of(failure) is Cause.UNAVAILABLE:
+            raise
     half = len(arena_ids) // 2
     first = advance_apart(bus, arena_ids[:half], max_catch_up, set_aside)
     rest = advance_apart(bus, arena_ids[half:], max_catch_up, set_aside)
     return TicksMade(first.ticks + rest.ticks)
+
+
+def _advance_alone(
+    bus: CommandBus, arena_id: str, max_catch_up: int, set_aside: Callable[[str, str], None]
+) -> TicksMade:
+    """One arena's next tick, tried TRIES_ALONE times before `set_aside(arena_id, the reason)`:
+    a race with another writer (a lease that ran out mid-tick, say) is over by the second try,
+    as PostgreSQL reports a unique or version clash only once the rival has committed. A
+    transient failure leaves the arena for the next pass: busy is not broken."""
+    for tries_left in reversed(range(TRIES_ALONE)):
+        try:
+            return _advance(bus, [arena_id], max_catch_up)
+        except Exception as failure:
+            cause = cause_of(failure)
+            if cause is Cause.UNAVAILABLE:
+                raise
+            if cause is Cause.TRANSIENT:
+                log.warning("arena %s: its tick is left for the next pass: %s", arena_id, failure)
+                return TicksMade(())
+            reason = f"{type(failure).__name__}: {failure}"
+            if tries_left:
+                log.warning("arena %s: its tick failed, trying it once more: %s", arena_id, reason)
+            else:
+                log.exception("arena %s set aside: its tick fails: %s", arena_id, reason)
+                set_aside(arena_id, reason)
+    return TicksMade(())
+
+
+def _advance(bus: CommandBus, arena_ids: list[str], max_catch_up: int) -> TicksMade:
+    result = bus.handle(AdvanceArenas(tuple(arena_ids), max_catch_up))
+    assert isinstance(result, TicksMade)
+    return result
 
 
 def _set_aside(arena_id: str, reason: str) -> None:

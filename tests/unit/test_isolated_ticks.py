@@ -1,15 +1,20 @@
-"""A batch of ticks isolates its arenas (in memory): the arena whose tick fails is set aside with
-its reason and every other ticks, each arena's tick, events and version kept together; PostgreSQL
-away or an arena busy with commands sets nothing aside."""
+"""A batch of ticks isolates its arenas (in memory): the arena whose tick fails twice alone is set
+aside with its reason and every other ticks, each arena's tick, events and version kept together;
+PostgreSQL unavailable fails the batch and a transient failure leaves the arena for the next pass,
+neither setting anything aside (the rule is `tasks.ticks.cause_of`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 
 import psycopg
+import psycopg.errors
 import pytest
 import sqlalchemy.exc
 
+from arena.domain.errors import Conflict
 from arena.domain.events import TickAdvanced
 from arena.domain.model import hash_token
 from arena.services.bus import CommandBus
@@ -17,17 +22,68 @@ from arena.services.commands import ChangeStatus, CreateArena
 from arena.services.idempotency import Reply
 from arena.services.results import ArenaOpened, Result
 from arena.simulation.board import Board
-from tasks.ticks import advance_apart
+from tasks.ticks import TRIES_ALONE, advance_apart
 from tests.support.fakes import FakeUnitsOfWork
 
 MAX_CATCH_UP = 5
 
 
-class UnreadableBoard(Board):
-    """A stored board that no longer decodes."""
+class FailingBoard(Board):
+    """A stored board whose load raises each of `failures`, then loads (its copies load)."""
+
+    failures: Iterator[Exception] = iter(())
 
     def copy(self) -> Board:
-        raise ValueError("the stored board does not decode")
+        failure = next(self.failures, None)
+        if failure is not None:
+            raise failure
+        return super().copy()
+
+
+def _wrapped(failure: psycopg.Error) -> sqlalchemy.exc.DBAPIError:
+    """`failure` as SQLAlchemy raises it (the pool's connect, say)."""
+    return sqlalchemy.exc.OperationalError("SELECT 1", None, failure)
+
+
+UNAVAILABLE = [
+    psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly"),
+    _wrapped(psycopg.OperationalError("connection failed: Connection refused")),
+    psycopg.InterfaceError("the connection is closed"),
+    sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"),
+    sqlalchemy.exc.DisconnectionError("the connection was invalidated"),
+    psycopg.errors.ConnectionFailure("08006"),
+    psycopg.errors.AdminShutdown("57P01"),
+    psycopg.errors.CrashShutdown("57P02"),
+    psycopg.errors.CannotConnectNow("57P03"),
+    psycopg.errors.TooManyConnections("53300"),
+    _wrapped(psycopg.errors.AdminShutdown("57P01")),
+    sqlalchemy.exc.OperationalError(  # SQLAlchemy's own verdict: the connection is gone
+        "SELECT 1", None, psycopg.errors.QueryCanceled("57014"), connection_invalidated=True
+    ),
+]
+TRANSIENT = [
+    Conflict("The arena kept changing concurrently; retry the request."),
+    psycopg.errors.SerializationFailure("40001"),
+    psycopg.errors.DeadlockDetected("40P01"),
+    psycopg.errors.LockNotAvailable("55P03"),
+    psycopg.errors.OutOfMemory("53200"),
+    _wrapped(psycopg.errors.DeadlockDetected("40P01")),
+]
+ARENAS_OWN = [
+    ValueError("the stored board does not decode"),
+    psycopg.errors.ProgramLimitExceeded("54000"),
+    psycopg.errors.StatementTooComplex("54001"),
+    psycopg.errors.QueryCanceled("57014"),
+    psycopg.errors.NumericValueOutOfRange("22003"),
+    psycopg.errors.UniqueViolation("23505"),
+    psycopg.DataError("int too large to convert"),  # the driver's, no SQLSTATE
+    _wrapped(psycopg.errors.ProgramLimitExceeded("54000")),
+]
+
+
+def _name(failure: Exception) -> str:
+    orig = failure.orig if isinstance(failure, sqlalchemy.exc.DBAPIError) else None
+    return type(failure).__name__ + (f"({type(orig).__name__})" if orig else "")
 
 
 class SetAside(dict[str, str]):
@@ -59,13 +115,21 @@ def _ticked(units: FakeUnitsOfWork) -> list[str]:
     return [e.aggregate_id for _, e in units.committed.events if isinstance(e, TickAdvanced)]
 
 
+def _curse(units: FakeUnitsOfWork, arena_id: str, failures: Iterator[Exception]) -> None:
+    """The arena's tick raises each of `failures`, in every transaction that ticks it."""
+    board = FailingBoard.empty(8, 8, 37.0)
+    assert isinstance(board, FailingBoard)
+    board.failures = failures
+    units.committed.boards[arena_id] = board
+
+
 @pytest.mark.parametrize("cursed_at", [0, 2, 4])
 def test_the_arena_whose_tick_fails_is_set_aside_and_every_other_ticks(cursed_at: int) -> None:
     units = FakeUnitsOfWork()
     bus = CommandBus(units, pause=lambda _: None)
     arena_ids = _due_arenas(units, bus, 5)
     cursed = arena_ids[cursed_at]
-    units.committed.boards[cursed] = UnreadableBoard.empty(8, 8, 37.0)
+    _curse(units, cursed, repeat(ValueError("the stored board does not decode")))
     version = units.committed.arenas[cursed].version
     set_aside = SetAside()
 
@@ -95,25 +159,95 @@ def test_a_batch_that_ticks_is_one_transaction_and_sets_nothing_aside() -> None:
     assert set_aside == {}
 
 
-@pytest.mark.parametrize(
-    "unavailable",
-    [
-        psycopg.OperationalError("server closed the connection unexpectedly"),
-        sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"),
-    ],
-)
-def test_postgresql_away_fails_the_task_and_sets_no_arena_aside(unavailable: Exception) -> None:
+@pytest.mark.parametrize("failure", ARENAS_OWN, ids=_name)
+def test_a_failure_of_the_arenas_own_sets_it_aside_after_a_second_try_alone(
+    failure: Exception,
+) -> None:
     units = FakeUnitsOfWork()
     bus = CommandBus(units, pause=lambda _: None)
-    arena_ids = _due_arenas(units, bus, 3)
+    first, cursed, last = _due_arenas(units, bus, 3)
+    _curse(units, cursed, repeat(failure))
     set_aside = SetAside()
 
-    def connection_lost() -> None:
-        raise unavailable
+    ticks = advance_apart(bus, [first, cursed, last], MAX_CATCH_UP, set_aside)
 
-    units.before_commit = connection_lost
-    with pytest.raises(type(unavailable)):
-        advance_apart(bus, arena_ids, MAX_CATCH_UP, set_aside)
+    assert [tick.arena_id for tick in ticks.ticks if tick.advanced] == [first, last]
+    assert set_aside == {cursed: f"{type(failure).__name__}: {failure}"}
+    assert sorted(_ticked(units)) == sorted((first, last))
+
+
+@pytest.mark.parametrize("failure", UNAVAILABLE, ids=_name)
+def test_postgresql_unavailable_fails_the_task_and_sets_no_arena_aside(failure: Exception) -> None:
+    units = FakeUnitsOfWork()
+    bus = CommandBus(units, pause=lambda _: None)
+    first, cursed, last = _due_arenas(units, bus, 3)
+    _curse(units, cursed, repeat(failure))
+    opened = len(units.opened)
+    set_aside = SetAside()
+
+    with pytest.raises(type(failure)):
+        advance_apart(bus, [first, cursed, last], MAX_CATCH_UP, set_aside)
+    assert set_aside == {} and _ticked(units) == []
+    assert len(units.opened) == opened + 1  # not split: the next pass tries the batch again
+
+
+@pytest.mark.parametrize("failure", TRANSIENT, ids=_name)
+def test_a_transient_failure_leaves_the_arena_for_the_next_pass_and_the_others_tick(
+    failure: Exception,
+) -> None:
+    units = FakeUnitsOfWork()
+    bus = CommandBus(units, pause=lambda _: None)
+    first, cursed, last = _due_arenas(units, bus, 3)
+    _curse(units, cursed, repeat(failure))
+    set_aside = SetAside()
+
+    ticks = advance_apart(bus, [first, cursed, last], MAX_CATCH_UP, set_aside)
+
+    assert [tick.arena_id for tick in ticks.ticks if tick.advanced] == [first, last]
+    assert set_aside == {}
+    assert sorted(_ticked(units)) == sorted((first, last))
+
+
+def test_an_arena_whose_tick_fails_once_alone_ticks_on_its_second_try() -> None:
+    units = FakeUnitsOfWork()
+    bus = CommandBus(units, pause=lambda _: None)
+    (arena_id,) = _due_arenas(units, bus, 1)
+    # A lease that ran out mid-tick: a second worker's tick of the arena committed first.
+    _curse(units, arena_id, iter([psycopg.errors.UniqueViolation("duplicate key value")]))
+    opened = len(units.opened)
+    set_aside = SetAside()
+
+    ticks = advance_apart(bus, [arena_id], MAX_CATCH_UP, set_aside)
+
+    assert [(tick.arena_id, tick.advanced) for tick in ticks.ticks] == [(arena_id, True)]
+    assert set_aside == {} and _ticked(units) == [arena_id]
+    assert len(units.opened) == opened + 2
+
+
+def test_an_arena_is_set_aside_only_after_failing_alone_in_a_fresh_transaction_each_try() -> None:
+    units = FakeUnitsOfWork()
+    bus = CommandBus(units, pause=lambda _: None)
+    (arena_id,) = _due_arenas(units, bus, 1)
+    _curse(units, arena_id, repeat(psycopg.errors.ProgramLimitExceeded("54000")))
+    opened = len(units.opened)
+    set_aside = SetAside()
+
+    ticks = advance_apart(bus, [arena_id], MAX_CATCH_UP, set_aside)
+
+    assert ticks.ticks == () and set_aside == {arena_id: "ProgramLimitExceeded: 54000"}
+    assert len(units.opened) == opened + TRIES_ALONE
+
+
+def test_postgresql_lost_on_the_second_try_fails_the_task_and_sets_nothing_aside() -> None:
+    units = FakeUnitsOfWork()
+    bus = CommandBus(units, pause=lambda _: None)
+    (arena_id,) = _due_arenas(units, bus, 1)
+    lost = psycopg.errors.AdminShutdown("terminating connection due to administrator command")
+    _curse(units, arena_id, iter([psycopg.errors.QueryCanceled("57014"), lost]))
+    set_aside = SetAside()
+
+    with pytest.raises(psycopg.errors.AdminShutdown):
+        advance_apart(bus, [arena_id], MAX_CATCH_UP, set_aside)
     assert set_aside == {} and _ticked(units) == []
 
 
