@@ -150,7 +150,7 @@ def _tick(
     config = arena.config
     before = board or Board.empty(config.width, config.height, config.temperature.value)
     rules = Rules(config.seed, config.diffusion_rate, config.mutation_rate, config.max_organisms)
-    made = step(before, actions, rules)
+    made = step(before, actions, rules, present={player.id for player in arena.players})
     sealed = seal(made.board)
     outcome = TickOutcome(
         stats=made.stats.to_json(),

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ KIND_NAMES = {BACTERIA: "BACTERIA", FUNGI: "FUNGI", PHAGE: "PHAGE"}
 KIND_CODES = {name: code for code, name in KIND_NAMES.items()}
 ANTIBIOTICS = ("A", "B", "C")
 NO_OWNER = -1
+# The `owners` entry of organisms whose player has left the arena (no player id is empty).
+NOBODY = ""
 ENCODING = "petri-board/1"  # the canonical encoding's name and version (docs/simulation.md)
 
 Layer = npt.NDArray[Any]
@@ -51,7 +54,8 @@ LAYERS: dict[str, tuple[str, bool]] = {
 # The rules keep energy on this grid, rounded down: exact in float32 up to 2**14, and a tick
 # changes it by whole steps, which a delta carries as small integers.
 ENERGY_QUANTUM = 2**-10
-# The `owner` layer holds indexes 0, 1, 2…: an arena can have this many owners over its life.
+# The `owner` layer holds indexes 0, 1, 2…: this many owners at once, an index being reused once
+# no organism holds it.
 MAX_OWNERS = int(np.iinfo(LAYERS["owner"][0]).max) + 1
 ORGANISM_LAYERS = tuple(
     name for name in LAYERS if name not in ("nutrients", "antibiotic", "temperature")
@@ -66,7 +70,7 @@ class Board:
     width: int
     height: int
     next_organism_id: int  # ids are 1, 2, 3… per arena, never reused
-    owners: list[str]  # player ids; the `owner` layer holds indexes into this list
+    owners: list[str]  # player ids (or NOBODY); the `owner` layer holds indexes into this list
     layers: dict[str, Layer]
 
     @classmethod
@@ -95,13 +99,45 @@ class Board:
         return int(np.count_nonzero(self.occupied()))
 
     def owner_index(self, player_id: str) -> int | None:
-        """The player's index in `owners`, appended on first use (indexes never change); None for
-        a newcomer once `owners` holds MAX_OWNERS, the most the `owner` layer can tell apart."""
-        if player_id not in self.owners:
-            if len(self.owners) >= MAX_OWNERS:
-                return None
+        """The player's index in `owners`: on first use appended, or, once `owners` holds the
+        MAX_OWNERS the `owner` layer can tell apart, one that no organism holds taken over (the
+        count is a pass over the grid, paid only then). None if every index holds organisms."""
+        if player_id in self.owners:
+            return self.owners.index(player_id)
+        if len(self.owners) < MAX_OWNERS:
             self.owners.append(player_id)
-        return self.owners.index(player_id)
+            return len(self.owners) - 1
+        held = np.bincount(self.layers["owner"][self.occupied()], minlength=len(self.owners))
+        unheld = np.flatnonzero(held == 0)
+        if unheld.size == 0:
+            return None
+        index = int(unheld[0])
+        self.owners[index] = player_id
+        return index
+
+    def release_departed(self, present: Collection[str]) -> None:
+        """Hand the organisms of owners not `present` (players who left) to NOBODY, so that the
+        indexes holding organisms are at most one per player present, plus NOBODY's.
+
+        A departed owner's entry becomes NOBODY, and every NOBODY entry's organisms go to the
+        first one's index: the others hold none, free to be reused, and the grid is passed over
+        only in a tick after someone left."""
+        departed, nobodies = [], []
+        for index, owner in enumerate(self.owners):
+            if owner == NOBODY:
+                nobodies.append(index)
+            elif owner not in present:
+                departed.append(index)
+        if not departed:
+            return
+        moved = departed + nobodies
+        table = np.arange(len(self.owners), dtype=LAYERS["owner"][0])
+        table[moved] = min(moved)
+        for index in departed:
+            self.owners[index] = NOBODY
+        occupied = self.occupied()
+        layer = self.layers["owner"]
+        layer[occupied] = table[layer[occupied]]
 
     def clear(self, cells: npt.NDArray[np.bool_]) -> None:
         """Remove the organisms in `cells`."""

@@ -11,8 +11,8 @@ The step never changes the board it is given.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from arena.simulation.board import (
     FUNGI,
     KIND_CODES,
     MAX_OWNERS,
+    NOBODY,
     PHAGE,
     Board,
 )
@@ -108,15 +109,27 @@ class _Counts:
     mutations: int = 0
 
 
-def step(board: Board, actions: Sequence[DueAction], rules: Rules) -> TickResult:
-    """The board one tick later."""
+def step(
+    board: Board,
+    actions: Sequence[DueAction],
+    rules: Rules,
+    present: Collection[str] | None = None,
+) -> TickResult:
+    """The board one tick later. Given the arena's `present` players, the organisms of those who
+    left (and those their due spawns place) become NOBODY's first: then at most one `owner` index
+    per player present, plus NOBODY's, holds organisms, and a newcomer always finds a free one
+    (`Board.owner_index`)."""
     tick = board.tick + 1
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([rules.seed, tick])))
     nxt = board.copy()
     nxt.tick = tick
     counts = _Counts()
     result = TickResult(nxt, TickStats(0, 0, 0, 0, 0.0))
+    if present is not None:
+        nxt.release_departed(present)
     for action in actions:
+        if present is not None and action.player_id not in present:
+            action = replace(action, player_id=NOBODY)
         reason = _apply(nxt, action, rules)
         if reason is None:
             result.applied.append(action.action_id)
@@ -179,7 +192,7 @@ def _apply(board: Board, action: DueAction, rules: Rules) -> str | None:
             return f"the arena holds its maximum of {rules.max_organisms} organisms"
         owner = board.owner_index(action.player_id)
         if owner is None:
-            return f"the arena has had its maximum of {MAX_OWNERS} owners"
+            return f"all the arena's {MAX_OWNERS} owner indexes hold organisms"
         kind = KIND_CODES[payload["kind"]]
         _place(board, y, x, kind, owner, SPAWN_ENERGY)
         genome = DEFAULT_GENOMES[kind]

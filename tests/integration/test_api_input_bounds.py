@@ -26,6 +26,7 @@ from arena.domain.config import (
 )
 from arena.domain.model import MAX_TICK
 from arena.http.schemas import MAX_OFFSET, MAX_VERSION
+from arena.simulation.board import NOBODY
 from tests.support.api import (
     ARENAS,
     arena_path,
@@ -212,6 +213,30 @@ def test_a_query_number_out_of_bounds_is_a_422_naming_it(
 
     problem = problem_of(response, 422, "validation-failed")
     assert field in error_fields(problem)
+
+
+def test_the_organisms_of_a_player_who_left_become_nobodys(dish: Dish) -> None:
+    # Owner indexes held stay one per player present (plus nobody's): joining, spawning and
+    # leaving over and over cannot use up the board's 32,768 (docs/simulation.md).
+    bob, ada = dish.bob.id, dish.ada.id
+    dish.tick()
+    late = dish.act(dish.bob, _spawn(0, 0))
+    left = dish.client.delete(arena_path(dish.id, f"/players/{bob}"), headers=dish.bob.auth)
+    assert left.status_code == 200, left.get_data(as_text=True)
+
+    dish.tick()
+
+    applied = [
+        e.payload["actionId"] for e in events(dish.sql, dish.id) if e.type == "ActionApplied"
+    ]
+    assert late["actionId"] in applied
+    shown = dish.get("/board").get_json()["layers"]["organisms"]
+    assert {organism["owner"] for organism in shown} == {ada, NOBODY}
+    assert [
+        organism["owner"] for organism in shown if (organism["x"], organism["y"]) == (0, 0)
+    ] == [NOBODY]
+    standings = dish.get("/leaderboard").get_json()["players"]
+    assert sorted(player["playerId"] for player in standings) == sorted([ada, NOBODY])
 
 
 def test_the_openapi_document_states_every_bound(client: FlaskClient) -> None:

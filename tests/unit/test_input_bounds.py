@@ -1,6 +1,7 @@
 """The bounds on what a client sends (issue 23, item 3): the domain's limits come from the board's
 integer layers, so nothing the domain accepts can overflow them at a tick, and the step rejects,
-rather than fails on, what it cannot apply (an action outside a shrunk grid, one owner too many).
+rather than fails on, what it cannot apply (an action outside a shrunk grid); owner indexes are
+reused, so joining, spawning and leaving cannot use them up.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from arena.domain.actions import MAX_AMOUNT, ActionType
 from arena.domain.config import GRID_SIDE_RANGE, MAX_ORGANISMS_RANGE, MAX_PLAYERS_RANGE, ArenaConfig
 from arena.domain.errors import Conflict, ValidationFailed
 from arena.domain.model import MAX_TICK, Arena, Player
-from arena.simulation.board import LAYERS, MAX_OWNERS, Board
+from arena.simulation.board import (
+    BACTERIA,
+    LAYERS,
+    MAX_OWNERS,
+    NOBODY,
+    Board,
+)
 from arena.simulation.rules import FIELD_MAX, FIELD_SCALE, DueAction, Rules, step
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -94,18 +101,92 @@ def test_actions_outside_the_board_are_rejected() -> None:
     assert made.board.same_as(step(board, [], STILL).board)
 
 
-def test_a_newcomer_past_the_owner_layers_capacity_is_rejected_and_known_owners_still_spawn() -> (
-    None
-):
-    board = Board.empty(2, 1, 37.0)
+def _held_by_every_index() -> Board:
+    """A board one cell wider than MAX_OWNERS organisms, each of an owner of its own (the free
+    cell is its last), with one more player, PLAYER, present."""
+    board = Board.empty(256, MAX_OWNERS // 256 + 1, 37.0)
+    board.owners = [f"left-{index}" for index in range(MAX_OWNERS)]
+    cells = board["kind"].reshape(-1)[:MAX_OWNERS]
+    cells[:] = BACTERIA
+    board["energy"].reshape(-1)[:MAX_OWNERS] = 1.0
+    board["owner"].reshape(-1)[:MAX_OWNERS] = np.arange(MAX_OWNERS)
+    return board
+
+
+ROOMY = Rules(seed=7, diffusion_rate=0.0, mutation_rate=0.0, max_organisms=MAX_ORGANISMS_RANGE[1])
+
+
+def test_a_newcomer_takes_over_an_owner_index_no_organism_holds_once_all_were_used() -> None:
+    board = Board.empty(3, 1, 37.0)
     board.owners = [f"player-{index}" for index in range(MAX_OWNERS - 1)] + [PLAYER]
+    board["kind"][0, 2] = BACTERIA
+    board["energy"][0, 2] = 1.0
+    board["owner"][0, 2] = 0  # player-0's organism: index 0 is held, index 1 is not
 
     made = step(board, [_spawn(0, 0, "newcomer"), _spawn(1, 0)], STILL)
 
-    assert made.rejected == [("spawn-0-0", f"the arena has had its maximum of {MAX_OWNERS} owners")]
-    assert made.applied == ["spawn-1-0"]
-    assert made.board["owner"][0, 1] == MAX_OWNERS - 1
+    assert made.rejected == []
+    assert made.board["owner"][0].tolist() == [1, MAX_OWNERS - 1, 0]
+    assert made.board.owners[:2] == ["player-0", "newcomer"]
     assert len(made.board.owners) == MAX_OWNERS
+
+
+def test_the_organisms_of_players_who_left_become_nobodys_and_their_indexes_free() -> None:
+    board = Board.empty(4, 1, 37.0)
+    board.owners = ["gone-a", PLAYER, "gone-b"]
+    board["kind"][0, :3] = BACTERIA
+    board["energy"][0, :3] = 1.0
+    board["owner"][0, :3] = [2, 1, 0]
+
+    made = step(board, [_spawn(3, 0, "gone-c")], STILL, present={PLAYER})
+
+    assert made.applied == ["spawn-3-0"]
+    assert made.board.owners == [NOBODY, PLAYER, NOBODY]
+    assert made.board["owner"][0].tolist() == [0, 1, 0, 0]  # the departed's spawn too
+    again = step(made.board, [], STILL, present={PLAYER}).board
+    assert again.owners == made.board.owners
+    assert np.array_equal(again["owner"], made.board["owner"])
+
+
+def test_nobodys_organisms_keep_one_index_however_the_departures_fall() -> None:
+    board = Board.empty(3, 1, 37.0)
+    board.owners = ["gone-a", PLAYER, NOBODY]
+    board["kind"][0, :] = BACTERIA
+    board["energy"][0, :] = 1.0
+    board["owner"][0, :] = [2, 1, 0]  # NOBODY's at index 2; gone-a's at 0, before it
+
+    board.release_departed({PLAYER})
+
+    assert board.owners == [NOBODY, PLAYER, NOBODY]
+    assert board["owner"][0].tolist() == [0, 1, 0]
+    assert board.owner_index(NOBODY) == 0
+
+
+def test_players_who_joined_spawned_and_left_cannot_use_up_the_owner_indexes() -> None:
+    # The attack: MAX_OWNERS players join, spawn, leave, and keep their organisms alive.
+    board = _held_by_every_index()
+
+    made = step(board, [_spawn(0, board.height - 1)], ROOMY, present={PLAYER})
+
+    assert made.rejected == []
+    assert made.board.owners.count(NOBODY) == MAX_OWNERS - 1
+    held = np.unique(made.board["owner"][made.board.occupied()]).tolist()
+    assert [made.board.owners[index] for index in held] == [NOBODY, PLAYER]
+
+
+def test_a_spawn_finding_every_owner_index_held_is_rejected_at_its_tick() -> None:
+    # Only without the players present (the step keeps every owner then): the fallback.
+    board = _held_by_every_index()
+
+    made = step(board, [_spawn(0, board.height - 1)], ROOMY)
+
+    assert made.rejected == [
+        (
+            f"spawn-0-{board.height - 1}",
+            f"all the arena's {MAX_OWNERS} owner indexes hold organisms",
+        )
+    ]
+    assert made.board.owners == board.owners
 
 
 # --- the domain's bounds --------------------------------------------------------------------------
