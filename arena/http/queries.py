@@ -22,6 +22,7 @@ from marshmallow import Schema
 
 from arena.bootstrap import components
 from arena.domain.errors import ValidationFailed
+from arena.domain.model import MAX_TICK
 from arena.http.board_view import (
     ARRAY,
     board_json,
@@ -64,7 +65,7 @@ from arena.readmodel.boards import (
 from arena.readmodel.projector import View
 from arena.readmodel.store import ArenaViews
 from arena.simulation import delta
-from arena.simulation.board import Board
+from arena.simulation.board import MAX_ORGANISM_ID, Board
 
 blp = Blueprint(
     "arena_queries", __name__, url_prefix="/api/v1/arenas", description="Arena queries (Redis)"
@@ -137,18 +138,28 @@ class ArenaList(MethodView):
 
 
 def _single_arena_query(
-    query_schema: type[Schema], response_schema: type[Schema]
+    query_schema: type[Schema],
+    response_schema: type[Schema],
+    path_maxima: dict[str, int] | None = None,
 ) -> Callable[[Callable[..., Body]], Callable[..., Response]]:
     """Document and serve a query about one arena: 404, minVersion waiting, the version header.
 
     The decorated method gets the query arguments and the arena's view, and returns the body.
+    `path_maxima`: the most each integer path parameter may be, in the spec, and a larger one
+    a 422 naming it (the routes take any digits), before the arena is looked up.
     """
+    maxima = path_maxima or {}
 
     def decorate(build: Callable[..., Body]) -> Callable[..., Response]:
         @functools.wraps(build)
         def serve(
             self: MethodView, query: dict[str, Any], arena_id: uuid.UUID, **path: Any
         ) -> Response:
+            too_large = {name: most for name, most in maxima.items() if path[name] > most}
+            if too_large:
+                raise ValidationFailed(
+                    {name: f"must be at most {most}" for name, most in too_large.items()}
+                )
             view = _view_or_refusal(arena_id, query.get("minVersion"))
             if isinstance(view, Response):
                 return view
@@ -159,12 +170,25 @@ def _single_arena_query(
             documented
         )
         documented = blp.response(200, response_schema, headers=_VERSION_HEADER_DOC)(documented)
+        if maxima:
+            bounded = [_path_parameter(name, most) for name, most in maxima.items()]
+            documented = blp.doc(parameters=bounded)(documented)
         checked: Callable[..., Response] = blp.arguments(query_schema(), location="query")(
             documented
         )
         return checked
 
     return decorate
+
+
+def _path_parameter(name: str, most: int) -> dict[str, Any]:
+    return {
+        "in": "path",
+        "name": name,
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0, "maximum": most},
+        "description": f"At most {most}: a larger one is a 422 naming it.",
+    }
 
 
 @blp.route("/<uuid:arena_id>")
@@ -229,7 +253,7 @@ class ArenaBoard(MethodView):
 
 @blp.route("/<uuid:arena_id>/snapshots/<int:tick>")
 class ArenaBoardAt(MethodView):
-    @_single_arena_query(ReadQuerySchema, BoardSchema)
+    @_single_arena_query(ReadQuerySchema, BoardSchema, {"tick": MAX_TICK})
     def get(self, _query: dict[str, Any], view: View, tick: int) -> Iterator[str]:
         """The board at a tick still in the history, in the shape of /board."""
         views = _views()
@@ -318,7 +342,7 @@ class ArenaMetrics(MethodView):
 
 @blp.route("/<uuid:arena_id>/organisms/<int:organism_id>")
 class ArenaOrganism(MethodView):
-    @_single_arena_query(ReadQuerySchema, OrganismSchema)
+    @_single_arena_query(ReadQuerySchema, OrganismSchema, {"organism_id": MAX_ORGANISM_ID})
     def get(self, _query: dict[str, Any], view: View, organism_id: int) -> dict[str, Any]:
         """One live organism: position, energy, fitness, genome and lineage."""
         found = organism_body(_board_now(view), organism_id)

@@ -57,6 +57,8 @@ ENERGY_QUANTUM = 2**-10
 # The `owner` layer holds indexes 0, 1, 2…: this many owners at once, an index being reused once
 # no organism holds it.
 MAX_OWNERS = int(np.iinfo(LAYERS["owner"][0]).max) + 1
+# Organism ids are the `organism_id` layer's: none is larger.
+MAX_ORGANISM_ID = int(np.iinfo(LAYERS["organism_id"][0]).max)
 ORGANISM_LAYERS = tuple(
     name for name in LAYERS if name not in ("nutrients", "antibiotic", "temperature")
 )

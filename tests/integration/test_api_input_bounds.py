@@ -26,7 +26,7 @@ from arena.domain.config import (
 )
 from arena.domain.model import MAX_TICK
 from arena.http.schemas import MAX_OFFSET, MAX_VERSION
-from arena.simulation.board import NOBODY
+from arena.simulation.board import MAX_ORGANISM_ID, NOBODY
 from tests.support.api import (
     ARENAS,
     arena_path,
@@ -239,6 +239,24 @@ def test_the_organisms_of_a_player_who_left_become_nobodys(dish: Dish) -> None:
     assert sorted(player["playerId"] for player in standings) == sorted([ada, NOBODY])
 
 
+@pytest.mark.parametrize(
+    ("suffix", "field", "most", "missing"),
+    [
+        ("/snapshots/{}", "tick", MAX_TICK, "tick-not-kept"),
+        ("/organisms/{}", "organism_id", MAX_ORGANISM_ID, "not-found"),
+    ],
+)
+def test_a_path_number_out_of_bounds_is_a_422_naming_it_and_one_at_its_bound_a_404(
+    dish: Dish, suffix: str, field: str, most: int, missing: str
+) -> None:
+    dish.tick()
+
+    for number in (most + 1, 2**64, 10**30):
+        problem = problem_of(dish.get(suffix.format(number)), 422, "validation-failed")
+        assert error_fields(problem) == [field]
+    assert str(most) in problem_of(dish.get(suffix.format(most)), 404, missing)["detail"]
+
+
 def test_the_openapi_document_states_every_bound(client: FlaskClient) -> None:
     spec = client.get("/api/v1/openapi.json").get_json()
     schemas = spec["components"]["schemas"]
@@ -266,6 +284,15 @@ def test_the_openapi_document_states_every_bound(client: FlaskClient) -> None:
     concentration = schemas["DropAntibioticPayload"]["properties"]["concentration"]
     assert bounds(concentration) == (0, MAX_AMOUNT)
     assert bounds(schemas["SubmitAction"]["properties"]["applyAtTick"]) == (1, MAX_TICK)
+    paths = spec["paths"]
+    for path, name, most in (
+        ("/api/v1/arenas/{arena_id}/snapshots/{tick}", "tick", MAX_TICK),
+        ("/api/v1/arenas/{arena_id}/organisms/{organism_id}", "organism_id", MAX_ORGANISM_ID),
+    ):
+        # The operation's own parameter overrides the path's (OpenAPI 3, Path Item Object).
+        parameters = paths[path]["get"].get("parameters", [])
+        [parameter] = [p for p in parameters if p["in"] == "path" and p["name"] == name]
+        assert bounds(parameter["schema"]) == (0, most)
 
 
 def test_a_config_stored_before_the_bounds_is_clamped_into_them_and_its_arena_loads(

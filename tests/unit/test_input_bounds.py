@@ -19,6 +19,7 @@ from arena.domain.model import MAX_TICK, Arena, Player
 from arena.simulation.board import (
     BACTERIA,
     LAYERS,
+    MAX_ORGANISM_ID,
     MAX_OWNERS,
     NOBODY,
     Board,
@@ -62,6 +63,7 @@ def test_the_limits_come_from_the_boards_integer_layers() -> None:
     assert np.iinfo(LAYERS["born_tick"][0]).max == MAX_TICK
     assert MAX_ORGANISMS_RANGE[1] == GRID_SIDE_RANGE[1] ** 2
     assert MAX_PLAYERS_RANGE[1] < MAX_OWNERS == np.iinfo(LAYERS["owner"][0]).max + 1
+    assert MAX_ORGANISM_ID == np.iinfo(LAYERS["organism_id"][0]).max == 2**63 - 1
 
 
 def test_the_largest_amount_on_a_full_cell_saturates_it() -> None:
