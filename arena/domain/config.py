@@ -15,8 +15,9 @@ TICK_MILLIS_RANGE = (50, 3_600_000)
 MAX_ORGANISMS_RANGE = (1, GRID_SIDE_RANGE[1] ** 2)
 # A reader of the event log never has more deltas than this to apply after a snapshot.
 SNAPSHOT_EVERY_TICKS_RANGE = (1, 10_000)
-# Every command looks its player up among those present; the board's `owner` layer (int16) has
-# room for 32,768 owners over an arena's life, and rejects spawns past that (docs/simulation.md).
+# Every command looks its player up among those present; the board's `owner` layer (int16) tells
+# 32,768 owners apart at once, far more than can be present: a leaver's organisms become
+# nobody's and free slots are reused (docs/simulation.md).
 MAX_PLAYERS_RANGE = (1, 1_000)
 RATE_RANGE = (0.0, 1.0)
 TEMPERATURE_RANGE_C = (-50.0, 150.0)
