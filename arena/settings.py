@@ -55,8 +55,9 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "prometheus_multiproc_dir": ("PROMETHEUS_MULTIPROC_DIR", ""),
     "stream_max_open": ("STREAM_MAX_OPEN", "8"),
     "stream_keepalive_seconds": ("STREAM_KEEPALIVE_SECONDS", "15"),
-    "stream_max_per_client": ("STREAM_MAX_PER_CLIENT", "4"),
+    "stream_max_per_client": ("STREAM_MAX_PER_CLIENT", "8"),
     "stream_max_seconds": ("STREAM_MAX_SECONDS", "600"),
+    "stream_send_timeout_seconds": ("STREAM_SEND_TIMEOUT_SECONDS", "30"),
     "history_max_range_ticks": ("HISTORY_MAX_RANGE_TICKS", "200"),
     "projection_batching": ("PROJECTION_BATCHING", "true"),
     "projection_tasks_per_second": ("PROJECTION_TASKS_PER_SECOND", "100"),
@@ -142,7 +143,8 @@ class Settings:
     stream_max_open: int
     stream_keepalive_seconds: float
     stream_max_per_client: int  # open at once per client address, across every API process
-    stream_max_seconds: float  # then the server ends the stream; EventSource reconnects
+    stream_max_seconds: float  # then (less up to a fifth, at random) the stream ends; it reconnects
+    stream_send_timeout_seconds: float  # a write left unread this long ends its stream
     history_max_range_ticks: int
     projection_batching: bool
     projection_tasks_per_second: float

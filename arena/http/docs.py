@@ -46,7 +46,7 @@ _COMMAND_ERRORS = {
     "reused with another request",
 }
 _AUTH_ERRORS = {401: "Missing or invalid bearer token", 403: "Valid token, not allowed"}
-_RETRY_AFTER_HEADER = {
+RETRY_AFTER_HEADER = {
     "Retry-After": {
         "description": "Seconds until this address may try again",
         "required": True,
@@ -90,7 +90,7 @@ def command_doc(
                 schema=ProblemSchema,
                 content_type=PROBLEM_MEDIA_TYPE,
                 description=" ".join(REFUSALS[limit] for limit in limits),
-                headers=_RETRY_AFTER_HEADER,
+                headers=RETRY_AFTER_HEADER,
             )(view)
         extra: dict[str, Any] = {"parameters": [_IDEMPOTENCY_KEY_PARAMETER]}
         if authenticated:

@@ -14,17 +14,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, NoReturn
+from typing import Any
 
 from flask import Flask, current_app
-from flask import abort as flask_abort
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from arena.bootstrap import components
 from arena.extensions import db
 from arena.http.polled import Polled, Unavailable
-from arena.http.problems import RETRY_AFTER_SECONDS, problem
+from arena.http.problems import RETRY_AFTER_SECONDS, refuse
 from arena.messaging.celery import relay_queue
 from arena.messaging.lag import KafkaOffsets
 from arena.messaging.queues import BrokerQueues
@@ -50,7 +49,8 @@ class PipelineStatus(MethodView):
             try:
                 return pipeline_status()
             except Unavailable as error:
-                _refuse(f"The pipeline's state is late ({error}); try again shortly.", "late")
+                detail = f"The pipeline's state is late ({error}); try again shortly."
+                refuse(503, detail, "pipeline-late", RETRY_AFTER_SECONDS)
 
 
 class PipelineProbes:
@@ -134,17 +134,12 @@ def pipeline_call() -> Iterator[None]:
     """One of PIPELINE_MAX_CALLS slots for the duration, or 503 at once."""
     calls = probes().calls
     if not calls.acquire(blocking=False):
-        _refuse("This server answers enough pipeline requests already; try again shortly.", "busy")
+        detail = "This server answers enough pipeline requests already; try again shortly."
+        refuse(503, detail, "pipeline-busy", RETRY_AFTER_SECONDS)
     try:
         yield
     finally:
         calls.release()
-
-
-def _refuse(detail: str, why: str) -> NoReturn:
-    refused = problem(503, detail, slug=f"pipeline-{why}")
-    refused.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    flask_abort(refused)
 
 
 def pipeline_status() -> dict[str, Any]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, abort, current_app, jsonify, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -42,7 +42,7 @@ _BY_STATUS: dict[int, tuple[str, str]] = {
     500: ("internal-error", "Internal server error"),
     503: ("service-unavailable", "Service unavailable"),
 }
-RETRY_AFTER_SECONDS = "2"
+RETRY_AFTER_SECONDS = 2  # when a backing service is away, or a busy route refuses
 
 _DOMAIN_STATUS: dict[type[DomainError], int] = {
     ValidationFailed: 422,
@@ -77,6 +77,14 @@ def problem(
     response.status_code = status
     response.mimetype = PROBLEM_MEDIA_TYPE
     return response
+
+
+def refuse(status: int, detail: str, slug: str, retry_after_seconds: int) -> NoReturn:
+    """Answer the problem at once, saying when to try again (for refusals that are not errors of
+    the request: too busy, too many at once)."""
+    refused = problem(status, detail, slug=slug)
+    refused.headers["Retry-After"] = str(retry_after_seconds)
+    abort(refused)
 
 
 def field_errors(messages: Any, path: str = "") -> list[dict[str, str]]:
@@ -160,7 +168,7 @@ def _refuse_unacceptable_body() -> Response | None:
 def _handle_backend_down(error: Exception) -> Response:
     log.warning("backend unavailable on %s %s: %r", request.method, request.path, error)
     response = problem(503, "A backing service is unavailable; nothing was changed. Retry later.")
-    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 

@@ -10,24 +10,29 @@ the projection: a slow client holds only its own server thread, and only STREAM_
 those per process, so commands always find one.
 
 No client takes every slot: a client address holds at most STREAM_MAX_PER_CLIENT streams at
-once, counted across every API process (`_Lease`), and 429 past that; and the server ends each
-stream after STREAM_MAX_SECONDS, cleanly, so a slot changes hands now and then (an EventSource
-reconnects by itself, after the `retry:` it was sent, with its Last-Event-ID).
+once, counted across every API process (`Lease`), and 429 past that, for as long as the server
+holds each one, read or not; the server ends each stream after its lifetime (STREAM_MAX_SECONDS,
+less up to a fifth at random, so that streams opened together do not all reconnect together),
+cleanly, so a slot changes hands now and then (an EventSource reconnects by itself, after the
+`retry:` it was sent, with its Last-Event-ID); and a write that a client leaves unread for
+STREAM_SEND_TIMEOUT_SECONDS ends its stream (`_bound_writes`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
-from flask import Response
-from flask import abort as flask_abort
+from flask import Response, request
 from flask.views import MethodView
 from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint, abort
@@ -36,8 +41,8 @@ from redis.exceptions import RedisError
 
 from arena.bootstrap import Components, components
 from arena.http.board_view import ARRAY, board_json, json_spliced, metrics_body
-from arena.http.docs import _RETRY_AFTER_HEADER
-from arena.http.problems import PROBLEM_MEDIA_TYPE, problem
+from arena.http.docs import RETRY_AFTER_HEADER
+from arena.http.problems import PROBLEM_MEDIA_TYPE, refuse
 from arena.http.schemas import (
     MetricsStreamQuerySchema,
     ProblemSchema,
@@ -59,13 +64,15 @@ EVENT_STREAM = "text/event-stream"
 LOOK_AGAIN_SECONDS = 1.0  # how long a stream trusts the notices before it reads the feed anyway
 METRICS_EVERY_SECONDS = 2.0
 RECONNECT_MILLIS = 1000  # the `retry:` a client waits before it reconnects
-RETRY_AFTER_SECONDS = "5"
+REFUSED_RETRY_SECONDS = 5  # the Retry-After of a stream refused for want of a place or slot
+SHORTEST_LIFETIME = 0.8  # a stream lasts this fraction of STREAM_MAX_SECONDS at least
 LEASE_SECONDS = 30  # how long a client's place outlives a process that died holding it
-RENEW_SECONDS = LEASE_SECONDS / 3  # a stream's loop comes round every few seconds at most
+HEARTBEAT_SECONDS = 1.0  # how often the heartbeat looks for leases due (each LEASE_SECONDS / 3)
 
 # KEYS[1]: a client's streams, a sorted set: stream id -> when its lease runs out (Redis's clock,
 # the one every process shares). ARGV: the stream's id, the cap, LEASE_SECONDS. Drops the leases
-# run out, then takes or renews the stream's place, unless the client holds the cap without it.
+# run out, then takes or renews the stream's place, unless the client holds the cap without it
+# (with cap 0: renews only, so a place given back or run out is never taken again by a renewal).
 _HOLD = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
@@ -104,7 +111,7 @@ _CLIENT_BUSY_DOC = {
     "schema": ProblemSchema,
     "content_type": PROBLEM_MEDIA_TYPE,
     "description": "This client address holds STREAM_MAX_PER_CLIENT streams already",
-    "headers": _RETRY_AFTER_HEADER,
+    "headers": RETRY_AFTER_HEADER,
 }
 _MISSING_DOC = {
     "schema": ProblemSchema,
@@ -156,31 +163,31 @@ def _arena(arena_id: uuid.UUID) -> tuple[Components, View]:
 
 
 def _streaming(
-    parts: Components, frames: Callable[[_Lease], Generator[str, None, None]]
+    parts: Components, frames: Callable[[Lease], Generator[str, None, None]]
 ) -> Response:
     settings, slots = parts.settings, parts.stream_slots
-    lease = _Lease(
-        parts.views.redis,
-        f"{settings.read_model_prefix}:stream-clients:{get_remote_address()}",
-        settings.stream_max_per_client,
-        time.monotonic() + settings.stream_max_seconds,
-    )
-    if not lease.hold():
-        _refuse(
+    lease = client_lease(parts, get_remote_address())
+    if not lease.take():
+        refuse(
             429,
             f"This address holds {lease.cap} streams already; close one first.",
             "too-many-client-streams",
+            REFUSED_RETRY_SECONDS,
         )
     if not slots.take():
         lease.give_back()
-        _refuse(
+        refuse(
             503,
             f"This server holds {slots.limit} streams already; try again shortly.",
             "too-many-streams",
+            REFUSED_RETRY_SECONDS,
         )
+    _HEARTBEAT.add(lease)
+    _bound_writes(settings.stream_send_timeout_seconds)
 
     def give_back() -> None:
-        slots.give_back()
+        _HEARTBEAT.remove(lease)
+        slots.give_back()  # before the place: whoever sees the place free finds the slot free
         lease.give_back()
 
     response = Response(_Held(frames(lease), give_back), mimetype=EVENT_STREAM)
@@ -189,21 +196,40 @@ def _streaming(
     return response
 
 
-def _refuse(status: int, detail: str, slug: str) -> NoReturn:
-    refused = problem(status, detail, slug=slug)
-    refused.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    flask_abort(refused)
+def _bound_writes(timeout_seconds: float) -> None:
+    """A write that waits on the client longer than `timeout_seconds` fails, which ends the
+    stream and closes the response (`_Held.close`: its slot and place given back).
+
+    gunicorn's gthread and werkzeug's threaded server write with no timeout of their own, so a
+    client that stops reading but keeps its connection open would hold its thread and slot for
+    good. Both hand the app the connection's socket; this timeout lasts for the rest of the
+    request (gunicorn makes the socket blocking again before the connection's next one)."""
+    connection = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    if isinstance(connection, socket.socket):
+        connection.settimeout(timeout_seconds)
+
+
+def client_lease(parts: Components, address: str) -> Lease:
+    """A new stream's lease among those of the client at `address`, not taken yet."""
+    settings = parts.settings
+    lifetime = settings.stream_max_seconds * random.uniform(SHORTEST_LIFETIME, 1.0)
+    return Lease(
+        parts.views.redis,
+        f"{settings.read_model_prefix}:stream-clients:{address}",
+        settings.stream_max_per_client,
+        time.monotonic() + lifetime,
+    )
 
 
 @dataclass
-class _Lease:
+class Lease:
     """A stream's place among its client address's STREAM_MAX_PER_CLIENT, and its lifetime.
 
     The places are counted in the read model's Redis (`_HOLD`), so every API process counts the
-    same ones. The stream renews its lease every RENEW_SECONDS while it runs and gives it back
-    when it closes; one whose process died without giving it back drops out once its lease runs
-    out (LEASE_SECONDS), so no place is lost for good. A stream goes on only while it holds its
-    place and is younger than STREAM_MAX_SECONDS.
+    same ones. The process's heartbeat renews the lease while the server holds the stream, read
+    or not, and the stream gives it back when it closes; one whose process died without giving
+    it back drops out once its lease runs out (LEASE_SECONDS), so no place is lost for good. A
+    stream goes on only while it holds its place and is within its lifetime.
     """
 
     redis: Redis
@@ -212,21 +238,26 @@ class _Lease:
     ends_at: float  # time.monotonic()
     stream: str = field(default_factory=lambda: uuid.uuid4().hex)
     renewed_at: float = 0.0
+    lost: bool = False
 
-    def hold(self) -> bool:
-        """Take or renew the place: False when the client holds `cap` streams without this one."""
-        held = self.redis.register_script(_HOLD)(
-            keys=[self.key], args=[self.stream, self.cap, LEASE_SECONDS]
-        )
-        self.renewed_at = time.monotonic()
-        return bool(held)
+    def take(self) -> bool:
+        """Take the place: False when the client holds `cap` streams already."""
+        return self._hold(self.cap)
+
+    def renew(self) -> None:
+        """Renew the place if still held; a stream whose place ran out (Redis away for a lease's
+        length) or was given back stops at its next frame."""
+        try:
+            self.lost = not self._hold(0)
+        except RedisError as error:  # the lease has until it runs out to be renewed
+            log.warning("live streams: a client's place not renewed (%r)", error)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.renewed_at >= LEASE_SECONDS / 3
 
     def running(self) -> bool:
-        """Whether the stream may go on (renewing its lease when due)."""
-        now = time.monotonic()
-        if now >= self.ends_at:
-            return False
-        return now - self.renewed_at < RENEW_SECONDS or self.hold()
+        """Whether the stream may go on."""
+        return not self.lost and time.monotonic() < self.ends_at
 
     def remaining(self) -> float:
         return max(0.0, self.ends_at - time.monotonic())
@@ -237,10 +268,55 @@ class _Lease:
         except RedisError as error:  # the lease runs out by itself
             log.warning("live streams: a client's place not given back (%r)", error)
 
+    def _hold(self, cap: int) -> bool:
+        held = self.redis.register_script(_HOLD)(
+            keys=[self.key], args=[self.stream, cap, LEASE_SECONDS]
+        )
+        self.renewed_at = time.monotonic()
+        return bool(held)
+
+
+class _Heartbeat:
+    """Renews the lease of every stream this process holds, from one thread of its own: a
+    stream's generator cannot, since one whose client stopped reading waits in a write, and its
+    place must count against its client for as long as the stream holds a slot."""
+
+    def __init__(self) -> None:
+        self._leases: dict[str, Lease] = {}  # by stream id
+        self._lock = threading.Lock()
+        self._beating: threading.Thread | None = None
+
+    def add(self, lease: Lease) -> None:
+        """Renew `lease` until `remove`. The thread starts on first use, so in the process that
+        serves (after a fork)."""
+        with self._lock:
+            self._leases[lease.stream] = lease
+            if self._beating is None or not self._beating.is_alive():
+                self._beating = threading.Thread(
+                    target=self._beat, name="stream-leases", daemon=True
+                )
+                self._beating.start()
+
+    def remove(self, lease: Lease) -> None:
+        with self._lock:
+            self._leases.pop(lease.stream, None)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
+            with self._lock:
+                due = [lease for lease in self._leases.values() if lease.due()]
+            for lease in due:
+                lease.renew()
+
+
+_HEARTBEAT = _Heartbeat()
+
 
 class _Held:
-    """The frames, and the stream's places given back when the server closes the response, even
-    one whose client left before the first frame (a generator never started has no `finally`)."""
+    """The frames, and the stream's slot and place given back when the server closes the
+    response: at its end, when a write fails or times out, and for a client that left before the
+    first frame (a generator never started has no `finally`)."""
 
     def __init__(self, frames: Generator[str, None, None], give_back: Callable[[], None]) -> None:
         self._frames = frames
@@ -272,7 +348,7 @@ def _frame(
 
 
 def _event_frames(
-    parts: Components, view: View, after: int, full: bool, lease: _Lease
+    parts: Components, view: View, after: int, full: bool, lease: Lease
 ) -> Generator[str, None, None]:
     views, keepalive = parts.views, parts.settings.stream_keepalive_seconds
     arena_id = view["id"]
@@ -349,7 +425,7 @@ class _Boards:
 
 
 def _metrics_frames(
-    parts: Components, arena_id: str, window_seconds: int, lease: _Lease
+    parts: Components, arena_id: str, window_seconds: int, lease: Lease
 ) -> Generator[str, None, None]:
     views = parts.views
     yield f"retry: {RECONNECT_MILLIS}\n\n"

@@ -14,10 +14,13 @@ const PALETTE = ["#0b57d0", "#c5221f", "#188038", "#b06000", "#8430ce", "#007b83
 const ARRAYS = { "<f8": Float64Array, "<f4": Float32Array, "<i4": Int32Array, "<i2": Int16Array,
   "<u2": Uint16Array, "|u1": Uint8Array, "|i1": Int8Array };
 const FEED_SHOWN = 30;
+const REOPEN_FIRST_MILLIS = 1000; // then twice as long after each refusal, up to the most
+const REOPEN_MOST_MILLIS = 60_000;
 
 const $ = (selector) => document.querySelector(selector);
 const state = { arena: null, view: null, board: null, lastVersion: 0, waitingFor: 0,
-  streams: [], counts: [], layers: { nutrients: null, antibiotic: null } };
+  streams: {}, reopening: {}, trouble: {}, following: 0, counts: [],
+  layers: { nutrients: null, antibiotic: null } };
 
 // --- the API -------------------------------------------------------------------------------
 
@@ -130,20 +133,77 @@ function showBehind() {
   $("#behind").textContent = `behind by ${behind} event${behind === 1 ? "" : "s"}`;
 }
 
+// The arena's two live streams, each made by its opener.
+const STREAMS = {
+  events(arenaId) {
+    const events = new EventSource(`${API}/${arenaId}/stream?mode=FULL`);
+    for (const type of EVENT_TYPES) {
+      events.addEventListener(type, (frame) => onEvent(JSON.parse(frame.data)));
+    }
+    events.addEventListener("reset", () => showArena(arenaId)); // too far behind: reload
+    return events;
+  },
+  metrics(arenaId) {
+    const metrics = new EventSource(`${API}/${arenaId}/metrics/stream?windowSeconds=60`);
+    metrics.addEventListener("metrics", (frame) => onMetrics(JSON.parse(frame.data)));
+    return metrics;
+  },
+};
+
 function follow(arenaId) {
-  const events = new EventSource(`${API}/${arenaId}/stream?mode=FULL`);
-  for (const type of EVENT_TYPES) {
-    events.addEventListener(type, (frame) => onEvent(JSON.parse(frame.data)));
-  }
-  events.addEventListener("reset", () => showArena(arenaId)); // too far behind: reload
-  const metrics = new EventSource(`${API}/${arenaId}/metrics/stream?windowSeconds=60`);
-  metrics.addEventListener("metrics", (frame) => onMetrics(JSON.parse(frame.data)));
-  state.streams = [events, metrics];
+  for (const name of Object.keys(STREAMS)) open(name, arenaId, 0);
+}
+
+// EventSource reconnects by itself, with its Last-Event-ID, after a connection drops; but a
+// refusal (429: this address holds its streams already, as behind a NAT; 503: the server is
+// full) closes it for good. Such a stream is opened again after a growing, partly random delay,
+// so that tabs refused together do not knock again together.
+function open(name, arenaId, failures) {
+  const stream = STREAMS[name](arenaId);
+  state.streams[name] = stream;
+  stream.addEventListener("open", () => {
+    failures = 0;
+    showLive(name, "");
+  });
+  stream.addEventListener("error", () => {
+    if (stream.readyState === EventSource.CLOSED) reopenLater(name, arenaId, failures);
+    else showLive(name, "reconnecting…");
+  });
+}
+
+function reopenLater(name, arenaId, failures) {
+  const longest = Math.min(REOPEN_FIRST_MILLIS * 2 ** failures, REOPEN_MOST_MILLIS);
+  const wait = longest * (0.5 + Math.random() / 2);
+  const following = state.following;
+  showLive(name, `reconnecting in ${Math.ceil(wait / 1000)} s…`);
+  state.reopening[name] = setTimeout(async () => {
+    // A new EventSource has no Last-Event-ID: the events stream starts where the view is, so
+    // the view and its board are read again first.
+    const reloaded = name !== "events" || await reload(arenaId).then(() => true, () => false);
+    if (state.following !== following) return; // the page moved on meanwhile
+    if (reloaded) open(name, arenaId, failures + 1);
+    else reopenLater(name, arenaId, failures + 1);
+  }, wait);
+}
+
+async function reload(arenaId) {
+  await refreshView();
+  await drawBoard(await call(`${API}/${arenaId}/board`));
+}
+
+function showLive(name, trouble) {
+  if ((state.trouble[name] || "") === trouble) return; // leave other notices be
+  state.trouble[name] = trouble;
+  const shown = Object.entries(state.trouble).filter(([, text]) => text);
+  say(shown.map(([stream, text]) => `Live ${stream}: ${text}`).join(" "));
 }
 
 function closeStreams() {
-  for (const stream of state.streams) stream.close();
-  state.streams = [];
+  for (const stream of Object.values(state.streams)) stream.close();
+  for (const timer of Object.values(state.reopening)) clearTimeout(timer);
+  if (Object.values(state.trouble).some(Boolean)) say("");
+  Object.assign(state, { streams: {}, reopening: {}, trouble: {} });
+  state.following += 1;
 }
 
 async function onEvent(event) {

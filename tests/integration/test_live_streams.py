@@ -3,13 +3,15 @@
 The streams run in the test's process (Flask's test client, unbuffered), so each frame is read
 as the server yields it; their wake-ups come from the real Redis notices of the projection.
 Apps of their own (beside the session's, on the same services, as API processes are) have a
-small per-client cap or a short lifetime.
+small per-client cap or a short lifetime; a client that stops reading talks to a real HTTP
+server on loopback through a raw socket.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import threading
 import time
 import uuid
@@ -21,6 +23,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
+from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from arena import create_app
@@ -29,6 +32,7 @@ from arena.http import streams
 from arena.readmodel.keys import applied_channel
 from arena.settings import Settings
 from tests.support.api import arena_path, problem_of
+from tests.support.clients import client_at, new_address
 from tests.support.dish import Dish
 from tests.support.waiting import wait_until
 
@@ -38,6 +42,8 @@ FRAME_DEADLINE_SECONDS = 10.0  # keep-alives come every second here, so a read n
 PER_CLIENT = 2
 LIFETIME_SECONDS = 2.0
 END_DEADLINE_SECONDS = LIFETIME_SECONDS + 20.0  # a busy machine may be slow to end a stream
+SEND_TIMEOUT_SECONDS = 8.0  # twice the lease the stalled-client test gives: it runs out unrenewed
+SMALL_BUFFER_BYTES = 4096  # a client's writes back up within a few frames
 
 
 @contextmanager
@@ -112,18 +118,6 @@ def _refused(client: FlaskClient, path: str) -> TestResponse:
         response.close()
         pytest.fail(f"{path}: a stream opened")
     return response
-
-
-def _client_at(app: Flask, address: str | None = None) -> FlaskClient:
-    """A client at `address`, or at an address of its own."""
-    client = app.test_client()
-    client.environ_base |= {"REMOTE_ADDR": address or _new_address()}
-    return client
-
-
-def _new_address() -> str:
-    number = uuid.uuid4().int
-    return f"10.{number % 250 + 1}.{number // 250 % 250 + 1}.{number // 62500 % 250 + 1}"
 
 
 def _app(settings: Settings, **overrides: Any) -> Flask:
@@ -235,12 +229,12 @@ def test_open_streams_are_bounded_and_reported(app: Flask, dish: Dish) -> None:
     path = arena_path(dish.id, "/stream")
     with ExitStack() as held:
         for _ in range(slots.limit):  # each from an address of its own: under its own cap
-            held.enter_context(_stream(_client_at(app), path))
+            held.enter_context(_stream(client_at(app), path))
         assert dish.client.get("/readyz").get_json()["streams"] == {
             "open": slots.limit,
             "limit": slots.limit,
         }
-        busy = _refused(_client_at(app), path)
+        busy = _refused(client_at(app), path)
         problem_of(busy, 503, "too-many-streams")
         assert busy.headers["Retry-After"]
     assert slots.open == 0  # every closed stream gave its slot back
@@ -253,17 +247,17 @@ def test_one_client_holds_at_most_its_cap_across_processes_and_others_still_get_
 ) -> None:
     dish.project()
     events, metrics = arena_path(dish.id, "/stream"), arena_path(dish.id, "/metrics/stream")
-    greedy = _new_address()
+    greedy = new_address()
     with ExitStack() as held:
         for n in range(PER_CLIENT):  # spread over both processes
-            held.enter_context(_stream(_client_at(capped[n % 2], greedy), events))
+            held.enter_context(_stream(client_at(capped[n % 2], greedy), events))
         for refused in (
-            _refused(_client_at(capped[0], greedy), events),
-            _refused(_client_at(capped[1], greedy), metrics),
+            _refused(client_at(capped[0], greedy), events),
+            _refused(client_at(capped[1], greedy), metrics),
         ):
             problem_of(refused, 429, "too-many-client-streams")
             assert int(refused.headers["Retry-After"]) >= 1
-        with _stream(_client_at(capped[1]), events) as frames:  # another client still gets in
+        with _stream(client_at(capped[1]), events) as frames:  # another client still gets in
             assert "retry" in frames.next()
         assert (
             components(capped[0]).stream_slots.open + components(capped[1]).stream_slots.open
@@ -272,33 +266,98 @@ def test_one_client_holds_at_most_its_cap_across_processes_and_others_still_get_
     # The greedy client's streams closed, their places are given back.
     with ExitStack() as held:
         for n in range(PER_CLIENT):
-            frames = held.enter_context(_stream(_client_at(capped[n % 2], greedy), metrics))
+            frames = held.enter_context(_stream(client_at(capped[n % 2], greedy), metrics))
             assert "retry" in frames.next()
 
 
 def test_places_a_dead_process_held_are_freed_once_their_leases_run_out(
     capped: tuple[Flask, Flask], dish: Dish, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(streams, "LEASE_SECONDS", 5)  # room for a busy machine to open them all
+    monkeypatch.setattr(streams, "LEASE_SECONDS", 5)
     dish.project()
     path = arena_path(dish.id, "/metrics/stream")
-    address = _new_address()
+    address = new_address()
+    # Places taken as a process takes them, by a process that died: nothing renews them.
+    for _ in range(PER_CLIENT):
+        assert streams.client_lease(components(capped[0]), address).take()
 
     def reopened() -> TestResponse | None:
-        response = _client_at(capped[1], address).get(path, buffered=False)
+        response = client_at(capped[1], address).get(path, buffered=False)
         if response.status_code == 200:
             return response
         problem_of(response, 429, "too-many-client-streams")
         return None
 
-    with ExitStack() as held:
-        # Streams never read from again: nothing renews their leases, as in a process that died.
-        for _ in range(PER_CLIENT):
-            held.enter_context(_stream(_client_at(capped[0], address), path))
-        assert reopened() is None
-        held.callback(
-            wait_until(reopened, deadline_seconds=30, what="the unrenewed places freed").close
-        )
+    assert reopened() is None
+    wait_until(reopened, deadline_seconds=30, what="the unrenewed places freed").close()
+
+
+@contextmanager
+def _served(app: Flask) -> Iterator[int]:
+    """The app on a real threaded HTTP server on loopback (its port), each connection with a
+    small send buffer (inherited from the listening socket)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER_BYTES)
+    serving = threading.Thread(target=server.serve_forever, name="stalled-web", daemon=True)
+    serving.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_client_that_stops_reading_counts_against_its_cap_until_the_server_ends_its_stream(
+    settings: Settings, dish: Dish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streams, "LEASE_SECONDS", 4)
+    stalling = _app(
+        settings, stream_max_per_client=1, stream_send_timeout_seconds=SEND_TIMEOUT_SECONDS
+    )
+    slots = components(stalling).stream_slots
+    dish.project()
+    path = arena_path(dish.id, "/stream") + "?mode=FULL"  # a board a tick
+    address = new_address()
+    with _served(stalling) as port, socket.socket() as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER_BYTES)
+        stalled.bind((address, 0))
+        stalled.connect(("127.0.0.1", port))
+        stalled.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        assert b" 200 " in stalled.recv(64)  # the stream is open; from here on, never read
+
+        def freed() -> bool:
+            dish.tick()  # a board more that the client does not read
+            again = client_at(stalling, address).get(path, buffered=False)
+            try:
+                if again.status_code == 429:  # its stream still counts, however long unread
+                    problem_of(again, 429, "too-many-client-streams")
+                    return False
+                assert again.status_code == 200, again.get_data(as_text=True)
+                assert slots.open == 1  # this one alone: the stalled stream's slot went first
+                return True
+            finally:
+                again.close()
+
+        wait_until(freed, deadline_seconds=60, what="the stalled stream ended by the server")
+        stalled.settimeout(FRAME_DEADLINE_SECONDS)
+        while stalled.recv(65536):  # what the buffers held, then the end: the server hung up
+            pass
+    assert slots.open == 0
+
+
+def test_lifetimes_are_spread_so_streams_opened_together_reconnect_apart(
+    short_lived: Flask,
+) -> None:
+    parts = components(short_lived)
+    opened = time.monotonic()
+    leases = [streams.client_lease(parts, new_address()) for _ in range(20)]
+    assert all(
+        opened + streams.SHORTEST_LIFETIME * LIFETIME_SECONDS
+        <= lease.ends_at
+        <= time.monotonic() + LIFETIME_SECONDS
+        for lease in leases
+    )
+    assert len({lease.ends_at for lease in leases}) > 1
 
 
 def test_the_server_ends_a_stream_after_its_lifetime_and_the_client_resumes(
@@ -307,12 +366,12 @@ def test_the_server_ends_a_stream_after_its_lifetime_and_the_client_resumes(
     dish.tick(2)
     start = _version(dish)
     path = arena_path(dish.id, "/stream")
-    client = _client_at(short_lived)
+    client = client_at(short_lived)
     opened = time.monotonic()
     with _stream(client, path) as frames:
         assert frames.next() == {"retry": "1000"}  # what EventSource waits before reconnecting
         _until_the_end(frames)  # keep-alives, then a clean end: no error, nothing half sent
-    assert time.monotonic() - opened >= LIFETIME_SECONDS
+    assert time.monotonic() - opened >= streams.SHORTEST_LIFETIME * LIFETIME_SECONDS
     assert components(short_lived).stream_slots.open == 0
     dish.tick(2)
     latest = _version(dish)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import uuid
 
 import psycopg
 import pytest
@@ -30,6 +29,7 @@ from tests.support.api import (
     totals,
     transition,
 )
+from tests.support.clients import client_at, new_address
 
 pytestmark = pytest.mark.integration
 
@@ -59,18 +59,6 @@ def _app(settings: Settings, **overrides: str) -> Flask:
     return limited
 
 
-def _client_at(app: Flask, address: str | None = None) -> FlaskClient:
-    """A client at an address of its own (each test's counters start at zero)."""
-    client = app.test_client()
-    client.environ_base |= {"REMOTE_ADDR": address or _new_address()}
-    return client
-
-
-def _new_address() -> str:
-    number = uuid.uuid4().int
-    return f"127.{number % 250 + 1}.{number // 250 % 250 + 1}.{number // 62500 % 250 + 1}"
-
-
 def _create(client: FlaskClient) -> TestResponse:
     return client.post(ARENAS, json=NEW_ARENA)
 
@@ -89,7 +77,7 @@ def _assert_refused(response: TestResponse) -> None:
 def test_creates_past_the_limit_are_429_and_write_nothing(
     limited_app: Flask, sql: psycopg.Connection
 ) -> None:
-    client = _client_at(limited_app)
+    client = client_at(limited_app)
     assert [_create(client).status_code for _ in range(LIMIT)] == [201] * LIMIT
     before = totals(sql)
 
@@ -101,19 +89,19 @@ def test_creates_past_the_limit_are_429_and_write_nothing(
 
 
 def test_another_address_still_creates_while_one_is_refused(limited_app: Flask) -> None:
-    busy = _client_at(limited_app)
+    busy = client_at(limited_app)
     for _ in range(LIMIT):
         _create(busy)
     _assert_refused(_create(busy))
 
-    assert _create(_client_at(limited_app)).status_code == 201
+    assert _create(client_at(limited_app)).status_code == 201
 
 
 def test_joins_past_the_limit_are_429_and_write_nothing(
     limited_app: Flask, client: FlaskClient, sql: psycopg.Connection
 ) -> None:
     arena_id, _ = create_arena(client)
-    joiner = _client_at(limited_app)
+    joiner = client_at(limited_app)
     joined = [_join(joiner, arena_id, f"Bo {n}").status_code for n in range(LIMIT)]
     assert joined == [201] * LIMIT
     before = snapshot(sql, arena_id)
@@ -121,11 +109,11 @@ def test_joins_past_the_limit_are_429_and_write_nothing(
     _assert_refused(_join(joiner, arena_id, "Bo again"))
 
     assert snapshot(sql, arena_id) == before
-    assert _join(_client_at(limited_app), arena_id, "Cy").status_code == 201
+    assert _join(client_at(limited_app), arena_id, "Cy").status_code == 201
 
 
 def test_creates_and_joins_count_apart(limited_app: Flask) -> None:
-    client = _client_at(limited_app)
+    client = client_at(limited_app)
     created = [_create(client) for _ in range(LIMIT)]
     arena_id = created[0].get_json()["id"]
 
@@ -136,8 +124,8 @@ def test_bad_tokens_get_429_but_never_lock_a_valid_token_out_of_their_address(
     limited_app: Flask, client: FlaskClient, sql: psycopg.Connection
 ) -> None:
     arena_id, admin = create_arena(client)
-    shared = _new_address()  # a NAT: the guesser and the admin look alike
-    guesser = _client_at(limited_app, shared)
+    shared = new_address()  # a NAT: the guesser and the admin look alike
+    guesser = client_at(limited_app, shared)
     start = arena_path(arena_id, "/start")
     failures = [
         guesser.post(start),  # no token at all
@@ -156,7 +144,7 @@ def test_bad_tokens_get_429_but_never_lock_a_valid_token_out_of_their_address(
     # guessed at...
     _assert_refused(guesser.patch(arena_path(arena_id, "/config"), json={}))
     # ...while a valid token from the very same address is accepted, on any of them.
-    admin_there = _client_at(limited_app, shared)
+    admin_there = client_at(limited_app, shared)
     assert transition(admin_there, arena_id, "start", admin).status_code == 200
     assert transition(admin_there, arena_id, "pause", admin).status_code == 200
     _assert_refused(guesser.post(arena_path(arena_id, "/resume")))  # and the guesser still waits
@@ -167,7 +155,7 @@ def test_successful_and_forbidden_commands_do_not_count_as_failed_authentication
 ) -> None:
     arena_id, admin = create_arena(client)
     player = join(client, arena_id, "Bo")
-    at = _client_at(limited_app)
+    at = client_at(limited_app)
     config = arena_path(arena_id, "/config")
 
     for tick_millis in range(300, 300 + 2 * LIMIT):  # past the limit, all authenticated
@@ -186,8 +174,8 @@ def test_successful_and_forbidden_commands_do_not_count_as_failed_authentication
 def test_the_counters_live_under_the_read_model_prefix(
     limited_app: Flask, settings: Settings, redis_client: Redis
 ) -> None:
-    address = _new_address()
-    _create(_client_at(limited_app, address))
+    address = new_address()
+    _create(client_at(limited_app, address))
 
     keys = list(redis_client.scan_iter(match=f"{rate_limits_prefix(settings.read_model_prefix)}:*"))
 
@@ -227,7 +215,7 @@ def test_without_its_storage_the_limiter_fails_open_and_says_so_once(
     settings: Settings, app: Flask, sql: psycopg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     away = _app(settings, rate_limit_storage_url=NOWHERE)
-    client = _client_at(away)
+    client = client_at(away)
     caplog.set_level(logging.WARNING, logger="flask-limiter")
     before = totals(sql)
 
