@@ -59,6 +59,7 @@ def bootstrap(app: Flask, settings: Settings) -> Components:
         settings.read_model_prefix,
         max_waiters=settings.read_max_waiters,
         history_ticks=settings.read_model_history_ticks,
+        history_bytes=settings.read_model_history_bytes,
     )
     parts = Components(
         settings=settings,

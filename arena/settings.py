@@ -48,6 +48,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "read_wait_seconds": ("READ_WAIT_SECONDS", "5"),
     "read_max_waiters": ("READ_MAX_WAITERS", "4"),
     "read_model_history_ticks": ("READ_MODEL_HISTORY_TICKS", "1000"),
+    "read_model_history_bytes": ("READ_MODEL_HISTORY_BYTES", "16777216"),
     "flower_url": ("FLOWER_URL", "http://127.0.0.1:5555/"),
     "pipeline_cache_seconds": ("PIPELINE_CACHE_SECONDS", "1.0"),
     "pipeline_deadline_seconds": ("PIPELINE_DEADLINE_SECONDS", "1.0"),
@@ -135,6 +136,7 @@ class Settings:
     read_wait_seconds: float
     read_max_waiters: int
     read_model_history_ticks: int
+    read_model_history_bytes: int  # an arena's deltas and snapshots, whatever its board's size
     flower_url: str
     pipeline_cache_seconds: float  # the pipeline's state is computed at most this often
     pipeline_deadline_seconds: float  # Kafka's and RabbitMQ's part: answered within, or absent

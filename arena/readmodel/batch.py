@@ -127,9 +127,8 @@ def _apply_to(views: ArenaViews, keys: Keys, envelopes: Sequence[EventEnvelope])
     shown = [
         envelope for envelope, result in zip(envelopes, results, strict=True) if _shown(result)
     ]
-    follow_boards(
-        redis, keys, shown, views.history_ticks
-    )  # the boards follow the views (arena/readmodel/boards.py)
+    # The boards follow the views (arena/readmodel/boards.py).
+    follow_boards(redis, keys, shown, views.history_ticks, views.history_bytes)
     return results
 
 

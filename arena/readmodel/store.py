@@ -22,7 +22,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from arena.domain.envelope import EventEnvelope
-from arena.readmodel.boards import DEFAULT_HISTORY_TICKS, follow_boards
+from arena.readmodel.boards import DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_TICKS, follow_boards
 from arena.readmodel.keys import (
     INITIAL_GENERATION,
     Keys,
@@ -65,11 +65,13 @@ class ArenaViews:
         *,
         max_waiters: int = 4,
         history_ticks: int = DEFAULT_HISTORY_TICKS,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
         self._waiters = threading.BoundedSemaphore(max_waiters)
         self.history_ticks = history_ticks  # ticks of board history kept per arena
+        self.history_bytes = history_bytes  # and the bytes they may take
 
     @property
     def redis(self) -> Redis:
@@ -144,7 +146,7 @@ class ArenaViews:
         keys = self.keys(generation)
         outcome = self._apply_to_view(envelope, keys, replaying)
         if outcome is not Outcome.PARKED:
-            follow_boards(self._redis, keys, [envelope], self.history_ticks)
+            follow_boards(self._redis, keys, [envelope], self.history_ticks, self.history_bytes)
         return outcome
 
     def _apply_to_view(self, envelope: EventEnvelope, keys: Keys, replaying: bool) -> Outcome:

@@ -1,5 +1,5 @@
 """The read model's cost per arena is bounded whatever the arena's settings (issue 23, item 4):
-its board history, and its feed of events."""
+its board history, in ticks and in bytes, and its feed of events."""
 
 from __future__ import annotations
 
@@ -92,3 +92,45 @@ def test_its_own_snapshots_come_every_hundred_ticks_if_the_history_is_longer(
     assert max(kept_deltas) <= 12 + 2 * 3
     assert snapshots and all(tick % 3 == 0 for tick in snapshots) and snapshots[-1] == 30
     assert dish.get("/snapshots/19").get_json()["tick"] == 19
+
+
+def _history_bytes(dish: Dish) -> int:
+    """What the arena's deltas and snapshots take, as the projection counts them."""
+    with dish.app.app_context():
+        views = components().views
+        keys = views.keys()
+        return sum(
+            views.redis.hstrlen(key, field)
+            for key in (keys.ticks(dish.id), keys.snapshots(dish.id))
+            for field in views.redis.hkeys(key)
+        )
+
+
+def test_the_history_stays_within_its_bytes_however_many_ticks_it_may_keep(
+    rare_snapshots: Dish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scaled down: a 12 x 10 dish whose ticks take more than READ_MODEL_HISTORY_BYTES long
+    before READ_MODEL_HISTORY_TICKS of them are made, as a busy 512 x 512 one's would."""
+    dish = rare_snapshots
+    budget = 16 * 1024
+    with dish.app.app_context():
+        views = components().views
+        monkeypatch.setattr(views, "history_ticks", 1000)
+        monkeypatch.setattr(views, "history_bytes", budget)
+    kept = []
+    for _ in range(60):
+        dish.tick()
+        kept.append(_history_bytes(dish))
+    assert max(kept) <= budget
+    with dish.app.app_context():
+        views = components().views
+        kept_deltas = views.redis.hlen(views.keys().ticks(dish.id))
+    assert kept_deltas < 30  # bounded by its bytes, not by 1,000 ticks
+    shown = dish.get("/board").get_json()
+    assert (shown["tick"], shown["boardHash"]) == dish.written()[:2]
+    gone = problem_of(dish.get("/snapshots/1"), 404, "tick-not-kept")
+    first = gone["firstTick"]
+    assert gone["lastTick"] == 60 and 1 < first < 60
+    assert dish.get(f"/snapshots/{first}").get_json()["tick"] == first
+    deltas = dish.get("/history", fromTick=first + 1, toTick=60, mode="DELTA").get_json()
+    assert [entry["tick"] for entry in deltas["ticks"]] == list(range(first + 1, 61))
