@@ -160,7 +160,9 @@ class _Lanes:
             try:
                 handle = dispatch([event for _, events in taken for event in events])
             except BatchTooLargeForBroker as refusal:
-                self._max_bytes_per_dispatch = refusal.max_record_bytes
+                self._max_bytes_per_dispatch = min(
+                    self._max_bytes_per_dispatch, refusal.max_record_bytes
+                )
                 continue
             for partition, events in taken:
                 del self._waiting[partition][: len(events)]

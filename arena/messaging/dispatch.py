@@ -94,8 +94,9 @@ class ProjectionDispatcher:
         if refusal is None:
             return task_id
         broker_max, reason = refusal
-        # Its real limit, lower than BROKER_MAX_MESSAGE_BYTES: no later task tries above it.
-        self._max_message_bytes = min(self._max_message_bytes, broker_max)
+        # Its real limit, lower than BROKER_MAX_MESSAGE_BYTES: no later task tries above it, nor
+        # at this size again, so that batches shrink however far off our size is.
+        self._max_message_bytes = min(self._max_message_bytes, broker_max, size - 1)
         log.error(
             "the broker refused a projection task of %d bytes (%s): BROKER_MAX_MESSAGE_BYTES is "
             "above its max_message_size; sending at most %d bytes from now on",
