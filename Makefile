@@ -96,8 +96,8 @@ beat: setup ## Celery beat (schedules the outbox relay)
 consumer: setup ## The Kafka consumer that dispatches events to projection tasks
 	flask consume
 
-flower: setup ## Flower on 127.0.0.1:5555
-	celery -A tasks flower --address=127.0.0.1 --port=5555
+flower: setup ## Flower on 127.0.0.1:5555, behind basic auth (FLOWER_BASIC_AUTH)
+	celery -A tasks flower --conf=arena/flowerconfig.py --address=127.0.0.1 --port=5555
 
 test: setup services browser ## Every test: unit, integration, end-to-end and in a browser, on the real services
 	pytest

@@ -9,7 +9,6 @@ each producer in it is made on first use, after a worker has forked.)
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +20,7 @@ from flask import Flask, current_app
 from redis import Redis
 
 from arena.extensions import db
+from arena.local_secrets import write_once
 from arena.messaging.celery import celery_init_app
 from arena.messaging.finished_tasks import FinishedTasks
 from arena.messaging.publishers import Publishers
@@ -103,17 +103,14 @@ def _redis(url: str) -> Redis:
 
 def idempotency_secret(settings: Settings) -> bytes:
     """IDEMPOTENCY_SECRET (set it wherever more than one machine serves the API), or, for local
-    runs, one made once into var/ and shared by every process of this checkout."""
+    runs, one made once into var/ and shared by every process of this checkout. A process
+    refuses to start with one shorter than SECRET_BYTES."""
     if settings.idempotency_secret:
         secret = base64.urlsafe_b64decode(settings.idempotency_secret + "==")
-        if len(secret) < SECRET_BYTES:
-            raise ValueError(f"IDEMPOTENCY_SECRET must hold at least {SECRET_BYTES} bytes")
-        return secret
-    LOCAL_SECRET.parent.mkdir(parents=True, exist_ok=True)
-    try:  # the first process to get here writes it; the others read what it wrote
-        with LOCAL_SECRET.open("xb") as created:
-            os.chmod(LOCAL_SECRET, 0o600)
-            created.write(secrets.token_bytes(SECRET_BYTES))
-    except FileExistsError:
-        pass
-    return LOCAL_SECRET.read_bytes()
+        where, remedy = "IDEMPOTENCY_SECRET", "set a longer one"
+    else:
+        secret = write_once(LOCAL_SECRET, secrets.token_bytes(SECRET_BYTES))
+        where, remedy = str(LOCAL_SECRET), "delete it, and one is made at the next start"
+    if len(secret) < SECRET_BYTES:
+        raise ValueError(f"{where} holds {len(secret)} bytes, fewer than {SECRET_BYTES}: {remedy}")
+    return secret

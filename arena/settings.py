@@ -14,13 +14,15 @@ from typing import Any
 
 from limits import parse_many
 
+from arena.local_secrets import local_credentials
+
 # field name → (environment variable, local default)
 _VARIABLES: dict[str, tuple[str, str]] = {
     "database_url": ("DATABASE_URL", "postgresql+psycopg://arena:arena@127.0.0.1:5432/arena"),
     "database_pool_size": ("DATABASE_POOL_SIZE", "10"),
-    "redis_url": ("REDIS_URL", "redis://127.0.0.1:6380/0"),
+    "redis_url": ("REDIS_URL", ""),
     "read_model_prefix": ("READ_MODEL_PREFIX", "arena"),
-    "celery_broker_url": ("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+    "celery_broker_url": ("CELERY_BROKER_URL", ""),
     "celery_queue": ("CELERY_QUEUE", "arena"),
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
     "kafka_events_topic": ("KAFKA_EVENTS_TOPIC", "arena.events"),
@@ -50,6 +52,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "read_model_history_ticks": ("READ_MODEL_HISTORY_TICKS", "1000"),
     "read_model_history_bytes": ("READ_MODEL_HISTORY_BYTES", "16777216"),
     "flower_url": ("FLOWER_URL", "http://127.0.0.1:5555/"),
+    "flower_basic_auth": ("FLOWER_BASIC_AUTH", ""),
     "pipeline_cache_seconds": ("PIPELINE_CACHE_SECONDS", "1.0"),
     "pipeline_deadline_seconds": ("PIPELINE_DEADLINE_SECONDS", "1.0"),
     "pipeline_max_calls": ("PIPELINE_MAX_CALLS", "2"),
@@ -70,6 +73,15 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "tick_batch_cells": ("TICK_BATCH_CELLS", "65536"),
     "log_level": ("LOG_LEVEL", "INFO"),
     "log_format": ("LOG_FORMAT", "text"),
+}
+
+
+# Left empty, these are the services `make services` runs, with the passwords it made into
+# var/credentials (arena/local_secrets.py).
+_LOCAL_SERVICES: dict[str, str] = {
+    "redis_url": "redis://:{READMODEL_REDIS_PASSWORD}@127.0.0.1:6380/0",
+    "celery_broker_url": "amqp://arena:{RABBITMQ_PASSWORD}@127.0.0.1:5672//",
+    "flower_basic_auth": "arena:{FLOWER_PASSWORD}",
 }
 
 
@@ -138,6 +150,7 @@ class Settings:
     read_model_history_ticks: int
     read_model_history_bytes: int  # an arena's deltas and snapshots, whatever its board's size
     flower_url: str
+    flower_basic_auth: str  # user:password Flower asks for (arena/flowerconfig.py)
     pipeline_cache_seconds: float  # the pipeline's state is computed at most this often
     pipeline_deadline_seconds: float  # Kafka's and RabbitMQ's part: answered within, or absent
     pipeline_max_calls: int  # /api/v1/pipeline and /metrics at once per process; past it 503
@@ -165,7 +178,10 @@ class Settings:
         values: dict[str, Any] = {}  # each parsed by its field's own type
         for field in dataclasses.fields(cls):
             variable, default = _VARIABLES[field.name]
-            values[field.name] = _PARSERS[str(field.type)](env.get(variable, default))
+            text = env.get(variable, default)
+            if not text and field.name in _LOCAL_SERVICES:
+                text = _LOCAL_SERVICES[field.name].format_map(local_credentials())
+            values[field.name] = _PARSERS[str(field.type)](text)
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:

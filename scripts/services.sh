@@ -18,18 +18,22 @@
 #                   (--appendonly yes --appendfsync everysec): the read model survives a restart
 #   var/kafka/      lib/ (broker jars), data/ (log.dirs), server.properties, cluster.id
 #   var/run/        pid files: rabbitmq.pid, readmodel-redis.pid, kafka.pid
+#   var/credentials passwords made once (mode 0600, by arena/local_secrets.py): RabbitMQ's user
+#                   arena, the read model's requirepass, Flower's basic auth (docs/operations.md)
 #   var/log/        postgres.log, rabbitmq.log and rabbitmq/, readmodel-redis.log, kafka.log (JVM
 #                   stdout/stderr), kafka/server.log
 #
 # Ports (environment): PGPORT (5432), RABBITMQ_PORT (5672; Erlang distribution RABBITMQ_PORT+20000,
 # epmd 4369), READMODEL_REDIS_PORT (6380), KAFKA_PORT (9092; controller = KAFKA_PORT+1).
-# Connection settings for the application (with the default ports):
+# Connection settings for the application (with the default ports; PW: from var/credentials,
+# which arena/settings.py reads when CELERY_BROKER_URL / REDIS_URL are left empty):
 #   postgresql://arena:arena@127.0.0.1:5432/arena    (role arena may create databases)
-#   amqp://guest:guest@127.0.0.1:5672//              Celery broker (CELERY_BROKER_URL)
-#   redis://127.0.0.1:6380/0                         read model (REDIS_URL)
+#   amqp://arena:PW@127.0.0.1:5672//                 Celery broker (CELERY_BROKER_URL; no guest)
+#   redis://:PW@127.0.0.1:6380/0                     read model (REDIS_URL)
 #   kafka bootstrap 127.0.0.1:9092
 #
-# `up` is idempotent: a service that already answers is left alone. Missing software is installed
+# `up` is idempotent: a service that already answers is left alone (but for its credentials:
+# RabbitMQ's user arena and no guest, Redis's requirepass). Missing software is installed
 # with apt-get (needs root), the Kafka jars with Maven (once; cached in var/kafka/lib).
 # `status` prints one line per service (postgres, rabbitmq, readmodel, kafka) and exits 0 when all
 # answer, 3 otherwise.
@@ -157,6 +161,22 @@ wait_exit() {
 ensure_dirs() {
     mkdir -p "$VAR" "$LOG_DIR" "$RUN_DIR"
     chmod 755 "$VAR" "$LOG_DIR" "$RUN_DIR"
+}
+
+# credential NAME: a password from var/credentials, which is made on first use by the same code
+# that makes it when the application gets there first (arena/local_secrets.py; -I: nothing but
+# the standard library, so any Python 3.11 will do, .venv or not).
+CREDENTIALS="$VAR/credentials"
+credential() {
+    if [[ ! -f $CREDENTIALS ]]; then
+        [[ -n $PYTHON ]] || die setup "python3 is needed to make $CREDENTIALS"
+        "$PYTHON" -I "$ROOT/arena/local_secrets.py" "$CREDENTIALS" ||
+            die setup "could not make $CREDENTIALS"
+    fi
+    local value
+    value="$(sed -n "s/^$1=//p" "$CREDENTIALS")"
+    [[ -n $value ]] || die setup "$CREDENTIALS has no $1; delete it and run 'make services' again"
+    printf '%s' "$value"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -364,15 +384,24 @@ status_postgres() {
 
 # One server today, `readmodel` (the read model, on $READMODEL_REDIS_PORT); the functions below
 # take NAME PORT so an instance is named in its files and logs. redis_use sets the instance the
-# helpers (and wait_for's callbacks) work on.
+# helpers (and wait_for's callbacks) work on. Each instance asks for a password (requirepass),
+# NAME_REDIS_PASSWORD of var/credentials; it reaches the server in a config file of mode 0600 and
+# redis-cli in REDISCLI_AUTH, never on a command line that `ps` shows.
 
-R_NAME="" R_PORT="" R_DIR="" R_PID="" R_LOG="" R_STARTED=""
+R_NAME="" R_PORT="" R_DIR="" R_PID="" R_LOG="" R_CONF="" R_PASS="" R_STARTED=""
 
 redis_use() {
     R_NAME=$1 R_PORT=$2
     R_DIR="$VAR/redis/$R_NAME"
     R_PID="$RUN_DIR/$R_NAME-redis.pid"
     R_LOG="$LOG_DIR/$R_NAME-redis.log"
+    R_CONF="$VAR/redis/$R_NAME.conf"
+    R_PASS="$(credential "${R_NAME^^}_REDIS_PASSWORD")"
+}
+
+# rcli SECONDS ARGS...: redis-cli on the instance, with its password, for at most SECONDS.
+rcli() {
+    REDISCLI_AUTH="$R_PASS" timeout "$1" redis-cli --no-auth-warning -h 127.0.0.1 -p "$R_PORT" "${@:2}"
 }
 
 redis_pid() {
@@ -386,8 +415,13 @@ redis_pid() {
 }
 redis_started_alive() { pid_running "$R_STARTED"; } # the server start_redis has just launched
 redis_answers() {
-    command -v redis-cli >/dev/null &&
-        [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$R_PORT" ping 2>/dev/null)" == PONG ]]
+    command -v redis-cli >/dev/null && [[ "$(rcli 3 ping 2>/dev/null)" == PONG ]]
+}
+# A server an older services.sh started answers without a password: it gets one at once.
+redis_require_password() {
+    [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$R_PORT" ping 2>/dev/null)" == PONG ]] || return 0
+    warn "$R_NAME" "answered without a password; setting requirepass on the running server"
+    printf '%s' "$R_PASS" | timeout 10 redis-cli -h 127.0.0.1 -p "$R_PORT" -x config set requirepass >/dev/null
 }
 
 redis_ensure_installed() {
@@ -410,17 +444,22 @@ start_redis() {
     ensure_dirs
     redis_ensure_installed
     if redis_answers; then
+        redis_require_password
         log "$R_NAME" "already up on 127.0.0.1:$R_PORT"
         return 0
     fi
     mkdir -p "$R_DIR"
+    (
+        umask 077
+        printf '# written by scripts/services.sh at each start\nrequirepass %s\n' "$R_PASS" >"$R_CONF"
+    )
     log "$R_NAME" "starting on 127.0.0.1:$R_PORT"
     # Started in the background here rather than with --daemonize: a daemonized server writes its
     # pid file only after its parent has returned, so a check right after start could find no pid
     # file and take a live server loading a large append-only file for a dead one. Until the
     # server answers, "alive" means the process launched here still runs (its command line and
     # title change while it execs and starts). setsid: the server outlives the shell that ran `up`.
-    nohup setsid redis-server --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
+    nohup setsid redis-server "$R_CONF" --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
         --save "" --appendonly yes --appendfsync everysec \
         --maxmemory "$READMODEL_REDIS_MAXMEMORY" --maxmemory-policy noeviction \
         --dir "$R_DIR" --logfile "$R_LOG" --pidfile "$R_PID" >/dev/null 2>&1 &
@@ -437,7 +476,7 @@ stop_redis() {
     pid="$(redis_pid || true)"
     if redis_answers; then
         log "$R_NAME" "stopping (shutdown, flushing its append-only file)"
-        timeout 10 redis-cli -h 127.0.0.1 -p "$R_PORT" shutdown >/dev/null 2>&1 || true
+        rcli 10 shutdown >/dev/null 2>&1 || true
     elif [[ -n $pid ]]; then
         log "$R_NAME" "not answering; sending SIGTERM to pid $pid"
         kill -TERM "$pid" 2>/dev/null || true
@@ -512,7 +551,7 @@ rmq_write_conf() {
     cat >"$RMQ_HOME/rabbitmq.conf" <<EOF
 # written by scripts/services.sh at each start
 listeners.tcp.default = 127.0.0.1:$RABBITMQ_PORT
-# guest/guest, from loopback only (RabbitMQ's default, stated).
+# guest (every new node makes it) is deleted by rmq_ensure_user; until then, loopback only.
 loopback_users.guest = true
 log.file = rabbitmq.log
 log.console = false
@@ -531,6 +570,28 @@ rmq_answers() {
         rmq timeout 15 "$RMQ_BIN/rabbitmqctl" -q await_startup --timeout 10 >/dev/null 2>&1
 }
 
+# The broker user arena, its password that of var/credentials, all rights on vhost /; and no
+# guest, the user with the well-known password every node (one made by an older services.sh
+# too) starts with. Idempotent. (rabbitmqctl takes the password as an argument: it shows in
+# `ps` for the moment its command runs.)
+rmq_ensure_user() {
+    local users password
+    password="$(credential RABBITMQ_PASSWORD)"
+    users="$(rmq "$RMQ_BIN/rabbitmqctl" -q list_users --no-table-headers | cut -f1)"
+    if ! grep -qx arena <<<"$users"; then
+        log rabbitmq "adding user arena (its password: RABBITMQ_PASSWORD in var/credentials)"
+        rmq "$RMQ_BIN/rabbitmqctl" -q add_user arena "$password" >/dev/null
+    elif ! rmq "$RMQ_BIN/rabbitmqctl" -q authenticate_user arena "$password" >/dev/null 2>&1; then
+        log rabbitmq "setting user arena's password to var/credentials' RABBITMQ_PASSWORD"
+        rmq "$RMQ_BIN/rabbitmqctl" -q change_password arena "$password" >/dev/null
+    fi
+    rmq "$RMQ_BIN/rabbitmqctl" -q set_permissions -p / arena '.*' '.*' '.*' >/dev/null
+    if grep -qx guest <<<"$users"; then
+        log rabbitmq "deleting user guest"
+        rmq "$RMQ_BIN/rabbitmqctl" -q delete_user guest >/dev/null
+    fi
+}
+
 start_rabbitmq() {
     ensure_dirs
     rmq_ensure_installed
@@ -539,6 +600,7 @@ start_rabbitmq() {
             log rabbitmq "pid $(rmq_pid) is starting; waiting for it"
             wait_for rabbitmq "$RABBITMQ_TIMEOUT" rmq_answers rmq_alive "$RMQ_LOG" "$RMQ_LOG_DIR/rabbitmq.log"
         fi
+        rmq_ensure_user
         log rabbitmq "up on 127.0.0.1:$RABBITMQ_PORT (pid $(rmq_pid))"
         return 0
     fi
@@ -558,6 +620,7 @@ start_rabbitmq() {
         die rabbitmq "no answer within ${RABBITMQ_TIMEOUT}s (see $RMQ_LOG)"
     }
     wait_for rabbitmq "$RABBITMQ_TIMEOUT" rmq_answers rmq_alive "$RMQ_LOG" "$RMQ_LOG_DIR/rabbitmq.log"
+    rmq_ensure_user
     log rabbitmq "up on 127.0.0.1:$RABBITMQ_PORT (pid $(rmq_pid))"
 }
 

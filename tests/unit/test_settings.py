@@ -8,8 +8,6 @@ from arena.settings import Settings
 
 LOCAL_DEFAULTS = {
     "database_url": "postgresql+psycopg://arena:arena@127.0.0.1:5432/arena",
-    "redis_url": "redis://127.0.0.1:6380/0",
-    "celery_broker_url": "amqp://guest:guest@127.0.0.1:5672//",
     "celery_queue": "arena",
     "kafka_bootstrap_servers": "127.0.0.1:9092",
     "kafka_events_topic": "arena.events",
@@ -45,9 +43,11 @@ def test_empty_mapping_gives_the_local_service_defaults():
 
 
 def test_empty_mapping_does_not_fall_back_to_the_process_environment(monkeypatch):
-    monkeypatch.setenv("REDIS_URL", "redis://elsewhere:6379/9")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "elsewhere:9092")
 
-    assert Settings.from_env({}).redis_url == LOCAL_DEFAULTS["redis_url"]
+    assert (
+        Settings.from_env({}).kafka_bootstrap_servers == LOCAL_DEFAULTS["kafka_bootstrap_servers"]
+    )
 
 
 def test_no_mapping_reads_the_process_environment(monkeypatch):
@@ -80,7 +80,7 @@ def test_a_partial_mapping_overrides_only_what_it_names():
     settings = Settings.from_env({"CELERY_QUEUE": "other"})
 
     assert settings.celery_queue == "other"
-    assert settings.redis_url == LOCAL_DEFAULTS["redis_url"]
+    assert settings.kafka_bootstrap_servers == LOCAL_DEFAULTS["kafka_bootstrap_servers"]
 
 
 def test_to_env_reproduces_the_same_settings_in_another_process():
