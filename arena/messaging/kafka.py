@@ -36,9 +36,9 @@ THROUGHPUT_PRODUCER_OPTIONS: dict[str, object] = {
     "batch_size": PRODUCER_BATCH_BYTES,
     "metrics_enabled": False,
 }
-# The largest event (or DLQ record) the pipeline carries: a snapshot of a 512 x 512 board is
-# about 1.5 MB (docs/simulation.md), above Kafka's default of 1 MiB. Producer, topics and
-# consumers all allow this much; a bigger event is held in the outbox as too large.
+# The largest event (or DLQ record) the pipeline carries: a snapshot of a 512 x 512 board can pass
+# Kafka's default of 1 MiB (docs/simulation.md). Producer, topics and consumers all allow this
+# much; a bigger event is held in the outbox as too large.
 MAX_EVENT_BYTES = 8 * 1024 * 1024
 # Events are the source of truth for rebuilding the read model: keep them forever.
 EVENTS_TOPIC_CONFIG = {
