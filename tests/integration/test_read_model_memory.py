@@ -18,6 +18,7 @@ from redis import Redis
 from redis.exceptions import OutOfMemoryError
 
 from arena.bootstrap import components
+from arena.local_secrets import LOCAL_CREDENTIALS, local_credentials
 from arena.readmodel.memory import memory_use
 
 pytestmark = pytest.mark.integration
@@ -37,13 +38,15 @@ def _free_port() -> int:
 def capped_redis(tmp_path: Path) -> Iterator[Redis]:
     """A read-model Redis of its own, started by the project's script in a checkout of its own
     (its var/ under tmp_path), capped at 4 MiB."""
-    (tmp_path / "scripts").mkdir()
-    shutil.copy(ROOT / "scripts" / "services.sh", tmp_path / "scripts" / "services.sh")
+    for part in ("scripts/services.sh", "arena/local_secrets.py"):  # the script runs the second
+        (tmp_path / part).parent.mkdir(exist_ok=True)
+        shutil.copy(ROOT / part, tmp_path / part)
     port = _free_port()
     env = os.environ | {"READMODEL_REDIS_PORT": str(port), "READMODEL_REDIS_MAXMEMORY": "4mb"}
     script = str(tmp_path / "scripts" / "services.sh")
     subprocess.run([script, "start-readmodel"], env=env, check=True, timeout=60)
-    client = Redis(port=port)
+    password = local_credentials(tmp_path / LOCAL_CREDENTIALS)["READMODEL_REDIS_PASSWORD"]
+    client = Redis(port=port, password=password)
     try:
         yield client
     finally:
