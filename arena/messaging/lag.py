@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
 
 from arena.messaging.kafka import admin_client
+from arena.messaging.kept import Kept
 from arena.settings import Settings
 
 PartitionLag = dict[str, int | None]
@@ -21,38 +21,21 @@ class KafkaFigures:
 
 
 class KafkaOffsets:
-    """One admin client per process for the pipeline's Kafka figures.
-
-    Made on first use and kept, so a call costs a few requests on open connections; dropped after
-    any failure, so the next call bootstraps afresh. Every request gives up within `timeout_ms`.
-    Calls are serialised: the client is not meant for several threads at once.
-    """
+    """One admin client per process for the pipeline's Kafka figures (`Kept`), so a call costs
+    a few requests on open connections. Every request gives up within `timeout_ms`."""
 
     def __init__(self, settings: Settings, timeout_ms: int) -> None:
         self._settings = settings
-        self._timeout_ms = timeout_ms
-        self._admin: KafkaAdminClient | None = None
-        self._lock = threading.Lock()
+        self._admin = Kept(
+            lambda: admin_client(settings, "arena-metrics", timeout_ms), KafkaAdminClient.close
+        )
 
     def figures(self) -> KafkaFigures:
         """The group's lag per partition and the DLQ's size; raises if Kafka does not answer."""
-        with self._lock:
-            if self._admin is None:
-                self._admin = admin_client(self._settings, "arena-metrics", self._timeout_ms)
-            try:
-                return _figures(self._admin, self._settings)
-            except Exception:
-                self._drop()
-                raise
+        return self._admin.use(lambda admin: _figures(admin, self._settings))
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
-
-    def _drop(self) -> None:
-        if self._admin is not None:
-            admin, self._admin = self._admin, None
-            admin.close()
+        self._admin.close()
 
 
 def _figures(admin: KafkaAdminClient, settings: Settings) -> KafkaFigures:
