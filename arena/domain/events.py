@@ -178,7 +178,7 @@ class TickAdvanced(DomainEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SnapshotTaken(DomainEvent):
     tick: int
-    board: str  # the canonical encoding, zlib-compressed, base64
+    board: str  # the canonical encoding in an LZ4 frame (older snapshots: zlib), base64
     board_hash: str
 
 

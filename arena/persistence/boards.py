@@ -12,7 +12,8 @@ from arena.simulation.rules import DueAction
 from arena.stored_board import SealedBoard, decode
 
 _GET_BOARDS = "SELECT arena_id::text, board FROM arena_boards WHERE arena_id = ANY(%s::uuid[])"
-# Binary parameters (%b): a bytea array as text escapes every byte, 100 ms for 16 boards here.
+# Binary parameters (%b): a bytea array sent as text escapes every byte (docs/benchmarks.md,
+# "binary array parameters").
 _PUT_BOARDS = """
 INSERT INTO arena_boards (arena_id, tick, board, board_hash)
 SELECT * FROM unnest(%b::uuid[], %b::int[], %b::bytea[], %b::text[])
