@@ -123,6 +123,16 @@ def _curse(units: FakeUnitsOfWork, arena_id: str, failures: Iterator[Exception])
     units.committed.boards[arena_id] = board
 
 
+def _three_due_the_middle_failing(
+    failure: Exception,
+) -> tuple[FakeUnitsOfWork, CommandBus, list[str]]:
+    units = FakeUnitsOfWork()
+    bus = CommandBus(units, pause=lambda _: None)
+    arena_ids = _due_arenas(units, bus, 3)
+    _curse(units, arena_ids[1], repeat(failure))
+    return units, bus, arena_ids
+
+
 @pytest.mark.parametrize("cursed_at", [0, 2, 4])
 def test_the_arena_whose_tick_fails_is_set_aside_and_every_other_ticks(cursed_at: int) -> None:
     units = FakeUnitsOfWork()
@@ -163,10 +173,7 @@ def test_a_batch_that_ticks_is_one_transaction_and_sets_nothing_aside() -> None:
 def test_a_failure_of_the_arenas_own_sets_it_aside_after_a_second_try_alone(
     failure: Exception,
 ) -> None:
-    units = FakeUnitsOfWork()
-    bus = CommandBus(units, pause=lambda _: None)
-    first, cursed, last = _due_arenas(units, bus, 3)
-    _curse(units, cursed, repeat(failure))
+    units, bus, (first, cursed, last) = _three_due_the_middle_failing(failure)
     set_aside = SetAside()
 
     ticks = advance_apart(bus, [first, cursed, last], MAX_CATCH_UP, set_aside)
@@ -178,10 +185,7 @@ def test_a_failure_of_the_arenas_own_sets_it_aside_after_a_second_try_alone(
 
 @pytest.mark.parametrize("failure", UNAVAILABLE, ids=_name)
 def test_postgresql_unavailable_fails_the_task_and_sets_no_arena_aside(failure: Exception) -> None:
-    units = FakeUnitsOfWork()
-    bus = CommandBus(units, pause=lambda _: None)
-    first, cursed, last = _due_arenas(units, bus, 3)
-    _curse(units, cursed, repeat(failure))
+    units, bus, (first, cursed, last) = _three_due_the_middle_failing(failure)
     opened = len(units.opened)
     set_aside = SetAside()
 
@@ -195,10 +199,7 @@ def test_postgresql_unavailable_fails_the_task_and_sets_no_arena_aside(failure: 
 def test_a_transient_failure_leaves_the_arena_for_the_next_pass_and_the_others_tick(
     failure: Exception,
 ) -> None:
-    units = FakeUnitsOfWork()
-    bus = CommandBus(units, pause=lambda _: None)
-    first, cursed, last = _due_arenas(units, bus, 3)
-    _curse(units, cursed, repeat(failure))
+    units, bus, (first, cursed, last) = _three_due_the_middle_failing(failure)
     set_aside = SetAside()
 
     ticks = advance_apart(bus, [first, cursed, last], MAX_CATCH_UP, set_aside)
