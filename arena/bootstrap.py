@@ -24,8 +24,8 @@ from arena.local_secrets import write_once
 from arena.messaging.celery import celery_init_app
 from arena.messaging.finished_tasks import FinishedTasks
 from arena.messaging.publishers import Publishers
-from arena.persistence.idempotency import ReplySealer
-from arena.persistence.unit_of_work import SqlUnitsOfWork
+from arena.persistence.idempotency_keys import ReplySealer
+from arena.persistence.sql_unit_of_work import SqlUnitsOfWork
 from arena.readmodel.keys import applied_channel
 from arena.readmodel.live import AppliedNotices, StreamSlots
 from arena.readmodel.store import ArenaViews

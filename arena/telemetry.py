@@ -9,7 +9,7 @@ collide. Without it each process counts alone (a one-off CLI command, most tests
 The metrics are made on first use, after `configure`, because the library picks single- or
 multi-process values when a metric is made. Gauges of the pipeline's state (outbox backlog,
 consumer lag, stalls) are not kept by any process: `/metrics` reads them when scraped, at
-most PIPELINE_CACHE_SECONDS old (`arena/http/pipeline.py`).
+most PIPELINE_CACHE_SECONDS old (`arena/http/pipeline_status.py`).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def metrics() -> Metrics:
         open_streams=Gauge("arena_open_streams", "Live streams open", multiprocess_mode="livesum"),
         tick_run_seconds=Histogram(
             "arena_tick_run_seconds",
-            "One advance_arenas task: a batch of arenas' due ticks",
+            "One make_due_ticks task: a batch of arenas' due ticks",
             buckets=FAST,
         ),
         ticks_made=Counter("arena_ticks", "Ticks made"),

@@ -25,7 +25,7 @@ from bench.disturbances import Disturbances
 from bench.drain import relay_drain
 from bench.minimal_relay import minimal_relay_drain
 from bench.pipeline_rows import api_row, burst_drain_row, latency_rows, worker_rows
-from bench.probes import KafkaArrivals, QueueDepth, TaskEvents
+from bench.probes import KafkaArrivals, QueueDepthProbe, TaskEvents
 from bench.processes import Ports, Processes
 from bench.replay import projection_run, wait_for_empty_outbox
 from bench.resources import Run
@@ -100,7 +100,7 @@ def live_phases(session: TreeSession) -> None:
     visibility = Visibility(views)
     arrivals = KafkaArrivals(run.settings, 5 * args.phase_deadline)
     readers = Readers(ports.reads, deadline)
-    depth = QueueDepth(run.settings, session.queues)
+    depth = QueueDepthProbe(run.settings, session.queues)
     with (
         thread(visibility, visibility.stop),
         thread(arrivals, arrivals.stop),

@@ -135,7 +135,7 @@ class TaskEvents(threading.Thread):
             ]
 
 
-class QueueDepth(threading.Thread):
+class QueueDepthProbe(threading.Thread):
     """Samples the Celery queues' depths (the tasks ready; not those the workers hold): with one
     queue, relay nudges and projection tasks wait there together; a tree may give each its own.
 

@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 import numpy as np
 
 from arena.domain.config import GRID_SIDE_RANGE
-from arena.http.board_view import (
+from arena.http.dish_bodies import (
     board_json,
     genome_body,
     leaderboard_body,
-    metrics_body,
     organism_body,
     organisms,
+    stats_body,
 )
 from arena.http.schemas import HISTORY_FULL_MAX_CELLS
 from arena.simulation.board import BACTERIA, FUNGI, Board
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lambda: len(json.dumps(organisms(board))),
         ),
         measure("GET /leaderboard?top=100", lambda: leaderboard_body(board, PLAYERS, 100)),
-        measure("GET /metrics", lambda: metrics_body(board, [], 60, datetime.now(UTC))),
+        measure("GET /stats", lambda: stats_body(board, [], 60, datetime.now(UTC))),
         measure("GET /genomes/{signature}", lambda: genome_body(board, genome)),
         measure("GET /organisms/{id}", lambda: organism_body(board, organism)),
     ]

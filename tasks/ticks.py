@@ -15,7 +15,7 @@ from arena import telemetry
 from arena.bootstrap import components
 from arena.domain.errors import Conflict
 from arena.extensions import db
-from arena.messaging.celery import ADVANCE_ARENAS_TASK, SCHEDULE_TICKS_TASK
+from arena.messaging.celery import MAKE_DUE_TICKS_TASK, SCHEDULE_TICKS_TASK
 from arena.persistence.connections import pooled_connection
 from arena.persistence.tick_leases import batches, claim_due, release, set_aside
 from arena.services.bus import CommandBus
@@ -79,7 +79,7 @@ def cause_of(failure: BaseException) -> Cause:
 
 @shared_task(name=SCHEDULE_TICKS_TASK)
 def schedule_ticks() -> int:
-    """Claim every running arena whose next tick is due and send `advance_arenas` for them, a
+    """Claim every running arena whose next tick is due and send `make_due_ticks` for them, a
     task per TICK_BATCH_CELLS cells of boards: few transactions, yet every worker busy."""
     parts = components()
     with pooled_connection(db.engine) as connection:
@@ -87,13 +87,14 @@ def schedule_ticks() -> int:
             connection, limit=CLAIMS_PER_PASS, lease_seconds=parts.settings.tick_lease_seconds
         )
     for arena_ids in batches(due, parts.settings.tick_batch_cells):
-        parts.celery.send_task(ADVANCE_ARENAS_TASK, args=[arena_ids])
+        parts.celery.send_task(MAKE_DUE_TICKS_TASK, args=[arena_ids])
     return len(due)
 
 
-@shared_task(name=ADVANCE_ARENAS_TASK)
-def advance_arenas(arena_ids: list[str]) -> int:
-    """Make the arenas' due ticks, a transaction for all of them per tick: each arena up to
+@shared_task(name=MAKE_DUE_TICKS_TASK)
+def make_due_ticks(arena_ids: list[str]) -> int:
+    """Make the arenas' due ticks with the `AdvanceArenas` command (handled by `advance_arenas`
+    in arena/services/handlers.py), a transaction for all of them per tick: each arena up to
     TICK_MAX_CATCH_UP of them (one further behind skips ahead instead), then free the leases.
     An arena whose tick fails is set aside and the others tick (`advance_apart`)."""
     parts = components()

@@ -7,9 +7,9 @@ from flask import Flask
 from arena.cli.consume import consume_command
 from arena.cli.dlq import dlq_group
 from arena.cli.outbox import outbox_group
-from arena.cli.projections import projections_group
-from arena.cli.ticks import ticks_group
-from arena.cli.verify import verify_command
+from arena.cli.rebuild_read_model import projections_group
+from arena.cli.set_aside import ticks_group
+from arena.cli.verify_read_model import verify_command
 
 
 def register_commands(app: Flask) -> None:

@@ -13,7 +13,7 @@ import click
 from flask.cli import AppGroup
 
 from arena.extensions import db
-from arena.outbox.operations import held_rows, outbox_metrics, release
+from arena.outbox.operations import held_rows, outbox_status, release
 
 outbox_group = AppGroup("outbox", help="Inspect the transactional outbox and release held rows.")
 
@@ -21,13 +21,13 @@ outbox_group = AppGroup("outbox", help="Inspect the transactional outbox and rel
 @outbox_group.command("status")
 def status_command() -> None:
     """Backlog, oldest pending age, held rows and published totals."""
-    metrics = outbox_metrics(db.session)
-    click.echo(f"pending rows (backlog)       {metrics.backlog}")
-    click.echo(f"oldest pending age           {metrics.oldest_pending_age_seconds:.1f} s")
-    click.echo(f"held rows                    {metrics.held}")
-    click.echo(f"arenas held                  {metrics.held_arenas}")
-    click.echo(f"published in the last minute {metrics.published_last_minute}")
-    click.echo(f"published in total           {metrics.published_total}")
+    status = outbox_status(db.session)
+    click.echo(f"pending rows (backlog)       {status.backlog}")
+    click.echo(f"oldest pending age           {status.oldest_pending_age_seconds:.1f} s")
+    click.echo(f"held rows                    {status.held}")
+    click.echo(f"arenas held                  {status.held_arenas}")
+    click.echo(f"published in the last minute {status.published_last_minute}")
+    click.echo(f"published in total           {status.published_total}")
 
 
 @outbox_group.command("held")

@@ -12,10 +12,10 @@ from swagger_ui_bundle import swagger_ui_path
 
 from arena.bootstrap import components
 from arena.http import (
-    commands,
+    command_routes,
     create_arena,
     health,
-    pipeline,
+    pipeline_status,
     problems,
     prometheus,
     queries,
@@ -65,9 +65,9 @@ def init_http(app: Flask) -> None:
     api.register_blueprint(create_arena.blp)
     api.register_blueprint(queries.blp)
     api.register_blueprint(streams.blp)
-    api.register_blueprint(commands.blp)
+    api.register_blueprint(command_routes.blp)
     api.register_blueprint(health.blp)
-    api.register_blueprint(pipeline.blp)
+    api.register_blueprint(pipeline_status.blp)
     app.register_blueprint(web.blp)
     app.after_request(_no_sniffing)
     app.register_blueprint(prometheus.blp)

@@ -26,7 +26,7 @@ def _opened(opened: ArenaOpened) -> Reply:
 
 
 @blp.route("")
-class Arenas(MethodView):
+class ArenaCreation(MethodView):
     @blp.arguments(CreateArenaSchema())
     @blp.response(201, ArenaOpenedSchema)
     @command_doc(blp, authenticated=False, limited=Limited.CREATE)

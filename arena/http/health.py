@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from arena.bootstrap import components
 from arena.extensions import db
-from arena.http.pipeline import probes
+from arena.http.pipeline_status import probes
 
 blp = Blueprint("health", __name__, description="Health probes")
 

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from arena import telemetry
 from arena.bootstrap import components
-from arena.http.pipeline import pipeline_call, pipeline_status
+from arena.http.pipeline_status import pipeline_call, pipeline_status
 from arena.http.polled import Unavailable
 from arena.readmodel.memory import memory_use
 
@@ -34,7 +34,7 @@ OTHER_METHOD = "other"
 
 @blp.get("/metrics")
 def scrape() -> Response:
-    """One of the pipeline's call slots (arena/http/pipeline.py), or 503 at once."""
+    """One of the pipeline's call slots (arena/http/pipeline_status.py), or 503 at once."""
     with pipeline_call():
         body, content_type = telemetry.exposition(components().settings, _PipelineState())
     return Response(body, content_type=content_type)

@@ -23,14 +23,14 @@ from marshmallow import Schema
 from arena.bootstrap import components
 from arena.domain.errors import ValidationFailed
 from arena.domain.model import MAX_TICK
-from arena.http.board_view import (
+from arena.http.dish_bodies import (
     ARRAY,
     board_json,
     genome_body,
     json_pieces,
     leaderboard_body,
-    metrics_body,
     organism_body,
+    stats_body,
 )
 from arena.http.problems import problem
 from arena.http.schemas import (
@@ -46,12 +46,12 @@ from arena.http.schemas import (
     HistorySchema,
     LeaderboardQuerySchema,
     LeaderboardSchema,
-    MetricsQuerySchema,
-    MetricsSchema,
     OrganismSchema,
     PageQuerySchema,
     ProblemSchema,
     ReadQuerySchema,
+    StatsQuerySchema,
+    StatsSchema,
 )
 from arena.readmodel.boards import (
     board_at,
@@ -329,14 +329,14 @@ class ArenaLeaderboard(MethodView):
         return _with_view(view, leaderboard_body(_board_now(view), view["players"], query["top"]))
 
 
-@blp.route("/<uuid:arena_id>/metrics")
-class ArenaMetrics(MethodView):
-    @_single_arena_query(MetricsQuerySchema, MetricsSchema)
+@blp.route("/<uuid:arena_id>/stats")
+class ArenaStats(MethodView):
+    @_single_arena_query(StatsQuerySchema, StatsSchema)
     def get(self, query: dict[str, Any], view: View) -> dict[str, Any]:
         """Births, deaths and mutations per second over the last windowSeconds; top genomes."""
         views = _views()
         recent = recent_stats(views.redis, views.keys(), view["id"], views.history_ticks)
-        body = metrics_body(_board_now(view), recent, query["windowSeconds"], datetime.now(UTC))
+        body = stats_body(_board_now(view), recent, query["windowSeconds"], datetime.now(UTC))
         return _with_view(view, body)
 
 

@@ -288,7 +288,7 @@ class LeaderboardQuerySchema(ReadQuerySchema):
     top = fields.Integer(load_default=20, validate=Range(1, 100))
 
 
-class MetricsQuerySchema(ReadQuerySchema):
+class StatsQuerySchema(ReadQuerySchema):
     windowSeconds = fields.Integer(load_default=60, validate=Range(1, 3600))
 
 
@@ -320,7 +320,7 @@ class LeaderboardSchema(Schema):
     )
 
 
-class MetricsSchema(Schema):
+class StatsSchema(Schema):
     arenaId = fields.String()
     version = fields.Integer()
     tick = fields.Integer()
@@ -412,7 +412,7 @@ class StreamHeadersSchema(Schema):
     )
 
 
-class MetricsStreamQuerySchema(Schema):
+class StatsStreamQuerySchema(Schema):
     windowSeconds = fields.Integer(load_default=60, validate=Range(1, 3600))
 
 

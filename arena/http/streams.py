@@ -1,4 +1,4 @@
-"""Live streams of an arena, as Server-Sent Events: its events, and its metrics every few seconds.
+"""Live streams of an arena, as Server-Sent Events: its events, and its stats every few seconds.
 
 Both read the Redis read model only. The events stream sends one frame per event the projection
 applied, in version order, each with `id:` its version, so a client that reconnects with
@@ -40,12 +40,12 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from arena.bootstrap import Components, components
-from arena.http.board_view import ARRAY, board_json, json_spliced, metrics_body
+from arena.http.dish_bodies import ARRAY, board_json, json_spliced, stats_body
 from arena.http.docs import RETRY_AFTER_HEADER
 from arena.http.problems import PROBLEM_MEDIA_TYPE, refuse
 from arena.http.schemas import (
-    MetricsStreamQuerySchema,
     ProblemSchema,
+    StatsStreamQuerySchema,
     StreamHeadersSchema,
     StreamQuerySchema,
 )
@@ -62,7 +62,7 @@ blp = Blueprint(
 
 EVENT_STREAM = "text/event-stream"
 LOOK_AGAIN_SECONDS = 1.0  # how long a stream trusts the notices before it reads the feed anyway
-METRICS_EVERY_SECONDS = 2.0
+STATS_EVERY_SECONDS = 2.0
 RECONNECT_MILLIS = 1000  # the `retry:` a client waits before it reconnects
 REFUSED_RETRY_SECONDS = 5  # the Retry-After of a stream refused for want of a place or slot
 SHORTEST_LIFETIME = 0.8  # a stream lasts this fraction of STREAM_MAX_SECONDS at least
@@ -139,18 +139,18 @@ class ArenaStream(MethodView):
         return _streaming(parts, lambda lease: _event_frames(parts, view, after, full, lease))
 
 
-@blp.route("/<uuid:arena_id>/metrics/stream")
-class ArenaMetricsStream(MethodView):
-    @blp.arguments(MetricsStreamQuerySchema, location="query")
+@blp.route("/<uuid:arena_id>/stats/stream")
+class ArenaStatsStream(MethodView):
+    @blp.arguments(StatsStreamQuerySchema, location="query")
     @blp.doc(responses={"200": _STREAM_DOC})
     @blp.alt_response(404, **_MISSING_DOC)
     @blp.alt_response(429, **_CLIENT_BUSY_DOC)
     @blp.alt_response(503, **_BUSY_DOC)
     def get(self, query: dict[str, Any], arena_id: uuid.UUID) -> Response:
-        """`event: metrics` every few seconds, `data:` what GET /metrics answers."""
+        """`event: stats` every few seconds, `data:` what GET /stats answers."""
         parts, view = _arena(arena_id)
         window = query["windowSeconds"]
-        return _streaming(parts, lambda lease: _metrics_frames(parts, view["id"], window, lease))
+        return _streaming(parts, lambda lease: _stats_frames(parts, view["id"], window, lease))
 
 
 def _arena(arena_id: uuid.UUID) -> tuple[Components, View]:
@@ -424,7 +424,7 @@ class _Boards:
         return board_json(self.board, shown)
 
 
-def _metrics_frames(
+def _stats_frames(
     parts: Components, arena_id: str, window_seconds: int, lease: Lease
 ) -> Generator[str, None, None]:
     views = parts.views
@@ -435,7 +435,7 @@ def _metrics_frames(
             keys = views.keys()
             board = read_board(views.redis, keys, arena_id, empty_board(view))
             recent = recent_stats(views.redis, keys, arena_id, views.history_ticks)
-            body = metrics_body(board, recent, window_seconds, datetime.now(UTC))
+            body = stats_body(board, recent, window_seconds, datetime.now(UTC))
             data = {"arenaId": arena_id, "version": view["version"]} | body
-            yield from _frame(data, event="metrics", id_=view["version"])
-        time.sleep(min(METRICS_EVERY_SECONDS, lease.remaining()))
+            yield from _frame(data, event="stats", id_=view["version"])
+        time.sleep(min(STATS_EVERY_SECONDS, lease.remaining()))

@@ -17,7 +17,10 @@ from kombu.entity import Queue
 from arena.logs import configure_logging
 from arena.settings import Settings
 
-TASK_MODULES = ["tasks.relay", "tasks.projections", "tasks.idempotency", "tasks.ticks"]
+TASK_MODULES = ["tasks.outbox", "tasks.projections", "tasks.idempotency_purge", "tasks.ticks"]
+# The names tasks are registered and sent by. Kept when a task's module or function is renamed
+# (tasks.relay became tasks/outbox.py, tasks.idempotency tasks/idempotency_purge.py, advance_arenas
+# make_due_ticks): queued messages, beat and Flower know the tasks by them.
 RELAY_TASK = "tasks.relay.publish_outbox"
 PROJECT_TASK = "tasks.projections.project_events"
 PRUNE_OUTBOX_TASK = "tasks.relay.prune_outbox"
@@ -25,7 +28,7 @@ PRUNE_OUTBOX_EVERY_SECONDS = 60.0
 PURGE_IDEMPOTENCY_TASK = "tasks.idempotency.purge_expired_keys"
 PURGE_IDEMPOTENCY_EVERY_SECONDS = 3600.0
 SCHEDULE_TICKS_TASK = "tasks.ticks.schedule_ticks"
-ADVANCE_ARENAS_TASK = "tasks.ticks.advance_arenas"
+MAKE_DUE_TICKS_TASK = "tasks.ticks.advance_arenas"
 # AMQP priorities: a queue declared with x-max-priority delivers higher numbers first; a
 # message without one counts as 0.
 MAX_PRIORITY = 9
@@ -64,7 +67,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
             # it: under load the ticks fall behind (and skip ahead, recorded), not the read
             # model, and a projection never waits behind a backlog of ticks that make more.
             PROJECT_TASK: {"queue": settings.celery_queue, "priority": PROJECTION_PRIORITY},
-            ADVANCE_ARENAS_TASK: {"queue": settings.celery_queue, "priority": TICK_PRIORITY},
+            MAKE_DUE_TICKS_TASK: {"queue": settings.celery_queue, "priority": TICK_PRIORITY},
         },
         "task_ignore_result": True,
         # Acked after the task ran: a worker that dies mid-task (SIGKILL, OOM) closes its
@@ -97,7 +100,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
                 "task": PURGE_IDEMPOTENCY_TASK,
                 "schedule": PURGE_IDEMPOTENCY_EVERY_SECONDS,
             },
-            # Finds running arenas whose next tick is due and sends advance_arenas for them.
+            # Finds running arenas whose next tick is due and sends make_due_ticks for them.
             "schedule-ticks": {
                 "task": SCHEDULE_TICKS_TASK,
                 "schedule": settings.tick_schedule_seconds,

@@ -27,7 +27,7 @@ class KafkaOffsets:
     def __init__(self, settings: Settings, timeout_ms: int) -> None:
         self._settings = settings
         self._admin = Kept(
-            lambda: admin_client(settings, "arena-metrics", timeout_ms), KafkaAdminClient.close
+            lambda: admin_client(settings, "arena-pipeline", timeout_ms), KafkaAdminClient.close
         )
 
     def figures(self) -> KafkaFigures:

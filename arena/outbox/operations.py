@@ -14,7 +14,7 @@ from arena.extensions import AnySession
 # costs the same however large the backlog: each reads at most that many index entries.
 COUNT_CAP = 100_000
 
-_METRICS = text("""
+_STATUS = text("""
 SELECT
     (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT :cap) AS pending)
         AS backlog,
@@ -76,7 +76,7 @@ WHERE id IN (
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxMetrics:
+class OutboxStatus:
     backlog: int
     oldest_pending_age_seconds: float
     held: int
@@ -88,11 +88,11 @@ class OutboxMetrics:
         return asdict(self)
 
 
-def outbox_metrics(session: AnySession) -> OutboxMetrics:
+def outbox_status(session: AnySession) -> OutboxStatus:
     """One statement, one row; every count capped at COUNT_CAP."""
-    row = session.execute(_METRICS, {"cap": COUNT_CAP}).one()
+    row = session.execute(_STATUS, {"cap": COUNT_CAP}).one()
     session.rollback()
-    return OutboxMetrics(
+    return OutboxStatus(
         backlog=row.backlog,
         oldest_pending_age_seconds=round(float(row.oldest_pending_age_seconds or 0), 3),
         held=row.held,

@@ -196,7 +196,7 @@ class IdempotencyKeyRow(Model):
     """A command's reply, kept so a retried request with the same Idempotency-Key replays it.
 
     The key is stored only as a hash and the reply only sealed with the key (see
-    arena/persistence/idempotency.py): the table never holds a usable bearer token.
+    arena/persistence/idempotency_keys.py): the table never holds a usable bearer token.
     """
 
     __tablename__ = "idempotency_keys"

@@ -164,7 +164,8 @@ def _tick(
     return sealed
 
 
-HANDLERS: dict[type[Any], Callable[[UnitOfWork, Any], Result]] = {
+# Each command's type → its handler (the bus's dispatch; events have their own in the read model).
+COMMAND_HANDLERS: dict[type[Any], Callable[[UnitOfWork, Any], Result]] = {
     CreateArena: create_arena,
     JoinArena: join_arena,
     RemovePlayer: remove_player,
@@ -176,4 +177,4 @@ HANDLERS: dict[type[Any], Callable[[UnitOfWork, Any], Result]] = {
 
 
 def handler_for(command: Command) -> Callable[[UnitOfWork, Any], Result]:
-    return HANDLERS[type(command)]
+    return COMMAND_HANDLERS[type(command)]

@@ -1,6 +1,6 @@
 """The unit-of-work port: what the command bus needs from storage, and nothing of how.
 
-`arena.persistence.unit_of_work` satisfies it with one PostgreSQL transaction; the service
+`arena.persistence.sql_unit_of_work` satisfies it with one PostgreSQL transaction; the service
 layer's unit tests satisfy it in memory. Either way a unit is all or nothing: leaving it without
 `commit()` keeps nothing, and `commit()` keeps the aggregates' changes, their events and the
 remembered reply together, or raises `ConcurrentUpdate` and keeps none of them.

@@ -143,10 +143,10 @@ const STREAMS = {
     events.addEventListener("reset", () => showArena(arenaId)); // too far behind: reload
     return events;
   },
-  metrics(arenaId) {
-    const metrics = new EventSource(`${API}/${arenaId}/metrics/stream?windowSeconds=60`);
-    metrics.addEventListener("metrics", (frame) => onMetrics(JSON.parse(frame.data)));
-    return metrics;
+  stats(arenaId) {
+    const stats = new EventSource(`${API}/${arenaId}/stats/stream?windowSeconds=60`);
+    stats.addEventListener("stats", (frame) => onStats(JSON.parse(frame.data)));
+    return stats;
   },
 };
 
@@ -223,8 +223,8 @@ async function onEvent(event) {
   }
 }
 
-async function onMetrics(metrics) {
-  state.counts = [...state.counts.slice(-149), metrics.organismCount];
+async function onStats(stats) {
+  state.counts = [...state.counts.slice(-149), stats.organismCount];
   drawSparkline();
   const leaders = await call(`${API}/${state.arena}/leaderboard?top=10`);
   $("#leaders").replaceChildren(...leaders.entries.map((entry) => {

@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from arena.domain.actions import ActionType
 from arena.domain.errors import NotFound
 from arena.domain.model import hash_token
-from arena.persistence.idempotency import ReplySealer
-from arena.persistence.unit_of_work import SqlUnitOfWork
+from arena.persistence.idempotency_keys import ReplySealer
+from arena.persistence.sql_unit_of_work import SqlUnitOfWork
 from arena.services.commands import SubmitAction
 from arena.services.handlers import submit_action
 from arena.services.unit_of_work import ConcurrentUpdate, Provenance

@@ -116,7 +116,7 @@ def test_history_refuses_bad_ranges_and_says_what_it_keeps(
     assert dish.get("/history", fromTick=first + 1, toTick=14).status_code == 200
 
 
-def test_leaderboard_organism_genome_and_metrics(dish: Dish) -> None:
+def test_leaderboard_organism_genome_and_stats(dish: Dish) -> None:
     dish.tick(6)
     board = stored_board.decode(dish.written()[2])
     leaders = dish.get("/leaderboard", top=2).get_json()
@@ -138,17 +138,17 @@ def test_leaderboard_organism_genome_and_metrics(dish: Dish) -> None:
     assert dish.get("/organisms/999999").status_code == 404
     assert dish.get("/genomes/ffffffffffffffff").status_code == 404
 
-    metrics = dish.get("/metrics", windowSeconds=3600).get_json()
+    stats = dish.get("/stats", windowSeconds=3600).get_json()
     recorded = dish.sql.execute(
         "SELECT sum((envelope->'payload'->'stats'->>'births')::int) FROM outbox"
         " WHERE aggregate_id = %s AND event_type = 'TickAdvanced'",
         (dish.id,),
     ).fetchone()[0]
-    assert metrics["ticksInWindow"] == 6
-    assert metrics["birthsPerSec"] == pytest.approx(recorded / 3600, abs=1e-4)
-    assert metrics["organismCount"] == board.organism_count()
-    assert sum(g["liveOrganisms"] for g in metrics["topGenomes"]) <= board.organism_count()
-    problem_of(dish.get("/metrics", windowSeconds=0), 422, "validation-failed")
+    assert stats["ticksInWindow"] == 6
+    assert stats["birthsPerSec"] == pytest.approx(recorded / 3600, abs=1e-4)
+    assert stats["organismCount"] == board.organism_count()
+    assert sum(g["liveOrganisms"] for g in stats["topGenomes"]) <= board.organism_count()
+    problem_of(dish.get("/stats", windowSeconds=0), 422, "validation-failed")
 
 
 def test_a_redelivered_tick_changes_neither_the_board_nor_its_history(dish: Dish) -> None:

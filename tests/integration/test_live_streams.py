@@ -200,12 +200,12 @@ def test_a_full_stream_carries_each_ticks_board(dish: Dish) -> None:
     assert "delta" not in got[-1]["data"]["payload"]
 
 
-def test_the_metrics_stream_sends_what_the_metrics_query_answers(dish: Dish) -> None:
+def test_the_stats_stream_sends_what_the_stats_query_answers(dish: Dish) -> None:
     dish.tick(4)
-    with _stream(dish.client, arena_path(dish.id, "/metrics/stream")) as frames:
+    with _stream(dish.client, arena_path(dish.id, "/stats/stream")) as frames:
         frame = frames.next_event_or_keepalive()
-    assert frame["event"] == "metrics"
-    queried = dish.get("/metrics").get_json()
+    assert frame["event"] == "stats"
+    queried = dish.get("/stats").get_json()
     for field in ("tick", "organismCount", "version"):
         assert frame["data"][field] == queried[field]
 
@@ -246,14 +246,14 @@ def test_one_client_holds_at_most_its_cap_across_processes_and_others_still_get_
     capped: tuple[Flask, Flask], dish: Dish
 ) -> None:
     dish.project()
-    events, metrics = arena_path(dish.id, "/stream"), arena_path(dish.id, "/metrics/stream")
+    events, stats = arena_path(dish.id, "/stream"), arena_path(dish.id, "/stats/stream")
     greedy = new_address()
     with ExitStack() as held:
         for n in range(PER_CLIENT):  # spread over both processes
             held.enter_context(_stream(client_at(capped[n % 2], greedy), events))
         for refused in (
             _refused(client_at(capped[0], greedy), events),
-            _refused(client_at(capped[1], greedy), metrics),
+            _refused(client_at(capped[1], greedy), stats),
         ):
             problem_of(refused, 429, "too-many-client-streams")
             assert int(refused.headers["Retry-After"]) >= 1
@@ -266,7 +266,7 @@ def test_one_client_holds_at_most_its_cap_across_processes_and_others_still_get_
     # The greedy client's streams closed, their places are given back.
     with ExitStack() as held:
         for n in range(PER_CLIENT):
-            frames = held.enter_context(_stream(client_at(capped[n % 2], greedy), metrics))
+            frames = held.enter_context(_stream(client_at(capped[n % 2], greedy), stats))
             assert "retry" in frames.next()
 
 
@@ -275,7 +275,7 @@ def test_places_a_dead_process_held_are_freed_once_their_leases_run_out(
 ) -> None:
     monkeypatch.setattr(streams, "LEASE_SECONDS", 5)
     dish.project()
-    path = arena_path(dish.id, "/metrics/stream")
+    path = arena_path(dish.id, "/stats/stream")
     address = new_address()
     # Places taken as a process takes them, by a process that died: nothing renews them.
     for _ in range(PER_CLIENT):
@@ -379,8 +379,8 @@ def test_the_server_ends_a_stream_after_its_lifetime_and_the_client_resumes(
     with _stream(client, path, **{"Last-Event-ID": str(start)}) as frames:
         got = frames.events(through_version=latest)
     assert [int(f["id"]) for f in got] == list(range(start + 1, latest + 1))
-    with _stream(client, arena_path(dish.id, "/metrics/stream")) as frames:
-        assert any(frame.get("event") == "metrics" for frame in _until_the_end(frames))
+    with _stream(client, arena_path(dish.id, "/stats/stream")) as frames:
+        assert any(frame.get("event") == "stats" for frame in _until_the_end(frames))
 
 
 def test_a_notice_of_the_projection_wakes_a_waiting_stream(app: Flask, settings: Settings) -> None:

@@ -206,7 +206,7 @@ def test_the_spec_names_429_with_retry_after_on_exactly_the_limited_operations(
         "POST /{arena_id}/actions",
         # Not rate limits: a cap on the streams a client holds open (arena/http/streams.py).
         "GET /{arena_id}/stream",
-        "GET /{arena_id}/metrics/stream",
+        "GET /{arena_id}/stats/stream",
     }
     assert all(response["headers"]["Retry-After"]["required"] for response in limited.values())
 

@@ -219,7 +219,7 @@ BACKLOG_VERSIONS = 10
 # What a Celery worker runs for the relay task, minus the broker.
 RELAY_PROCESS = """
 import tasks.celery  # builds the Flask and Celery apps from the environment, as `celery -A` does
-from tasks.relay import publish_outbox
+from tasks.outbox import publish_outbox
 
 print(publish_outbox(), flush=True)
 """

@@ -8,7 +8,7 @@ from flask import Flask
 from kombu import Consumer, Message, Queue
 
 from arena.bootstrap import components
-from arena.messaging.celery import ADVANCE_ARENAS_TASK, PROJECT_TASK
+from arena.messaging.celery import MAKE_DUE_TICKS_TASK, PROJECT_TASK
 from arena.settings import Settings
 from tests.support.services import delete_celery_queues
 
@@ -19,7 +19,7 @@ def test_a_projection_sent_after_ticks_is_taken_before_them(app: Flask, settings
     # other test's task is in it.
     name = f"{settings.celery_queue}.priorities-{uuid.uuid4().hex[:6]}"
     for _ in range(3):
-        celery.send_task(ADVANCE_ARENAS_TASK, args=[[]], queue=name)
+        celery.send_task(MAKE_DUE_TICKS_TASK, args=[[]], queue=name)
     celery.send_task(PROJECT_TASK, args=[[]], queue=name)
 
     taken: list[str] = []
@@ -44,4 +44,4 @@ def test_a_projection_sent_after_ticks_is_taken_before_them(app: Flask, settings
     finally:
         delete_celery_queues(settings.celery_broker_url, [name])
 
-    assert taken == [PROJECT_TASK, ADVANCE_ARENAS_TASK, ADVANCE_ARENAS_TASK, ADVANCE_ARENAS_TASK]
+    assert taken == [PROJECT_TASK, MAKE_DUE_TICKS_TASK, MAKE_DUE_TICKS_TASK, MAKE_DUE_TICKS_TASK]

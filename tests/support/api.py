@@ -137,7 +137,9 @@ def last_event(sql: psycopg.Connection, arena_id: str) -> Event:
 
 
 @dataclass(frozen=True, slots=True)
-class ArenaRow:
+class CommittedArena:
+    """An arena's row as the application committed it (`arena_row`)."""
+
     status: str
     version: int
     tick: int
@@ -146,13 +148,13 @@ class ArenaRow:
     finished: bool
 
 
-def arena_row(sql: psycopg.Connection, arena_id: str) -> ArenaRow | None:
+def arena_row(sql: psycopg.Connection, arena_id: str) -> CommittedArena | None:
     row = sql.execute(
         "SELECT status, version, tick, config, started_at IS NOT NULL, finished_at IS NOT NULL"
         " FROM arenas WHERE id = %s",
         (arena_id,),
     ).fetchone()
-    return None if row is None else ArenaRow(*row)
+    return None if row is None else CommittedArena(*row)
 
 
 def players(sql: psycopg.Connection, arena_id: str) -> list[tuple[str, str, str, str]]:
@@ -184,7 +186,7 @@ def totals(sql: psycopg.Connection) -> tuple[int, int, int, int]:
 class Snapshot:
     """Everything a command on one arena could change, plus the database totals."""
 
-    arena: ArenaRow | None
+    arena: CommittedArena | None
     players: tuple[tuple[str, str, str, str], ...]
     events: tuple[tuple[int, str], ...]
     totals: tuple[int, int, int, int]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from arena.bootstrap import idempotency_secret
 from arena.domain.model import hash_token
-from arena.persistence.idempotency import ReplySealer
+from arena.persistence.idempotency_keys import ReplySealer
 from arena.services.idempotency import IdempotencyKey
 from arena.settings import Settings
 

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from arena.persistence.idempotency import ReplySealer
+from arena.persistence.idempotency_keys import ReplySealer
 from arena.services.idempotency import IdempotencyKey, IdempotencyKeyReused
 
 SECRET, OTHER_SECRET = b"s" * 32, b"t" * 32

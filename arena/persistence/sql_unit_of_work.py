@@ -17,9 +17,9 @@ from arena.domain.envelope import EventEnvelope
 from arena.domain.events import DomainEvent
 from arena.logs import log_event
 from arena.outbox.wakeups import OUTBOX_CHANNEL
-from arena.persistence.boards import SqlBoards, SqlPendingActions
+from arena.persistence.boards_and_actions import SqlBoards, SqlPendingActions
 from arena.persistence.connections import pooled_connection
-from arena.persistence.idempotency import IdempotencyStore, ReplySealer
+from arena.persistence.idempotency_keys import IdempotencyStore, ReplySealer
 from arena.persistence.repository import ArenaRepository
 from arena.services.unit_of_work import ConcurrentUpdate, Provenance
 

@@ -27,12 +27,12 @@ from arena.http.problems import RETRY_AFTER_SECONDS, refuse
 from arena.messaging.celery import relay_queue
 from arena.messaging.lag import KafkaOffsets
 from arena.messaging.queues import BrokerQueues
-from arena.outbox.operations import COUNT_CAP, outbox_metrics
+from arena.outbox.operations import COUNT_CAP, outbox_status
 from arena.persistence.connections import pooled_connection
 from arena.persistence.tick_leases import set_aside_arenas
 from arena.readmodel.metrics import LISTED, projection_metrics
 
-blp = Blueprint("pipeline", __name__, url_prefix="/api/v1", description="Pipeline metrics")
+blp = Blueprint("pipeline", __name__, url_prefix="/api/v1", description="Pipeline status")
 
 EXTENSION = "arena.pipeline"
 _MAKING = threading.Lock()
@@ -79,7 +79,7 @@ class PipelineProbes:
         parts = components(self._app)
         settings = parts.settings
         with self._app.app_context():
-            outbox = outbox_metrics(db.session).to_dict()
+            outbox = outbox_status(db.session).to_dict()
             projections = projection_metrics(db.session, parts.views).to_dict()
             set_aside = _set_aside()
         for stall in projections["stalledArenas"]:  # what an operator runs once it is fixed

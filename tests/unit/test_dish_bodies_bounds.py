@@ -1,5 +1,5 @@
 """The dish's queries at bounded memory (issue 23, item 4): a board goes out as JSON in pieces,
-and the leaderboard, metrics and genome are read from the layers with numpy, building no
+and the leaderboard, stats and genome are read from the layers with numpy, building no
 object per organism; each answers what the objects of every organism would."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from arena.http.board_view import (
+from arena.http.dish_bodies import (
     ARRAY,
     board_json,
     genome_body,
     json_pieces,
     leaderboard_body,
-    metrics_body,
     organisms,
+    stats_body,
 )
 from arena.simulation.board import Board
 from arena.simulation.rules import fitness
@@ -80,7 +80,7 @@ def _by_objects(board: Board, top: int, wanted: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("distinct", [1, 7, 2500])
-def test_leaderboard_metrics_and_genome_answer_what_every_organisms_object_gives(
+def test_leaderboard_stats_and_genome_answer_what_every_organisms_object_gives(
     distinct: int,
 ) -> None:
     board = crowded(50, distinct_genomes=distinct)
@@ -96,8 +96,8 @@ def test_leaderboard_metrics_and_genome_answer_what_every_organisms_object_gives
         expected["biomass"], abs=1e-3
     )
     assert {p["displayName"] for p in leaders["players"]} == {p["displayName"] for p in PLAYERS}
-    metrics = metrics_body(board, [], 60, datetime.now(UTC))
-    assert [(g["signature"], g["liveOrganisms"]) for g in metrics["topGenomes"]] == expected[
+    stats = stats_body(board, [], 60, datetime.now(UTC))
+    assert [(g["signature"], g["liveOrganisms"]) for g in stats["topGenomes"]] == expected[
         "genomes"
     ]
     genome = genome_body(board, wanted)
@@ -108,12 +108,12 @@ def test_leaderboard_metrics_and_genome_answer_what_every_organisms_object_gives
     assert genome_body(board, "ffffffffffffffff") is None
 
 
-def test_leaderboard_metrics_and_genome_build_no_object_per_organism() -> None:
+def test_leaderboard_stats_and_genome_build_no_object_per_organism() -> None:
     board = crowded(128, distinct_genomes=8)  # 16,384 organisms
     objects = peak_bytes(lambda: organisms(board))
     for query in (
         lambda: leaderboard_body(board, PLAYERS, 100),
-        lambda: metrics_body(board, [], 60, datetime.now(UTC)),
+        lambda: stats_body(board, [], 60, datetime.now(UTC)),
         lambda: genome_body(board, "ffffffffffffffff"),
     ):
         assert peak_bytes(query) < objects / 4

@@ -9,7 +9,7 @@ from celery import shared_task
 from arena.extensions import db
 from arena.messaging.celery import PURGE_IDEMPOTENCY_TASK
 from arena.persistence.connections import pooled_connection
-from arena.persistence.idempotency import purge_expired
+from arena.persistence.idempotency_keys import purge_expired
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The dish as the queries show it: the board (organisms as objects, fields as arrays), one
-organism, a genome, the leaderboard and the metrics of a recent window.
+organism, a genome, the leaderboard and the dish's stats over a recent window.
 
 Field layers travel as little-endian arrays, zlib-compressed and base64-encoded (`dtype`,
 `shape` and, for nutrients and antibiotics, the `scale`: milli-units per unit), so a 256 x 256
@@ -267,7 +267,7 @@ def leaderboard_body(board: Board, players: list[dict[str, Any]], top: int) -> d
     }
 
 
-def metrics_body(
+def stats_body(
     board: Board, recent: list[dict[str, Any]], window_seconds: int, now: datetime
 ) -> dict[str, Any]:
     """Births and deaths per second over the window, from the recorded ticks advanced in it."""
