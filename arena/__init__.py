@@ -18,6 +18,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from arena.cli import register_commands
     from arena.http import init_http
 
+    # Every table on db.metadata, whatever else imports them: `flask db migrate` compares it.
+    from arena.persistence import tables  # noqa: F401
+
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     telemetry.configure(settings)

@@ -1,4 +1,16 @@
-"""Tables of the write model and the transactional outbox."""
+"""The whole schema of the write model and the transactional outbox, described once.
+
+`db.metadata` holds every table the migrations (migrations/versions/) make, with its columns,
+types, nullability, server defaults, indexes and constraints: tests/integration/test_schema.py
+runs the migrations on a fresh database and fails on any difference alembic's autogenerate
+comparison finds, so a migration and these classes change together (`flask db migrate` writes a
+migration from a change made here first).
+
+The command path and the relay run SQL text of their own (arena/persistence/, arena/outbox/),
+not statements built from these classes; the read model's verifier reads `arenas`, `players`
+and `arena_boards` through them. A class no code uses still describes its table for that
+comparison.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +47,8 @@ STATUSES = "('PENDING', 'RUNNING', 'PAUSED', 'FINISHED')"
 
 
 class ArenaRow(Model):
+    """An arena: the aggregate's state, and the tick scheduler's columns."""
+
     __tablename__ = "arenas"
     __table_args__ = (
         CheckConstraint(f"status IN {STATUSES}", name="status_known"),
@@ -85,7 +99,9 @@ class BoardRow(Model):
 
 
 class PendingActionRow(Model):
-    """A submitted action waiting for its tick; the tick that applies (or rejects) it deletes it."""
+    """A submitted action waiting for its tick; the tick that applies (or rejects) it deletes it.
+    Written and read by SQL text (arena/persistence/boards_and_actions.py): this class describes
+    the table for the schema comparison."""
 
     __tablename__ = "pending_actions"
     __table_args__ = (Index("ix_pending_actions_due", "arena_id", "apply_at_tick", "seq"),)
@@ -104,6 +120,8 @@ class PendingActionRow(Model):
 
 
 class PlayerRow(Model):
+    """A player of one arena, found by the hash of its bearer token."""
+
     __tablename__ = "players"
     __table_args__ = (
         CheckConstraint("role IN ('ADMIN', 'PLAYER')", name="role_known"),
@@ -126,7 +144,9 @@ class PlayerRow(Model):
 
 
 class OutboxRow(Model):
-    """One event waiting for (or done with) publication to Kafka, written with its state change."""
+    """One event waiting for (or done with) publication to Kafka, written with its state change.
+    Written and read by SQL text (arena/persistence/sql_unit_of_work.py, arena/outbox/): this
+    class describes the table for the schema comparison."""
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -167,7 +187,9 @@ class OutboxRow(Model):
 
 class HeldOutboxRow(Model):
     """An outbox row that failed too often, held back with its arena's later rows until an
-    operator releases it (`flask outbox release`). Not the Kafka DLQ: that is the read side's."""
+    operator releases it (`flask outbox release`). Not the Kafka DLQ: that is the read side's.
+    Written and read by SQL text (arena/outbox/): this class describes the table for the schema
+    comparison."""
 
     __tablename__ = "outbox_held"
 
@@ -184,7 +206,8 @@ class HeldOutboxRow(Model):
 
 
 class OutboxCounterRow(Model):
-    """Running totals that survive the retention purge of published rows."""
+    """Running totals that survive the retention purge of published rows. Written and read by
+    SQL text (arena/outbox/): this class describes the table for the schema comparison."""
 
     __tablename__ = "outbox_counters"
 
@@ -196,7 +219,8 @@ class IdempotencyKeyRow(Model):
     """A command's reply, kept so a retried request with the same Idempotency-Key replays it.
 
     The key is stored only as a hash and the reply only sealed with the key (see
-    arena/persistence/idempotency_keys.py): the table never holds a usable bearer token.
+    arena/persistence/idempotency_keys.py): the table never holds a usable bearer token. Written
+    and read by SQL text there: this class describes the table for the schema comparison.
     """
 
     __tablename__ = "idempotency_keys"
