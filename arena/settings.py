@@ -63,7 +63,6 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "stream_max_seconds": ("STREAM_MAX_SECONDS", "600"),
     "stream_send_timeout_seconds": ("STREAM_SEND_TIMEOUT_SECONDS", "30"),
     "history_max_range_ticks": ("HISTORY_MAX_RANGE_TICKS", "200"),
-    "projection_batching": ("PROJECTION_BATCHING", "true"),
     "projection_tasks_per_second": ("PROJECTION_TASKS_PER_SECOND", "100"),
     "projection_task_max_bytes": ("PROJECTION_TASK_MAX_BYTES", "16777216"),
     "broker_max_message_bytes": ("BROKER_MAX_MESSAGE_BYTES", "134217728"),
@@ -161,7 +160,6 @@ class Settings:
     stream_max_seconds: float  # then (less up to a fifth, at random) the stream ends; it reconnects
     stream_send_timeout_seconds: float  # a write left unread this long ends its stream
     history_max_range_ticks: int
-    projection_batching: bool
     projection_tasks_per_second: float
     projection_task_max_bytes: int  # a task's records as JSON; a larger record goes alone
     broker_max_message_bytes: int  # RabbitMQ's max_message_size: a task above it is refused

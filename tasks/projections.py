@@ -1,4 +1,4 @@
-"""Projection tasks: apply a batch of one arena's events to the Redis read model.
+"""Projection tasks: apply a batch of many arenas' events to the Redis read model.
 
 Transient failures (Redis away, an event ahead of its predecessor) are retried with exponential
 backoff and jitter for a bounded time; so is an unexpected error, which then reaches the DLQ with
@@ -15,7 +15,7 @@ import random
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Task, shared_task
 from celery.exceptions import Reject, Retry
@@ -24,14 +24,8 @@ from arena import telemetry
 from arena.bootstrap import components
 from arena.messaging.celery import PROJECT_TASK
 from arena.messaging.records import ReceivedRecord
-from arena.readmodel.intake import (
-    POISON,
-    RETRYABLE,
-    apply_received,
-    dead_letter,
-    project_batch,
-)
-from arena.readmodel.store import EventOutOfOrder
+from arena.readmodel.intake import POISON, RETRYABLE, apply_one, dead_letter, project_batch
+from arena.readmodel.writer import EventOutOfOrder
 
 log = logging.getLogger(__name__)
 
@@ -60,42 +54,48 @@ def project_events(
 ) -> dict[str, int]:
     """Apply the events (many arenas', in order per arena); redelivered ones are no-ops.
 
-    The healthy prefix of every arena goes in one batch. A rejected event is dead-lettered and
-    its arena's later events parked behind it, one at a time. Events that must wait for an
-    earlier version are retried, alone, with backoff.
+    The healthy prefix of every arena goes in one batch; a rejected event is dead-lettered and
+    its arena's later events parked behind it. Events that must wait for an earlier version,
+    or all of them after an unexpected error, are retried with backoff, then dead-lettered.
     """
-    views = components().views
+    received = [ReceivedRecord(**event) for event in events]
     outcomes: Counter[str] = Counter()
     started = time.perf_counter()
     try:
-        progress = project_batch(views, [ReceivedRecord(**event) for event in events])
-        outcomes.update(progress.outcomes)
-        for received in progress.one_by_one:
-            try:
-                outcomes[apply_received(views, received)] += 1
-            except POISON as error:
-                _dead_letter(self, received, error, first_failure_at)
-                outcomes["dead-lettered"] += 1
-        waiting = progress.waiting
-    except Retry:  # a dead letter could not be sent: this task runs again, as it is
-        raise
-    # The store is away, or a bug: everything again (applied ones are no-ops), and in the end
-    # to the DLQ with the reason.
-    except Exception as error:  # noqa: BLE001 - retried, then dead-lettered with its reason
-        waiting, reason = [ReceivedRecord(**event) for event in events], error
-    else:
-        reason = EventOutOfOrder(f"{len(waiting)} event(s) wait for earlier versions")
-    try:
+        waiting, reason = _apply(self, received, first_failure_at, outcomes)
         if waiting:
             _retry_or_give_up(self, waiting, reason, first_failure_at, outcomes)
     finally:
-        _log_outcomes(events, outcomes)
+        _log_outcomes(received, outcomes)
         _count(outcomes, time.perf_counter() - started)
-    try:
-        components().finished_tasks.mark(self.request.id)
-    except RETRYABLE as error:  # the consumer would wait for this lane forever: run again
-        raise _retry_later(self, error, _backoff(self.request.retries)) from error
+    _mark_finished(self)
     return dict(outcomes)
+
+
+def _apply(
+    task: Task,
+    received: list[ReceivedRecord],
+    first_failure_at: str | None,
+    outcomes: Counter[str],
+) -> tuple[list[ReceivedRecord], Exception]:
+    """Apply what can be; return the events to try again, and why."""
+    views = components().views
+    try:
+        progress = project_batch(views, received)
+        outcomes.update(progress.outcomes)
+        for one in progress.one_by_one:
+            try:
+                outcomes[apply_one(views, one)] += 1
+            except POISON as error:
+                _dead_letter(task, one, error, first_failure_at)
+                outcomes["dead-lettered"] += 1
+    except Retry:  # a dead letter could not be sent: this task runs again, as it is
+        raise
+    except Exception as error:  # noqa: BLE001 - the store away, or a bug: all again, then the DLQ
+        return received, error
+    return progress.waiting, EventOutOfOrder(
+        f"{len(progress.waiting)} event(s) wait for earlier versions"
+    )
 
 
 def _retry_or_give_up(
@@ -120,22 +120,29 @@ def _retry_or_give_up(
             type(reason).__name__,
             reason,
         )
-        raise _retry_later(
+        _retry_later(
             task,
             reason,
             countdown,
-            kwargs={
-                "events": [dataclasses.asdict(r) for r in waiting],
-                "first_failure_at": first_failure_at,
-            },
-        ) from reason
+            events=[dataclasses.asdict(r) for r in waiting],
+            first_failure_at=first_failure_at,
+        )
     views = components().views
-    for received in waiting:
+    for one in waiting:
         try:
-            outcomes[apply_received(views, received)] += 1
+            outcomes[apply_one(views, one)] += 1
         except Exception as error:  # noqa: BLE001 - poison, the store away, or a bug: to the DLQ
-            _dead_letter(task, received, error, first_failure_at)
+            _dead_letter(task, one, error, first_failure_at)
             outcomes["dead-lettered"] += 1
+
+
+def _mark_finished(task: Task) -> None:
+    """Tell the consumer this task's lane is free; if Redis is away, run again, or the
+    consumer would wait for the lane forever."""
+    try:
+        components().finished_tasks.mark(task.request.id)
+    except RETRYABLE as error:
+        _retry_later(task, error, _backoff(task.request.retries))
 
 
 def _count(outcomes: Counter[str], seconds: float) -> None:
@@ -145,10 +152,10 @@ def _count(outcomes: Counter[str], seconds: float) -> None:
         metrics.projection_outcomes.labels(outcome).inc(count)
 
 
-def _log_outcomes(events: list[dict[str, Any]], outcomes: Counter[str]) -> None:
+def _log_outcomes(received: list[ReceivedRecord], outcomes: Counter[str]) -> None:
     if not outcomes:
         return
-    arenas = {event.get("key") or "?" for event in events}
+    arenas = {one.key or "?" for one in received}
     log.info(
         "%d event(s) of %d arena(s): %s",
         sum(outcomes.values()),
@@ -170,19 +177,20 @@ def _dead_letter(
             attempts=task.request.retries + 1,
             first_failure_at=first_failure_at,
         )
-    except Exception as unavailable:  # Kafka or Redis away: never drop the event
+    except Exception as unavailable:  # noqa: BLE001 - Kafka or Redis away: retried, never dropped
         components().publishers.discard(settings.kafka_dlq_topic)
-        raise _retry_later(task, unavailable, MAX_RETRY_SECONDS) from unavailable
+        _retry_later(task, unavailable, MAX_RETRY_SECONDS)
 
 
-def _retry_later(task: Task, error: Exception, countdown: float, **options: Any) -> Exception:
-    """The same task id again, as a new message: its lane stays busy until it finishes.
+def _retry_later(task: Task, error: Exception, countdown: float, **kwargs: Any) -> NoReturn:
+    """The same task id again, as a new message (with `kwargs`, if given): its lane stays busy
+    until it finishes.
 
     If the new message cannot be sent, Celery rejects this one without requeueing, and RabbitMQ
     would drop it: requeue it instead, so it runs again (its applied events are no-ops).
     """
     try:
-        retry: Exception = task.retry(exc=error, countdown=countdown, **options)
+        retry: Exception = task.retry(exc=error, countdown=countdown, kwargs=kwargs or None)
     except Reject as unsent:
         raise Reject(unsent.reason, requeue=True) from error
-    return retry
+    raise retry from error

@@ -65,14 +65,13 @@ def consume_command() -> None:
         dead_letter_via(parts),
         max_message_bytes=settings.broker_max_message_bytes,
     )
-    batching = settings.projection_batching
     log.info("consuming %s as group %s", settings.kafka_events_topic, settings.kafka_consumer_group)
     total = consume(
         events_consumer(settings),
         dispatch,
         stop.is_set,
         still_running=parts.finished_tasks.unfinished,
-        max_per_dispatch=PROJECTION_BATCH_MAX if batching else 1,
+        max_per_dispatch=PROJECTION_BATCH_MAX,
         # Every task of more than one record fits the broker's message: only a single record
         # can be too large, and it alone is dead-lettered.
         max_bytes_per_dispatch=min(
@@ -80,9 +79,6 @@ def consume_command() -> None:
             settings.broker_max_message_bytes - MESSAGE_OVERHEAD_BYTES,
         ),
         commit_interval_seconds=COMMIT_INTERVAL_SECONDS,
-        # One event per task cannot gather: pacing would only cap its throughput.
-        pace=Pace.per_second(settings.projection_tasks_per_second)
-        if batching
-        else Pace.unlimited(),
+        pace=Pace.per_second(settings.projection_tasks_per_second),
     )
     log.info("consumer stopped after dispatching %d event(s)", total)

@@ -62,8 +62,8 @@ from arena.readmodel.boards import (
     recorded_ticks,
     ticks_between,
 )
-from arena.readmodel.projector import View
 from arena.readmodel.store import ArenaViews
+from arena.readmodel.view import ViewJson
 from arena.simulation import delta
 from arena.simulation.board import MAX_ORGANISM_ID, Board
 
@@ -81,7 +81,7 @@ def _views() -> ArenaViews:
     return components().views
 
 
-def _view_or_refusal(arena_id: uuid.UUID, min_version: int | None) -> View | Response:
+def _view_or_refusal(arena_id: uuid.UUID, min_version: int | None) -> ViewJson | Response:
     """The view (having reached `min_version`, if given), or the problem to answer instead."""
     if min_version is None:
         view = _views().get(str(arena_id))
@@ -194,7 +194,7 @@ def _path_parameter(name: str, most: int) -> dict[str, Any]:
 @blp.route("/<uuid:arena_id>")
 class ArenaById(MethodView):
     @_single_arena_query(ReadQuerySchema, ArenaViewSchema)
-    def get(self, _query: dict[str, Any], view: View) -> dict[str, Any]:
+    def get(self, _query: dict[str, Any], view: ViewJson) -> dict[str, Any]:
         """One arena's view."""
         return view
 
@@ -202,7 +202,7 @@ class ArenaById(MethodView):
 @blp.route("/<uuid:arena_id>/players")
 class ArenaPlayers(MethodView):
     @_single_arena_query(ReadQuerySchema, ArenaPlayersSchema)
-    def get(self, _query: dict[str, Any], view: View) -> dict[str, Any]:
+    def get(self, _query: dict[str, Any], view: ViewJson) -> dict[str, Any]:
         """The players of an arena, with their roles."""
         return {"arenaId": view["id"], "version": view["version"], "players": view["players"]}
 
@@ -210,7 +210,7 @@ class ArenaPlayers(MethodView):
 @blp.route("/<uuid:arena_id>/events")
 class ArenaFeed(MethodView):
     @_single_arena_query(FeedQuerySchema, ArenaFeedSchema)
-    def get(self, query: dict[str, Any], view: View) -> dict[str, Any]:
+    def get(self, query: dict[str, Any], view: ViewJson) -> dict[str, Any]:
         """The arena's most recent events, newest first (a bounded feed)."""
         events = _views().feed(view["id"], query["limit"])
         return {"arenaId": view["id"], "version": view["version"], "events": events}
@@ -219,12 +219,12 @@ class ArenaFeed(MethodView):
 # --- the dish (the board and what is read from it) ----------------------------------------------
 
 
-def _board_now(view: View) -> Board:
+def _board_now(view: ViewJson) -> Board:
     views = _views()
     return read_board(views.redis, views.keys(), view["id"], empty_board(view))
 
 
-def _not_kept(view: View, first: int, last: int, asked: str) -> NoReturn:
+def _not_kept(view: ViewJson, first: int, last: int, asked: str) -> NoReturn:
     current = _board_now(view)
     views = _views()
     held = kept(views.redis, views.keys(), view["id"], current)
@@ -239,14 +239,14 @@ def _not_kept(view: View, first: int, last: int, asked: str) -> NoReturn:
     )
 
 
-def _with_view(view: View, body: dict[str, Any]) -> dict[str, Any]:
+def _with_view(view: ViewJson, body: dict[str, Any]) -> dict[str, Any]:
     return {"arenaId": view["id"], "version": view["version"]} | body
 
 
 @blp.route("/<uuid:arena_id>/board")
 class ArenaBoard(MethodView):
     @_single_arena_query(ReadQuerySchema, BoardSchema)
-    def get(self, _query: dict[str, Any], view: View) -> Iterator[str]:
+    def get(self, _query: dict[str, Any], view: ViewJson) -> Iterator[str]:
         """The board at the latest tick the read model has: organisms, nutrients, antibiotics."""
         return board_json(_board_now(view), view)
 
@@ -254,7 +254,7 @@ class ArenaBoard(MethodView):
 @blp.route("/<uuid:arena_id>/snapshots/<int:tick>")
 class ArenaBoardAt(MethodView):
     @_single_arena_query(ReadQuerySchema, BoardSchema, {"tick": MAX_TICK})
-    def get(self, _query: dict[str, Any], view: View, tick: int) -> Iterator[str]:
+    def get(self, _query: dict[str, Any], view: ViewJson, tick: int) -> Iterator[str]:
         """The board at a tick still in the history, in the shape of /board."""
         views = _views()
         current = _board_now(view)
@@ -267,7 +267,7 @@ class ArenaBoardAt(MethodView):
 @blp.route("/<uuid:arena_id>/history")
 class ArenaHistory(MethodView):
     @_single_arena_query(HistoryQuerySchema, HistorySchema)
-    def get(self, query: dict[str, Any], view: View) -> Iterator[str]:
+    def get(self, query: dict[str, Any], view: ViewJson) -> Iterator[str]:
         """Ticks fromTick … toTick: each tick's stats and delta (DELTA) or its board (FULL).
 
         Sent as it is read: DELTA passes each tick's record on as Redis holds it, a few ticks
@@ -289,7 +289,7 @@ class ArenaHistory(MethodView):
         return json_pieces(_with_view(view, head), ticks)
 
 
-def _deltas(view: View, first: int, last: int) -> Iterator[tuple[str]] | None:
+def _deltas(view: ViewJson, first: int, last: int) -> Iterator[tuple[str]] | None:
     views = _views()
     recorded = recorded_ticks(views.redis, views.keys(), view["id"], max(first, 1), last)
     if recorded is None:
@@ -304,7 +304,7 @@ def _deltas(view: View, first: int, last: int) -> Iterator[tuple[str]] | None:
     return each()
 
 
-def _boards(view: View, first: int, last: int) -> Iterator[Iterator[str]] | None:
+def _boards(view: ViewJson, first: int, last: int) -> Iterator[Iterator[str]] | None:
     views = _views()
     keys, arena_id = views.keys(), view["id"]
     board = board_at(views.redis, keys, arena_id, first, _board_now(view), empty_board(view))
@@ -324,7 +324,7 @@ def _boards(view: View, first: int, last: int) -> Iterator[Iterator[str]] | None
 @blp.route("/<uuid:arena_id>/leaderboard")
 class ArenaLeaderboard(MethodView):
     @_single_arena_query(LeaderboardQuerySchema, LeaderboardSchema)
-    def get(self, query: dict[str, Any], view: View) -> dict[str, Any]:
+    def get(self, query: dict[str, Any], view: ViewJson) -> dict[str, Any]:
         """The fittest organisms now, and each player's organisms and biomass."""
         return _with_view(view, leaderboard_body(_board_now(view), view["players"], query["top"]))
 
@@ -332,7 +332,7 @@ class ArenaLeaderboard(MethodView):
 @blp.route("/<uuid:arena_id>/stats")
 class ArenaStats(MethodView):
     @_single_arena_query(StatsQuerySchema, StatsSchema)
-    def get(self, query: dict[str, Any], view: View) -> dict[str, Any]:
+    def get(self, query: dict[str, Any], view: ViewJson) -> dict[str, Any]:
         """Births, deaths and mutations per second over the last windowSeconds; top genomes."""
         views = _views()
         recent = recent_stats(views.redis, views.keys(), view["id"], views.history_ticks)
@@ -343,7 +343,7 @@ class ArenaStats(MethodView):
 @blp.route("/<uuid:arena_id>/organisms/<int:organism_id>")
 class ArenaOrganism(MethodView):
     @_single_arena_query(ReadQuerySchema, OrganismSchema, {"organism_id": MAX_ORGANISM_ID})
-    def get(self, _query: dict[str, Any], view: View, organism_id: int) -> dict[str, Any]:
+    def get(self, _query: dict[str, Any], view: ViewJson, organism_id: int) -> dict[str, Any]:
         """One live organism: position, energy, fitness, genome and lineage."""
         found = organism_body(_board_now(view), organism_id)
         if found is None:
@@ -354,7 +354,7 @@ class ArenaOrganism(MethodView):
 @blp.route("/<uuid:arena_id>/genomes/<string:signature>")
 class ArenaGenome(MethodView):
     @_single_arena_query(ReadQuerySchema, GenomeSchema)
-    def get(self, _query: dict[str, Any], view: View, signature: str) -> dict[str, Any]:
+    def get(self, _query: dict[str, Any], view: ViewJson, signature: str) -> dict[str, Any]:
         """A genome's genes, and how many live organisms carry it."""
         found = genome_body(_board_now(view), signature)
         if found is None:

@@ -50,7 +50,7 @@ from arena.http.schemas import (
     StreamQuerySchema,
 )
 from arena.readmodel.boards import board_at, empty_board, read_board, recent_stats
-from arena.readmodel.projector import View
+from arena.readmodel.view import ViewJson
 from arena.simulation import delta
 from arena.simulation.board import Board
 
@@ -153,7 +153,7 @@ class ArenaStatsStream(MethodView):
         return _streaming(parts, lambda lease: _stats_frames(parts, view["id"], window, lease))
 
 
-def _arena(arena_id: uuid.UUID) -> tuple[Components, View]:
+def _arena(arena_id: uuid.UUID) -> tuple[Components, ViewJson]:
     parts = components()
     view = parts.views.get(str(arena_id))
     if view is None:
@@ -348,7 +348,7 @@ def _frame(
 
 
 def _event_frames(
-    parts: Components, view: View, after: int, full: bool, lease: Lease
+    parts: Components, view: ViewJson, after: int, full: bool, lease: Lease
 ) -> Generator[str, None, None]:
     views, keepalive = parts.views, parts.settings.stream_keepalive_seconds
     arena_id = view["id"]
@@ -406,7 +406,7 @@ class _Boards:
     """A FULL stream's board, carried from tick to tick by the deltas it sends."""
 
     parts: Components
-    view: View
+    view: ViewJson
     board: Board | None = None
 
     def at(

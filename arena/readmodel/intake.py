@@ -1,7 +1,7 @@
 """Applying received events to the read model, and dead-lettering the ones that cannot be.
 
-Kept apart from Celery so the same code serves the projection tasks, `flask dlq replay` and
-`flask projections rebuild`.
+Kept apart from Celery so the same code serves the projection tasks and `flask consume`. Every
+event goes into Redis through the one writer (arena/readmodel/writer.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from arena.logs import log_event
 from arena.messaging.dead_letter import dead_letter_record
 from arena.messaging.ports import Publisher
 from arena.messaging.records import ReceivedRecord
-from arena.readmodel.batch import apply_many
-from arena.readmodel.store import ArenaViews, EventOutOfOrder, Outcome
+from arena.readmodel.store import ArenaViews
+from arena.readmodel.writer import EventOutOfOrder, Outcome, apply_event, apply_events, stall
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +36,9 @@ def parse(received: ReceivedRecord) -> EventEnvelope:
     return EventEnvelope.from_json(received.value)
 
 
-def apply_received(
-    views: ArenaViews, received: ReceivedRecord, *, generation: str | None = None
-) -> Outcome:
-    """Apply to `generation`, or to the live one and any generation a rebuild is filling."""
-    envelope = parse(received)
-    outcome = views.apply(envelope, generation=generation)
-    if generation is None and outcome is not Outcome.PARKED:
-        views.also_apply_to_building(envelope)
-    return outcome
+def apply_one(views: ArenaViews, received: ReceivedRecord) -> Outcome:
+    """Apply one event; raises its `PoisonEvent`, or `EventOutOfOrder` when it must wait."""
+    return apply_event(views, parse(received))
 
 
 @dataclass(slots=True)
@@ -58,7 +52,7 @@ class BatchProgress:
 
 
 def project_batch(views: ArenaViews, events: list[ReceivedRecord]) -> BatchProgress:
-    """Apply each arena's events up to its first rejected one in one batch (`apply_many`)."""
+    """Apply each arena's events up to its first rejected one in one batch."""
     progress = BatchProgress()
     rejected_arenas: set[str | None] = set()
     batch: list[tuple[ReceivedRecord, EventEnvelope]] = []
@@ -70,7 +64,7 @@ def project_batch(views: ArenaViews, events: list[ReceivedRecord]) -> BatchProgr
             except POISON:
                 rejected_arenas.add(received.key)
         progress.one_by_one.append(received)
-    results = apply_many(views, [envelope for _, envelope in batch])
+    results = apply_events(views, [envelope for _, envelope in batch])
     for (received, envelope), result in zip(batch, results, strict=True):
         if isinstance(result, Outcome):
             progress.outcomes[result] += 1
@@ -124,7 +118,8 @@ def dead_letter(
         error,
     )
     if received.key:
-        views.stall(
+        stall(
+            views,
             received.key,
             version=_version_of(received),
             raw_event=received.value,

@@ -2,7 +2,9 @@
 
 Every key sits under `<prefix>:<generation>`. `<prefix>:generation` names the generation readers
 use, so `flask projections rebuild` can build a whole new one beside it and switch readers over
-with a single SET.
+with a single SET. An arena's own keys carry its id as a hash tag (`…:arena:{<id>}…`): they share
+one Redis Cluster hash slot, so one script may write them all. The indexes across arenas are keys
+of their own; arena/readmodel/writer.py says how they are kept.
 """
 
 from __future__ import annotations
@@ -43,33 +45,33 @@ class Keys:
         return f"{self.prefix}:{self.generation}"
 
     def view(self, arena_id: str) -> str:
-        return f"{self.base}:arena:{arena_id}"
+        return f"{self.base}:arena:{{{arena_id}}}"
 
     def feed(self, arena_id: str) -> str:
-        return f"{self.base}:arena:{arena_id}:feed"
+        return f"{self.base}:arena:{{{arena_id}}}:feed"
 
     def board(self, arena_id: str) -> str:
         """The board a reader last built from the history, where the next read starts
         (readmodel/boards.py)."""
-        return f"{self.base}:arena:{arena_id}:board"
+        return f"{self.base}:arena:{{{arena_id}}}:board"
 
     def ticks(self, arena_id: str) -> str:
         """Hash: tick → that tick's stats and delta, for the last ticks (readmodel/boards.py)."""
-        return f"{self.base}:arena:{arena_id}:ticks"
+        return f"{self.base}:arena:{{{arena_id}}}:ticks"
 
     def tick_stats(self, arena_id: str) -> str:
         """Sorted set by tick: {tick, at, stats} of each recent tick, for metrics windows."""
-        return f"{self.base}:arena:{arena_id}:tick-stats"
+        return f"{self.base}:arena:{{{arena_id}}}:tick-stats"
 
     def snapshots(self, arena_id: str) -> str:
         """Hash: tick → the board at that tick (compressed canonical encoding)."""
-        return f"{self.base}:arena:{arena_id}:snapshots"
+        return f"{self.base}:arena:{{{arena_id}}}:snapshots"
 
     def stall(self, arena_id: str) -> str:
-        return f"{self.base}:arena:{arena_id}:stall"
+        return f"{self.base}:arena:{{{arena_id}}}:stall"
 
     def parked(self, arena_id: str) -> str:
-        return f"{self.base}:arena:{arena_id}:parked"
+        return f"{self.base}:arena:{{{arena_id}}}:parked"
 
     @property
     def by_created(self) -> str:

@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
 
+from arena.domain.envelope import EventEnvelope
+from arena.domain.events import PoisonEvent
 from arena.messaging.kafka import topic_partitions, topic_reader
 from arena.messaging.records import ReceivedRecord
-from arena.readmodel.intake import POISON, apply_received
-from arena.readmodel.store import ArenaViews, Outcome, load
+from arena.readmodel.intake import POISON, parse
+from arena.readmodel.store import ArenaViews, load
+from arena.readmodel.writer import EventOutOfOrder, Outcome, apply_events, stall
 from arena.settings import Settings
 
 DRAIN_DEADLINE_SECONDS = 1800
@@ -115,26 +118,60 @@ def _drain(
         if time.monotonic() > deadline:
             raise TimeoutError("the rebuild did not reach the end of the log in time")
         batch = consumer.poll(timeout_ms=500, max_records=1000)
-        records = [record for partition_records in batch.values() for record in partition_records]
-        for record in records:
-            received = ReceivedRecord.from_record(record)
-            summary.outcomes[_apply(views, received, summary)] += 1
+        records = [
+            ReceivedRecord.from_record(record)
+            for partition_records in batch.values()
+            for record in partition_records
+        ]
+        _apply(views, records, summary)
         summary.events += len(records)
         on_progress(len(records))
 
 
-def _apply(views: ArenaViews, received: ReceivedRecord, summary: RebuildSummary) -> str:
-    """Apply to the new generation; a poison event stalls its arena there, as it did live."""
-    try:
-        return apply_received(views, received, generation=summary.generation)
-    except POISON as error:
-        if received.key:
-            views.stall(
-                received.key,
-                version=None,
-                raw_event=received.value,
-                reason=f"{type(error).__name__}: {error}",
-                generation=summary.generation,
-            )
-            summary.stalled_arenas.add(received.key)
-        return Outcome.PARKED
+def _apply(views: ArenaViews, records: list[ReceivedRecord], summary: RebuildSummary) -> None:
+    """Apply to the new generation in batches; a poison event stalls its arena there, as it did
+    live, and the writer parks its later events behind it."""
+    batch: list[tuple[ReceivedRecord, EventEnvelope]] = []
+    for received in records:
+        try:
+            batch.append((received, parse(received)))
+        except POISON as unreadable:
+            _apply_batch(views, batch, summary)  # what came before it, first
+            batch = []
+            _stall(views, received, unreadable, summary)
+    _apply_batch(views, batch, summary)
+
+
+def _apply_batch(
+    views: ArenaViews, batch: list[tuple[ReceivedRecord, EventEnvelope]], summary: RebuildSummary
+) -> None:
+    envelopes = [envelope for _, envelope in batch]
+    results = apply_events(views, envelopes, generation=summary.generation)
+    for (received, envelope), result in zip(batch, results, strict=True):
+        if result is None or isinstance(result, PoisonEvent):
+            # rejected, or after a rejected one: one at a time, so the rejected one stalls its
+            # arena before the later ones arrive (and park)
+            [result] = apply_events(views, [envelope], generation=summary.generation)
+            if isinstance(result, PoisonEvent):
+                _stall(views, received, result, summary)
+                continue
+        if isinstance(result, EventOutOfOrder):
+            raise result  # the log holds every event in order: a gap means it lost one
+        assert result is not None
+        summary.outcomes[result] += 1
+
+
+def _stall(
+    views: ArenaViews, received: ReceivedRecord, error: Exception, summary: RebuildSummary
+) -> None:
+    if received.key:
+        stall(
+            views,
+            received.key,
+            version=None,
+            raw_event=received.value,
+            reason=f"{type(error).__name__}: {error}",
+            generation=summary.generation,
+        )
+        summary.stalled_arenas.add(received.key)
+    summary.outcomes[Outcome.PARKED] += 1

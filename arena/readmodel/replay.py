@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import PoisonEvent
-from arena.readmodel.store import ArenaViews, EventOutOfOrder
+from arena.readmodel.store import ArenaViews
+from arena.readmodel.writer import (
+    EventOutOfOrder,
+    apply_event,
+    stall,
+    unpark,
+    unstall_if_nothing_parked,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +35,15 @@ def replay(views: ArenaViews, arena_id: str) -> ReplayResult:
     while True:
         parked = views.parked(arena_id)
         if not parked:
-            if views.unstall_if_nothing_parked(arena_id):
+            if unstall_if_nothing_parked(views, arena_id):
                 return ReplayResult(arena_id, applied, resumed=True)
             continue
         for raw_event, version in parked:
             try:
-                views.apply(EventEnvelope.from_json(raw_event), replaying=True)
+                apply_event(views, EventEnvelope.from_json(raw_event), replaying=True)
             except (PoisonEvent, EventOutOfOrder) as error:
                 reason = f"{type(error).__name__}: {error}"
-                views.stall(arena_id, version=version, raw_event=raw_event, reason=reason)
+                stall(views, arena_id, version=version, raw_event=raw_event, reason=reason)
                 return ReplayResult(arena_id, applied, False, version, reason)
-            views.unpark(arena_id, raw_event)
+            unpark(views, arena_id, raw_event)
             applied += 1

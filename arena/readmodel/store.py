@@ -1,50 +1,32 @@
-"""Arena views in Redis, applied in aggregate-version order and at most once.
+"""Reading the arena views in Redis, and the generations they live in.
 
-Each apply is one optimistic Redis transaction (WATCH the arena's view and stall keys, MULTI,
-EXEC): a version already applied is a no-op, the next version is applied together with its
-indexes and feed line, a later one raises `EventOutOfOrder` (the caller retries), and an arena
-that is stalled behind a dead-lettered event parks its later events instead of applying them.
+Everything here reads, but for the generation pointers a rebuild moves; the views, their
+indexes and stalls are written by arena/readmodel/writer.py only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
-from redis.client import Pipeline
-from redis.exceptions import WatchError
 
-from arena.domain.envelope import EventEnvelope
-from arena.readmodel.boards import DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_TICKS, follow_boards
+from arena.readmodel.history import DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_TICKS
 from arena.readmodel.keys import (
     INITIAL_GENERATION,
     Keys,
     building_pointer,
     generation_pointer,
 )
-from arena.readmodel.projector import View, feed_entry, project
+from arena.readmodel.view import ViewJson
 
 FEED_LENGTH = 50
 NOTICE_WAIT_SECONDS = 0.5  # a waiting read looks at the view at least this often
 NAME_SEPARATOR = "\x1f"
 _GLOB_SPECIALS = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
-
-
-class EventOutOfOrder(Exception):
-    """The event's predecessor has not been applied yet; retry later."""
-
-
-class Outcome(enum.StrEnum):
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"
-    PARKED = "parked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,25 +78,11 @@ class ArenaViews:
         return Keys(self._prefix, generation or self.generation())
 
     def start_building(self, generation: str) -> None:
-        """From now on live projections also write to `generation` (`also_apply_to_building`)."""
+        """From now on live events also go to `generation` (arena/readmodel/writer.py)."""
         self._redis.set(building_pointer(self._prefix), generation)
 
     def stop_building(self) -> None:
         self._redis.delete(building_pointer(self._prefix))
-
-    def also_apply_to_building(self, envelope: EventEnvelope) -> None:
-        """Apply a live event to the generation a rebuild is filling, if it can go in yet.
-
-        Readers must never see less after the switch than before it: events that live
-        projections showed in the old generation must be in the new one too. An event whose
-        predecessor the rebuild has not replayed yet is left to the rebuild, which will.
-        """
-        raw = self._redis.get(building_pointer(self._prefix))
-        building = raw.decode() if raw else None
-        if building is None or building == self.generation():
-            return
-        with contextlib.suppress(EventOutOfOrder):
-            self.apply(envelope, generation=building)
 
     def switch_to(self, generation: str) -> str:
         """Point readers (and projection tasks) at `generation`; return the previous one."""
@@ -136,118 +104,19 @@ class ArenaViews:
             dropped += self._redis.unlink(*batch)
         return dropped
 
-    # --- writing ------------------------------------------------------------------------------
-
-    def apply(
-        self, envelope: EventEnvelope, *, generation: str | None = None, replaying: bool = False
-    ) -> Outcome:
-        """Apply the next event of its arena; `replaying` lets parked events past the stall.
-        The arena's board history follows the view (arena/readmodel/boards.py)."""
-        keys = self.keys(generation)
-        outcome = self._apply_to_view(envelope, keys, replaying)
-        if outcome is not Outcome.PARKED:
-            follow_boards(self._redis, keys, [envelope], self.history_ticks, self.history_bytes)
-        return outcome
-
-    def _apply_to_view(self, envelope: EventEnvelope, keys: Keys, replaying: bool) -> Outcome:
-        arena_id = envelope.aggregate_id
-        view_key, stall_key = keys.view(arena_id), keys.stall(arena_id)
-        with self._redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(view_key, stall_key)
-                    current = load(pipe.get(view_key))
-                    applied_version = current["version"] if current else 0
-                    if envelope.aggregate_version <= applied_version:
-                        return Outcome.DUPLICATE
-                    if pipe.exists(stall_key) and not replaying:
-                        pipe.multi()
-                        pipe.zadd(keys.parked(arena_id), {_canonical(envelope): _score(envelope)})
-                        pipe.execute()
-                        return Outcome.PARKED
-                    if envelope.aggregate_version != applied_version + 1:
-                        raise EventOutOfOrder(
-                            f"version {envelope.aggregate_version} must wait: the view is at "
-                            f"version {applied_version}"
-                        )
-                    view = project(current, envelope)
-                    pipe.multi()
-                    _write_view(pipe, keys, current, view, envelope)
-                    pipe.execute()
-                    return Outcome.APPLIED
-                except WatchError:
-                    continue  # another worker changed this arena meanwhile: look again
-
-    def stall(
-        self,
-        arena_id: str,
-        *,
-        version: int | None,
-        raw_event: str,
-        reason: str,
-        generation: str | None = None,
-    ) -> Stall:
-        """Hold the arena behind a dead-lettered event, which is parked first in its queue.
-
-        `version` is None when the event could not even be parsed: the next expected version.
-        """
-        keys = self.keys(generation)
-        with self._redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(keys.stall(arena_id), keys.view(arena_id))
-                    existing = load(pipe.get(keys.stall(arena_id)))
-                    current = load(pipe.get(keys.view(arena_id)))
-                    at = version or (current["version"] + 1 if current else 1)
-                    if existing is not None:
-                        at = min(at, existing["stalledAtVersion"])
-                    since = existing["since"] if existing else datetime.now(UTC).isoformat()
-                    record = {"stalledAtVersion": at, "reason": reason, "since": since}
-                    pipe.multi()
-                    pipe.set(keys.stall(arena_id), dump(record))
-                    pipe.sadd(keys.stalled, arena_id)
-                    pipe.zadd(
-                        keys.parked(arena_id), {raw_event: at if version is None else version}
-                    )
-                    pipe.execute()
-                    return Stall(arena_id, at, reason, since)
-                except WatchError:
-                    continue
-
-    def unstall_if_nothing_parked(self, arena_id: str, generation: str | None = None) -> bool:
-        """Lift the stall, unless an event was parked meanwhile (then the caller replays it)."""
-        keys = self.keys(generation)
-        with self._redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(keys.parked(arena_id), keys.stall(arena_id))
-                    if pipe.zcard(keys.parked(arena_id)):
-                        pipe.unwatch()
-                        return False
-                    pipe.multi()
-                    pipe.delete(keys.stall(arena_id))
-                    pipe.srem(keys.stalled, arena_id)
-                    pipe.execute()
-                    return True
-                except WatchError:
-                    continue
-
-    def unpark(self, arena_id: str, raw_event: str, generation: str | None = None) -> None:
-        self._redis.zrem(self.keys(generation).parked(arena_id), raw_event)
-
     # --- reading ------------------------------------------------------------------------------
 
-    def get(self, arena_id: str) -> View | None:
+    def get(self, arena_id: str) -> ViewJson | None:
         keys = self.keys()
         raw_view, raw_stall = self._redis.mget([keys.view(arena_id), keys.stall(arena_id)])
         return _merged(load(raw_view), load(raw_stall))
 
-    def get_many(self, arena_ids: list[str]) -> dict[str, View]:
+    def get_many(self, arena_ids: list[str]) -> dict[str, ViewJson]:
         """Views by arena id (absent ids are left out), in one round trip."""
         views = self._views(self.keys(), arena_ids)
         return {view["id"]: view for view in views}
 
-    def wait_for(self, arena_id: str, min_version: int, timeout_seconds: float) -> View | None:
+    def wait_for(self, arena_id: str, min_version: int, timeout_seconds: float) -> ViewJson | None:
         """The view once it reaches `min_version`, woken by the projection's notice, until the
         timeout; else the latest. Only `max_waiters` requests wait at once: a waiting read holds
         a server thread, and commands must always find one, so the rest answer at once."""
@@ -259,7 +128,7 @@ class ArenaViews:
         finally:
             self._waiters.release()
 
-    def _await(self, arena_id: str, min_version: int, deadline: float) -> View | None:
+    def _await(self, arena_id: str, min_version: int, deadline: float) -> ViewJson | None:
         with self._redis.pubsub(ignore_subscribe_messages=True) as notices:
             notices.subscribe(self.keys().applied_channel)
             view = self.get(arena_id)  # subscribed first, so no notice is missed after this
@@ -274,7 +143,7 @@ class ArenaViews:
 
     def page(
         self, *, limit: int, offset: int, status: str | None = None, query: str | None = None
-    ) -> tuple[list[View], int]:
+    ) -> tuple[list[ViewJson], int]:
         """A page of views, newest first, optionally by status and name; and the total."""
         keys = self.keys()
         index = keys.by_status(status) if status else keys.by_created
@@ -334,7 +203,7 @@ class ArenaViews:
             for member, _ in self._redis.zscan_iter(keys.names, match=pattern, count=1000)
         }
 
-    def _views(self, keys: Keys, ids: list[str]) -> list[View]:
+    def _views(self, keys: Keys, ids: list[str]) -> list[ViewJson]:
         if not ids:
             return []
         raw = self._redis.mget([key for i in ids for key in (keys.view(i), keys.stall(i))])
@@ -343,27 +212,11 @@ class ArenaViews:
         return [view for view in views if view is not None]
 
 
-def _write_view(
-    pipe: Pipeline, keys: Keys, before: View | None, view: View, envelope: EventEnvelope
-) -> None:
-    arena_id = view["id"]
-    created = epoch(view["createdAt"])
-    pipe.set(keys.view(arena_id), dump(view))
-    pipe.zadd(keys.by_created, {arena_id: created})
-    if before is not None and before["status"] != view["status"]:
-        pipe.zrem(keys.by_status(before["status"]), arena_id)
-    pipe.zadd(keys.by_status(view["status"]), {arena_id: created})
-    pipe.zadd(keys.names, {canonical_name(view["name"], arena_id): 0})
-    pipe.lpush(keys.feed(arena_id), dump(feed_entry(envelope)))
-    pipe.ltrim(keys.feed(arena_id), 0, FEED_LENGTH - 1)
-    pipe.publish(keys.applied_channel, f"{arena_id} {view['version']}")
-
-
-def _reached(view: View | None, min_version: int) -> bool:
+def _reached(view: ViewJson | None, min_version: int) -> bool:
     return view is not None and view["version"] >= min_version
 
 
-def _merged(view: View | None, stall: dict[str, Any] | None) -> View | None:
+def _merged(view: ViewJson | None, stall: dict[str, Any] | None) -> ViewJson | None:
     if view is None:
         return None
     return view | {
@@ -372,26 +225,10 @@ def _merged(view: View | None, stall: dict[str, Any] | None) -> View | None:
     }
 
 
-def _canonical(envelope: EventEnvelope) -> str:
-    return json.dumps(envelope.to_dict(), sort_keys=True, separators=(",", ":"))
-
-
-def _score(envelope: EventEnvelope) -> int:
-    return envelope.aggregate_version
-
-
 def canonical_name(name: str, arena_id: str) -> str:
     """The member of the names index: searchable by name, unique by id."""
     return f"{name.lower()}{NAME_SEPARATOR}{arena_id}"
 
 
-def dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 def load(raw: bytes | None) -> Any:
     return json.loads(raw) if raw is not None else None
-
-
-def epoch(iso_timestamp: str) -> float:
-    return datetime.fromisoformat(iso_timestamp).timestamp()

@@ -23,10 +23,12 @@ from flask.testing import FlaskClient
 from arena.bootstrap import components
 from arena.domain import events
 from arena.domain.events import DomainEvent
-from arena.readmodel import projector
+from arena.readmodel import projection
+from arena.readmodel.projection import Handled
 from arena.readmodel.rebuild import rebuild
 from arena.readmodel.replay import replay
 from arena.readmodel.store import ArenaViews
+from arena.readmodel.view import ArenaView
 from arena.settings import Settings
 from tests.support.api import arena_path, create_arena, drive, join
 from tests.support.pipeline import (
@@ -67,10 +69,10 @@ class ArenaRenamed(DomainEvent):
     name: str
 
 
-def _renamed(view: dict[str, Any] | None, event: ArenaRenamed) -> dict[str, Any]:
+def _renamed(view: ArenaView | None, event: ArenaRenamed) -> Handled:
     """The fix, part two: the projection learns to apply it."""
     assert view is not None
-    return view | {"name": event.name}
+    return Handled(dataclasses.replace(view, name=event.name))
 
 
 def _view(client: FlaskClient, arena_id: str) -> dict[str, Any] | None:
@@ -161,7 +163,7 @@ def test_a_poison_event_stalls_only_its_arena_until_a_fix_is_replayed(
 
     # Deploy the fix (here, in this process) and replay, as `flask dlq replay` does.
     monkeypatch.setitem(events.EVENT_TYPES, UNKNOWN_TYPE, ArenaRenamed)
-    monkeypatch.setitem(projector.HANDLERS, ArenaRenamed, _renamed)
+    monkeypatch.setitem(projection.EVENT_HANDLERS, ArenaRenamed, _renamed)
     result = replay(views, arena_id)
 
     assert (result.resumed, result.applied) == (True, 3)

@@ -1,4 +1,4 @@
-"""Projection guarantees under load: many arenas, four worker processes, both batching modes.
+"""Projection guarantees under load: many arenas, four worker processes.
 
 A burst of commands through the API on 40 arenas (every event type, interleaved across arenas
 and partitions) is projected by `celery worker --concurrency=4` with real Kafka, Redis and
@@ -89,25 +89,8 @@ def test_a_command_s_version_is_readable_right_after_it_with_min_version(
     assert load.failures == []
 
 
-@pytest.fixture
-def consumer_batching(request: pytest.FixtureRequest, pipeline: Pipeline) -> Iterator[bool]:
-    """Run `flask consume` with PROJECTION_BATCHING as the test asks, then as it was."""
-    batching: bool = request.param
-    if not batching:
-        pipeline.stop("consumer")
-        pipeline.start("consumer", PROJECTION_BATCHING="false")
-    assert Settings.from_env(pipeline.env_of("consumer")).projection_batching is batching
-    yield batching
-    if not batching:
-        pipeline.stop("consumer")
-        pipeline.start("consumer")
-
-
-@pytest.mark.parametrize(
-    "consumer_batching", [True, False], ids=["batched", "one-event-per-task"], indirect=True
-)
 def test_a_burst_on_many_arenas_converges_to_the_write_model(
-    app: Flask, client: FlaskClient, pipeline: Pipeline, consumer_batching: bool
+    app: Flask, client: FlaskClient, pipeline: Pipeline
 ) -> None:
     name = f"burst {uuid.uuid4().hex[:8]}"
 

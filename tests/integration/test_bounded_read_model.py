@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from arena.bootstrap import components
-from arena.readmodel import boards
+from arena.readmodel import history
 from arena.readmodel.store import FEED_LENGTH
 from tests.support import dish as dishes
 from tests.support.api import problem_of
@@ -80,7 +80,7 @@ def test_its_own_snapshots_come_every_hundred_ticks_if_the_history_is_longer(
 ) -> None:
     """Scaled down: OWN_SNAPSHOT_EVERY_TICKS 3 in a history of 12 ticks (100 in 1,000)."""
     dish = rare_snapshots
-    monkeypatch.setattr(boards, "OWN_SNAPSHOT_EVERY_TICKS", 3)
+    monkeypatch.setattr(history, "OWN_SNAPSHOT_EVERY_TICKS", 3)
     with dish.app.app_context():
         views = components().views
         monkeypatch.setattr(views, "history_ticks", 12)

@@ -2,7 +2,7 @@
 
 Ticks are made by the command bus on PostgreSQL (`AdvanceArenas`, as the tick task sends it, with
 the arena made due by hand instead of by waiting); their outbox envelopes are applied to Redis
-with `apply_many`, the projection task's call. No workers: the e2e tests run those.
+with `apply_events`, the projection task's call. No workers: the e2e tests run those.
 """
 
 from __future__ import annotations

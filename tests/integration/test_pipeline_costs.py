@@ -21,6 +21,7 @@ from arena import create_app
 from arena.bootstrap import components
 from arena.extensions import db
 from arena.readmodel.metrics import ARENAS_COMPARED, LISTED
+from arena.readmodel.writer import stall, unstall_if_nothing_parked
 from arena.settings import Settings
 from tests.support.api import create_arena
 
@@ -63,7 +64,7 @@ def many_arenas(sql: psycopg.Connection, app: Flask) -> Iterator[str]:
     views = components(app).views
     stalled = [str(uuid.uuid4()) for _ in range(STALLS)]
     for arena_id in stalled:
-        views.stall(arena_id, version=1, raw_event="{}", reason=marker)
+        stall(views, arena_id, version=1, raw_event="{}", reason=marker)
         views.redis.zadd(
             views.keys().parked(arena_id), {f"{marker}-{n}": n + 2 for n in range(PARKED_EACH - 1)}
         )
@@ -72,7 +73,7 @@ def many_arenas(sql: psycopg.Connection, app: Flask) -> Iterator[str]:
     finally:
         for arena_id in stalled:
             views.redis.delete(views.keys().parked(arena_id))
-            views.unstall_if_nothing_parked(arena_id)
+            unstall_if_nothing_parked(views, arena_id)
         sql.execute(
             "DELETE FROM outbox WHERE aggregate_id IN (SELECT id FROM arenas WHERE name = %s)",
             (marker,),

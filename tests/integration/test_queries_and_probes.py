@@ -14,7 +14,8 @@ from arena.bootstrap import components
 from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
 from arena.domain.model import Arena
-from arena.readmodel.store import ArenaViews, Outcome
+from arena.readmodel.store import ArenaViews
+from arena.readmodel.writer import Outcome, apply_event
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def _project_created_arena(app: Flask, name: str, created_at: datetime) -> str:
     (event,) = arena.collect_events()
     envelope = EventEnvelope.wrap(event, correlation_id="test", causation_id="test")
     views: ArenaViews = components(app).views
-    assert views.apply(envelope) is Outcome.APPLIED
+    assert apply_event(views, envelope) is Outcome.APPLIED
     return arena.id
 
 

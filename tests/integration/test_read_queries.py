@@ -29,7 +29,8 @@ from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
 from arena.domain.model import Arena
 from arena.readmodel.replay import replay
-from arena.readmodel.store import FEED_LENGTH, ArenaViews, EventOutOfOrder, Outcome
+from arena.readmodel.store import FEED_LENGTH, ArenaViews
+from arena.readmodel.writer import EventOutOfOrder, Outcome, apply_event, stall
 from arena.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -77,7 +78,7 @@ def _apply_all(
     views: ArenaViews, events: list[EventEnvelope], generation: str | None = None
 ) -> str:
     for envelope in events:
-        assert views.apply(envelope, generation=generation) is Outcome.APPLIED
+        assert apply_event(views, envelope, generation=generation) is Outcome.APPLIED
     return events[0].aggregate_id
 
 
@@ -308,7 +309,7 @@ def test_single_arena_answers_carry_the_body_version_in_a_header(
     events = _stream(f"{token} header")
     arena_id = events[0].aggregate_id
     for version, envelope in enumerate(events, start=1):
-        views.apply(envelope)
+        apply_event(views, envelope)
         response = client.get(f"{ARENAS}/{arena_id}{suffix}")
         assert response.status_code == 200
         assert response.headers[VERSION_HEADER] == str(response.get_json()["version"])
@@ -402,8 +403,8 @@ def test_a_stalled_arena_reports_where_it_stalled_and_resumes_after_replay(
     events = _stream(f"{token} stalled")
     arena_id = _apply_all(views, events[:2])
     third = json.dumps(events[2].to_dict())
-    views.stall(arena_id, version=3, raw_event=third, reason="UnknownEvent: test")
-    assert views.apply(events[3]) is Outcome.PARKED
+    stall(views, arena_id, version=3, raw_event=third, reason="UnknownEvent: test")
+    assert apply_event(views, events[3]) is Outcome.PARKED
 
     view = client.get(f"{ARENAS}/{arena_id}").get_json()
     listed = _listed(client, q=f"{token} stalled")["items"]
@@ -461,7 +462,7 @@ def _deliver_with_retries(views: ArenaViews, deliveries: list[EventEnvelope]) ->
         waiting = []
         for envelope in pending:
             try:
-                outcomes.append(views.apply(envelope))
+                outcomes.append(apply_event(views, envelope))
             except EventOutOfOrder:
                 waiting.append(envelope)
         pending = waiting
@@ -486,8 +487,8 @@ def test_a_stream_applied_twice_gives_the_view_of_applying_it_once(
     events = _stream(f"{token} twice", actions=3)
     arena_id = _apply_all(views, events, generation=reference)
 
-    each_twice = [views.apply(envelope) for envelope in events for _ in range(2)]
-    all_again = [views.apply(envelope) for envelope in events]
+    each_twice = [apply_event(views, envelope) for envelope in events for _ in range(2)]
+    all_again = [apply_event(views, envelope) for envelope in events]
 
     assert each_twice == [Outcome.APPLIED, Outcome.DUPLICATE] * len(events)
     assert all_again == [Outcome.DUPLICATE] * len(events)

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from arena.bootstrap import components
 from arena.domain.envelope import EventEnvelope
-from arena.readmodel.batch import apply_many
+from arena.readmodel.writer import apply_events
 from arena.services.commands import AdvanceArenas
 from arena.services.results import TicksMade
 from tests.support.api import arena_path, create_arena, drive, join
@@ -53,7 +53,7 @@ class Dish:
         ).fetchall()
         envelopes = [EventEnvelope.from_json(text) for (text,) in rows]
         with self.app.app_context():
-            apply_many(components().views, envelopes)
+            apply_events(components().views, envelopes)
         self.projected += len(envelopes)
 
     def get(self, suffix: str, **query: Any) -> Any:

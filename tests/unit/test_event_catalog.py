@@ -1,5 +1,6 @@
 """The event catalog holds together: every event class is recorded by the domain, survives the
-wire unchanged, has a projector handler and a section in docs/events.md; bad payloads are poison."""
+wire unchanged, has a projection handler and a section in docs/events.md; bad payloads are
+poison."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import EVENT_TYPES, DomainEvent, PoisonEvent, RejectedPayload
 from arena.domain.model import Arena, TickOutcome
-from arena.readmodel.projector import HANDLERS, project
+from arena.readmodel.projection import EVENT_HANDLERS, project
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 EVENTS_DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
@@ -76,8 +77,8 @@ def test_an_event_comes_off_the_wire_as_the_event_recorded(event):
     assert on_the_wire(event).event() == event
 
 
-def test_every_event_type_has_a_projector_handler():
-    assert set(HANDLERS) == set(EVENT_TYPES.values())
+def test_every_event_type_has_a_projection_handler():
+    assert set(EVENT_HANDLERS) == set(EVENT_TYPES.values())
 
 
 def test_every_event_type_has_a_section_in_the_events_doc():
@@ -90,13 +91,14 @@ def test_every_event_type_has_a_section_in_the_events_doc():
 def test_a_whole_life_projects_from_the_wire():
     view = None
     for event in every_kind_of_event():
-        view = project(view, on_the_wire(event))
+        view = project(view, on_the_wire(event)).view
 
     assert view is not None
-    assert (view["status"], view["version"], view["config"]["tickMillis"]) == ("FINISHED", 13, 250)
-    assert [player["displayName"] for player in view["players"]] == ["Ada"]
+    assert (view.status, view.version, view.config["tickMillis"]) == ("FINISHED", 13, 250)
+    assert [player["displayName"] for player in view.players] == ["Ada"]
     # The tick came 2 s after the resume, 7 periods of 250 ms late: it skipped them.
-    assert (view["tick"], view["stats"]["ticksSkipped"], view["lastSnapshotTick"]) == (1, 7, 1)
+    assert view.stats is not None
+    assert (view.tick, view.stats["ticksSkipped"], view.last_snapshot_tick) == (1, 7, 1)
 
 
 @pytest.mark.parametrize(
