@@ -1,7 +1,7 @@
 """GET /api/v1/pipeline: how the event pipeline is doing, for people and dashboards.
 
 The state is computed at most once per PIPELINE_CACHE_SECONDS per process, off the request
-threads, by bounded queries (arena/outbox/operations.py, arena/readmodel/metrics.py) and one
+threads, by bounded queries (arena/outbox/operations.py, arena/readmodel/projection_lag.py) and one
 long-lived Kafka client and AMQP connection; a part that does not answer within
 PIPELINE_DEADLINE_SECONDS is shown unavailable. At most PIPELINE_MAX_CALLS requests for it (this
 route and /metrics) run at once per process; past that they answer 503 at once, so that scrapes
@@ -30,7 +30,7 @@ from arena.messaging.queues import BrokerQueues
 from arena.outbox.operations import COUNT_CAP, outbox_status
 from arena.persistence.connections import pooled_connection
 from arena.persistence.tick_leases import set_aside_arenas
-from arena.readmodel.metrics import LISTED, projection_metrics
+from arena.readmodel.projection_lag import LISTED, projection_lag
 
 blp = Blueprint("pipeline", __name__, url_prefix="/api/v1", description="Pipeline status")
 
@@ -80,7 +80,7 @@ class PipelineProbes:
         settings = parts.settings
         with self._app.app_context():
             outbox = outbox_status(db.session).to_dict()
-            projections = projection_metrics(db.session, parts.views).to_dict()
+            projections = projection_lag(db.session, parts.views).to_dict()
             set_aside = _set_aside()
         for stall in projections["stalledArenas"]:  # what an operator runs once it is fixed
             stall["replayCommand"] = f"flask dlq replay --arena {stall['arenaId']}"

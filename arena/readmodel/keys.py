@@ -60,7 +60,7 @@ class Keys:
         return f"{self.base}:arena:{{{arena_id}}}:ticks"
 
     def tick_stats(self, arena_id: str) -> str:
-        """Sorted set by tick: {tick, at, stats} of each recent tick, for metrics windows."""
+        """Sorted set by tick: {tick, at, stats} of each recent tick, for stats windows."""
         return f"{self.base}:arena:{{{arena_id}}}:tick-stats"
 
     def snapshots(self, arena_id: str) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy import event
 from arena import create_app
 from arena.bootstrap import components
 from arena.extensions import db
-from arena.readmodel.metrics import ARENAS_COMPARED, LISTED
+from arena.readmodel.projection_lag import ARENAS_COMPARED, LISTED
 from arena.readmodel.writer import stall, unstall_if_nothing_parked
 from arena.settings import Settings
 from tests.support.api import create_arena

@@ -33,7 +33,7 @@ JOIN arenas ON arenas.id = recent.aggregate_id
 
 
 @dataclass(frozen=True, slots=True)
-class ProjectionMetrics:
+class ProjectionLag:
     arenas: int
     # Events the projection applied: every arena's write version added up, less what the arenas
     # found behind still lack (exact while every arena behind was written recently).
@@ -56,7 +56,7 @@ class ProjectionMetrics:
         }
 
 
-def projection_metrics(session: AnySession, views: ArenaViews) -> ProjectionMetrics:
+def projection_lag(session: AnySession, views: ArenaViews) -> ProjectionLag:
     """Arenas whose view version is below their write version, stalls and parked events."""
     written = session.execute(_WRITTEN).one()
     recent = session.execute(
@@ -74,7 +74,7 @@ def projection_metrics(session: AnySession, views: ArenaViews) -> ProjectionMetr
                 {"arenaId": str(row.id), "writeVersion": row.version, "readVersion": view_version}
             )
     stalls, stalled, parked = _stalls(views)
-    return ProjectionMetrics(
+    return ProjectionLag(
         arenas=written.arenas,
         applied_total=written.written - lacking,
         behind=len(behind),
