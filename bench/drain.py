@@ -2,7 +2,7 @@
 
 The relay benchmark (bench/relay_throughput.py) measures `relay_pending` in-process, which would
 run this checkout's code whatever tree is measured. Here the rows are COPYed into the run's
-outbox (after the replays, so they do not swell them; no consumer is running then) and the
+outbox (after the replay, so they do not swell it; no consumer is running then) and the
 tree's relay worker, started from its Procfile and woken as that tree wakes it (beat, its own
 wake-ups), drains them. Timed from the first batch's claim (its rows' `published_at`, the
 claiming transaction's start) until nothing is pending, so the rate does not depend on how the

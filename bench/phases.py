@@ -1,6 +1,6 @@
 """The pipeline benchmark's phases for one tree, with the whole pipeline running: the steady
 rate and its latencies, the burst and its drain, the capacity steps, the tick path and the soak;
-then, with the live consumer stopped, the projection replays and the relay drain. `TreeSession`
+then, with the live consumer stopped, the projection replay and the relay drain. `TreeSession`
 is what they share and what they produce."""
 
 from __future__ import annotations
@@ -230,34 +230,23 @@ def live_phases(session: TreeSession) -> None:
 
 
 def later_phases(session: TreeSession, consumers: list[str], consumer_argv: list[str]) -> None:
-    """Phase 3 (projection replays) with the live consumer stopped, then the relay drain."""
+    """Phase 3 (the projection replay) with the live consumer stopped, then the relay drain."""
     args, run, processes = session.args, session.run, session.processes
     for name in consumers:
-        processes.stop(name)  # the replays have their own consumers and groups
+        processes.stop(name)  # the replay has a consumer and a group of its own
     wait_for_empty_outbox(run, processes, args.phase_deadline)
-    replays: dict[bool, Row] = {}
-    for batching in (True, False):
-        replays[batching], usage = projection_run(
-            run,
-            session.app,
-            processes,
-            session.meter,
-            session.tasks,
-            consumer_argv,
-            batching,
-            args.phase_deadline,
-            session.disturbances,
-        )
-        session.rows.append(replays[batching])
-        session.details.append(usage)
-    if replays[True].rate and replays[False].rate:
-        session.rows.append(
-            Row(
-                "Speed-up of PROJECTION_BATCHING=true over false",
-                rate=replays[True].rate / replays[False].rate,
-                notes="events/s column = factor (x)",
-            )
-        )
+    row, replay_usage = projection_run(
+        run,
+        session.app,
+        processes,
+        session.meter,
+        session.tasks,
+        consumer_argv,
+        args.phase_deadline,
+        session.disturbances,
+    )
+    session.rows.append(row)
+    session.details.append(replay_usage)
     if args.relay_events > 0:
         since = session.disturbances.mark()
         row, usage = relay_drain(

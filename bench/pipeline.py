@@ -36,10 +36,9 @@ Phases, per tree (bench/phases.py):
 3. Capacity (bench/capacity.py): the offered rate steps up until command → visible p99 exceeds
    `--capacity-p99` ms, with the p50/p99 at the best rate that passed.
 4. Projection throughput (bench/replay.py): the consumer is stopped, the read model pointed at
-   an empty generation, and the whole events topic replayed by a fresh consumer group, once
-   with PROJECTION_BATCHING=true and once with false, timed from the first projection task the
-   consumer sent (Celery's task-sent event) until every arena's view reached its write-model
-   version.
+   an empty generation, and the whole events topic replayed by a fresh consumer group, timed
+   from the first projection task the consumer sent (Celery's task-sent event) until every
+   arena's view reached its write-model version: the replay rate.
 5. Relay drain (bench/drain.py): `--relay-events` pending outbox rows, drained by the tree's
    relay worker.
 
@@ -78,6 +77,7 @@ from bench.phases import TreeSession, later_phases, live_phases, thread
 from bench.probes import TaskEvents
 from bench.processes import READ_SERVER_THREADS, Ports, Processes, free_port, start_pipeline
 from bench.procfile import plan
+from bench.replay import replay_group
 from bench.resources import (
     Run,
     bench_settings,
@@ -230,7 +230,6 @@ def measure_tree(args: argparse.Namespace, tree: Tree, workdir: Path) -> TreeRun
     session: TreeSession | None = None
     error: str | None = None
     layout = "?"
-    replay_groups = [f"{run.settings.kafka_consumer_group}-{t}" for t in ("batched", "single")]
     try:
         create_database(run)
         tree.prepare(run.settings, processes.logs / "setup.log")
@@ -276,7 +275,7 @@ def measure_tree(args: argparse.Namespace, tree: Tree, workdir: Path) -> TreeRun
         meter.stop()
         with contextlib.suppress(SystemExit):  # a service mid-restart: wait, then clean up
             wait_for(base, *services)
-        problems = drop_resources(run, apps, queues, replay_groups)
+        problems = drop_resources(run, apps, queues, [replay_group(run.settings)])
         for problem in problems:
             click.echo(f"clean-up: {problem}", err=True)
         outages.stop()

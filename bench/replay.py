@@ -14,6 +14,7 @@ from flask import Flask
 from redis.exceptions import RedisError
 
 from arena.bootstrap import components
+from arena.settings import Settings
 from bench.backlog import pending_rows
 from bench.cpu import CpuMeter, flag_busy
 from bench.disturbances import Disturbances
@@ -26,8 +27,13 @@ from bench.table import Row, percentiles
 POLL_SECONDS = 0.02  # views polled at least this far apart, or twice a poll's own cost
 
 
+def replay_group(settings: Settings) -> str:
+    """The replay's consumer group: a fresh one, so it reads the topic from its start."""
+    return f"{settings.kafka_consumer_group}-replay"
+
+
 def wait_for_empty_outbox(run: Run, processes: Processes, deadline_seconds: float) -> None:
-    """Replays can only catch up with what reached Kafka: wait until nothing is pending."""
+    """The replay can only catch up with what reached Kafka: wait until nothing is pending."""
     deadline = time.monotonic() + deadline_seconds
     while True:
         pending = pending_rows(run)
@@ -35,7 +41,7 @@ def wait_for_empty_outbox(run: Run, processes: Processes, deadline_seconds: floa
             return
         processes.check()
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{pending} outbox events still unpublished; replays would stall")
+            raise RuntimeError(f"{pending} outbox events still unpublished; the replay would stall")
         time.sleep(0.5)
 
 
@@ -53,24 +59,18 @@ def projection_run(
     meter: CpuMeter,
     tasks: TaskEvents,
     consumer: list[str],
-    batching: bool,
     deadline_seconds: float,
     disturbances: Disturbances,
 ) -> tuple[Row, str]:
     """Replay the whole topic into an empty generation with a fresh consumer group; time it."""
-    tag = "batched" if batching else "single"
-    settings = dataclasses.replace(
-        run.settings,
-        projection_batching=batching,
-        kafka_consumer_group=f"{run.settings.kafka_consumer_group}-{tag}",
-    )
+    settings = dataclasses.replace(run.settings, kafka_consumer_group=replay_group(run.settings))
     targets = write_model_versions(run)
     total = sum(targets.values())
     views = components(app).views
     until_redis = time.monotonic() + deadline_seconds
     while True:  # the read model may be restarting (another engineer's tests)
         try:
-            views.switch_to(f"replay-{tag}")
+            views.switch_to("replay")
             break
         except RedisError:
             if time.monotonic() > until_redis:
@@ -79,7 +79,7 @@ def projection_run(
     since = disturbances.mark()
     since_wall = time.time()
     deadline = time.monotonic() + deadline_seconds
-    name = f"consumer-{tag}"
+    name = "consumer-replay"
     processes.start(name, list(consumer), settings, REPLAY_CONSUMER)
     window = meter.begin()
     try:
@@ -91,8 +91,7 @@ def projection_run(
         remaining = dict(targets)
         finished_wall = time.time()
         reached = dict.fromkeys(targets, 0)
-        label = f"replay, PROJECTION_BATCHING={str(batching).lower():5}"
-        with click.progressbar(length=total, label=label) as bar:
+        with click.progressbar(length=total, label="projection replay") as bar:
             while remaining and time.monotonic() < deadline:
                 started = time.monotonic()
                 try:
@@ -125,7 +124,7 @@ def projection_run(
         else f"all {len(targets)} arenas caught up"
     )
     row = Row.timed(
-        f"Projection replay, PROJECTION_BATCHING={str(batching).lower()}",
+        "Projection replay",
         applied,
         wall,
         notes=(
@@ -140,4 +139,4 @@ def projection_run(
     flagged: list[str] = []
     flag_busy(usage, flagged)
     row.notes += "".join(f"; {flag}" for flag in flagged)
-    return row, usage.line(f"{processes.tree.name}, replay with PROJECTION_BATCHING={tag}")
+    return row, usage.line(f"{processes.tree.name}, projection replay")
