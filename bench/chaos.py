@@ -49,9 +49,9 @@ from bench.resources import (
     wait_for,
 )
 from bench.table import machine_lines, percentiles, print_markdown
-from tests.support.pipeline import Pipeline, running_pipeline
-from tests.support.processes import BIN
-from tests.support.ticks import TICKING, ticks_recorded
+from harness.arenas import TICKING, ticks_recorded
+from harness.pipeline import Pipeline, running_pipeline
+from harness.processes import BIN
 
 API = "/api/v1/arenas"
 TICKING_ARENAS = 2

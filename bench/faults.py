@@ -16,9 +16,10 @@ from redis import Redis
 from arena.messaging.queues import queue_depths
 from arena.readmodel.store import ArenaViews
 from arena.settings import Settings
-from tests.support.pipeline import ROOT, Pipeline, produce
-from tests.support.poison import poisoned_arena
-from tests.support.waiting import wait_until
+from harness.pipeline import Pipeline, produce
+from harness.poison import poisoned_arena
+from harness.processes import ROOT
+from harness.waiting import wait_until
 
 SERVICES = ROOT / "scripts" / "services.sh"
 RESTART_AFTER_SECONDS = 3.0  # how soon a supervisor starts a killed process again

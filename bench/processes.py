@@ -1,5 +1,5 @@
 """The pipeline's processes for one tree, started from its Procfile (bench/procfile.py) with the
-run's settings by the shared supervisor (tests/support/processes.py), each logging to its own
+run's settings by the shared supervisor (harness/processes.py), each logging to its own
 file in the tree's directory of the run's work directory."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from bench.httpclient import call
 from bench.procfile import API, CONSUMER, ProcessPlan
 from bench.resources import Run
 from bench.trees import Tree
-from tests.support.processes import BIN, Supervisor
+from harness.processes import BIN, Supervisor
 
 MAX_CONSUMER_RESTARTS = 3
 READ_SERVER_THREADS = 8  # per worker of the reads gunicorn

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.trees import Tree
-from tests.support.processes import BIN
+from harness.processes import BIN
 
 RELAY_TASK = "tasks.relay.publish_outbox"  # literal: the baseline may lack the constants' module
 PROJECT_TASK = "tasks.projections.project_events"

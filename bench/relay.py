@@ -45,7 +45,7 @@ from bench.resources import (
     wait_for,
 )
 from bench.table import Row, machine_lines, print_rows
-from tests.support.processes import ProcessEnded
+from harness.processes import ProcessEnded
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -22,13 +22,8 @@ from bench.probes import Arrival, KafkaArrivals, TaskEvents
 from bench.procfile import RELAY_TASK
 from bench.resources import Run, make_app, wait_for
 from bench.table import Row, distribution, percentiles
-from tests.support.api import COMMANDS_ONLY
-from tests.support.processes import (
-    Supervisor,
-    celery_beat_command,
-    celery_worker_command,
-    pipeline_env,
-)
+from harness.arenas import COMMANDS_ONLY
+from harness.processes import Supervisor, celery_beat_command, celery_worker_command, pipeline_env
 
 ARRIVAL_WAIT_SECONDS = 60
 LATENCY_TARGETS = 4  # running arenas that receive the trickle's actions

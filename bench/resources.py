@@ -42,8 +42,8 @@ from arena.messaging.celery import relay_queue
 from arena.messaging.kafka import admin_client, ensure_topics, kafka_reachable
 from arena.messaging.queues import BROKER_TIMEOUT_SECONDS
 from arena.settings import Settings
-from tests.support.processes import ROOT
-from tests.support.services import delete_celery_queues, isolated_settings, libpq_dsn
+from harness.processes import ROOT
+from harness.services import delete_celery_queues, isolated_settings, libpq_dsn
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 MINIMAL_RELAY_TOPIC_SUFFIX = ".minimal-relay"  # the yardstick relay's (bench/minimal_relay.py)

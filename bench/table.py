@@ -20,8 +20,8 @@ from kombu import Connection
 from redis import Redis
 
 from arena.settings import Settings
-from tests.support.processes import ROOT
-from tests.support.services import libpq_dsn
+from harness.processes import ROOT
+from harness.services import libpq_dsn
 
 
 @dataclass

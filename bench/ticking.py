@@ -54,7 +54,7 @@ from bench.resources import (
     wait_for,
 )
 from bench.table import percentiles, print_markdown
-from tests.support.processes import (
+from harness.processes import (
     Supervisor,
     celery_beat_command,
     celery_worker_command,

@@ -31,7 +31,7 @@ from bench.processes import Processes
 from bench.resources import Run
 from bench.table import Row, distribution
 from bench.workload import ACTIONS, API, Answer, Visibility, wait_until_applied
-from tests.support.api import COMMANDS_ONLY
+from harness.arenas import COMMANDS_ONLY
 
 EVENTS_PER_TRANSACTION = 100
 

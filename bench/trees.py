@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from arena.settings import Settings
-from tests.support.processes import ROOT, Command, flask_command, pipeline_env, run_to_end
+from harness.processes import ROOT, Command, flask_command, pipeline_env, run_to_end
 
 SETUP_TIMEOUT_SECONDS = 180
 # Run inside each tree, the baseline's too: settings moved from arena.config to arena.settings.

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from arena.readmodel.store import ArenaViews
 from bench.httpclient import call
 from bench.processes import Processes
-from tests.support.api import COMMANDS_ONLY
+from harness.arenas import COMMANDS_ONLY
 
 READERS = 32  # client threads waiting on ?minVersion reads
 WATCH_INTERVAL_SECONDS = 0.005  # store polling; stretched to 2x a poll's own cost

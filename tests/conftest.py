@@ -25,7 +25,7 @@ from arena.bootstrap import components
 from arena.messaging.celery import relay_queue
 from arena.messaging.kafka import ensure_topics
 from arena.settings import Settings
-from tests.support.services import delete_celery_queues, isolated_settings, libpq_dsn
+from harness.services import delete_celery_queues, isolated_settings, libpq_dsn
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:10]

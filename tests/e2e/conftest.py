@@ -11,7 +11,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from arena.settings import Settings
-from tests.support.processes import (
+from harness.processes import (
     Supervisor,
     celery_beat_command,
     celery_worker_command,

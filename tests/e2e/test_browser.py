@@ -17,8 +17,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from arena.settings import Settings
-from tests.support.pipeline import produce
-from tests.support.poison import poisoned_arena
+from harness.pipeline import produce
+from harness.poison import poisoned_arena
 
 pytestmark = pytest.mark.e2e
 

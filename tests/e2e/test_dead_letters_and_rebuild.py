@@ -30,16 +30,12 @@ from arena.readmodel.replay import replay
 from arena.readmodel.store import ArenaViews
 from arena.readmodel.view import ArenaView
 from arena.settings import Settings
+from harness.pipeline import Pipeline, produce, running_pipeline
+from harness.poison import UNKNOWN_TYPE, envelope_of, poisoned_arena
+from harness.waiting import wait_until
 from tests.support.api import arena_path, create_arena, drive, join
-from tests.support.pipeline import (
-    CommandLoad,
-    Pipeline,
-    dead_letters_for,
-    produce,
-    running_pipeline,
-)
-from tests.support.poison import UNKNOWN_TYPE, envelope_of, poisoned_arena
-from tests.support.waiting import wait_until
+from tests.support.dead_letters import dead_letters_for
+from tests.support.load import CommandLoad
 
 pytestmark = pytest.mark.e2e
 

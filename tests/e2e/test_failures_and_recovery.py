@@ -30,11 +30,14 @@ from arena.bootstrap import components
 from arena.messaging.queues import queue_depths
 from arena.readmodel.store import ArenaViews
 from arena.settings import Settings
+from harness.arenas import TICKING, ticks_recorded
+from harness.pipeline import Pipeline, running_pipeline
+from harness.processes import ROOT
+from harness.waiting import wait_until
 from tasks.projections import MAX_RETRY_SECONDS
 from tests.support.api import arena_path, create_arena, drive
-from tests.support.pipeline import ROOT, CommandLoad, Pipeline, running_pipeline
-from tests.support.ticks import TICKING, act, spawn, ticks_recorded, written_board
-from tests.support.waiting import wait_until
+from tests.support.load import CommandLoad
+from tests.support.ticks import act, spawn, written_board
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from arena.settings import Settings
-from tests.support.processes import BIN, ROOT, Supervisor, pipeline_env
-from tests.support.waiting import wait_until
+from harness.processes import BIN, ROOT, Supervisor, pipeline_env
+from harness.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from arena.bootstrap import idempotency_secret
 from arena.settings import Settings
-from tests.support.http import send
-from tests.support.processes import (
+from harness.processes import (
     BIN,
     Supervisor,
     celery_beat_command,
@@ -27,7 +26,8 @@ from tests.support.processes import (
     flask_command,
     pipeline_env,
 )
-from tests.support.waiting import wait_until
+from harness.waiting import wait_until
+from tests.support.http import send
 
 pytestmark = pytest.mark.e2e
 

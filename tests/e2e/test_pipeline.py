@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 from kafka import KafkaConsumer, KafkaProducer
 
 from arena.settings import Settings
+from harness.waiting import wait_until
 from tests.e2e.conftest import Pipeline
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from arena.settings import Settings
+from harness.pipeline import Pipeline, running_pipeline
 from tests.support.api import arena_path, create_arena, join, set_temperature
-from tests.support.pipeline import CommandLoad, Pipeline, running_pipeline
+from tests.support.load import CommandLoad
 from tests.support.reads import read_at_version
 
 pytestmark = pytest.mark.e2e

@@ -20,8 +20,9 @@ from flask.testing import FlaskClient
 
 from arena.messaging.kafka import admin_client, topic_partitions, topic_reader
 from arena.settings import Settings
-from tests.support.pipeline import CommandLoad, Pipeline, running_pipeline
-from tests.support.waiting import wait_until
+from harness.pipeline import Pipeline, running_pipeline
+from harness.waiting import wait_until
+from tests.support.load import CommandLoad
 
 pytestmark = pytest.mark.e2e
 

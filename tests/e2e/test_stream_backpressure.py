@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from harness.waiting import wait_until
 from tests.support.http import send
 from tests.support.reads import send_at_version
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

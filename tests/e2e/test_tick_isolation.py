@@ -9,11 +9,11 @@ import psycopg
 from flask.testing import FlaskClient
 
 from arena.settings import Settings
+from harness.arenas import TICKING, ticks_recorded
+from harness.processes import pipeline_env, run_flask
+from harness.waiting import wait_until
 from tests.e2e.conftest import Pipeline
 from tests.support.api import create_arena, drive
-from tests.support.processes import pipeline_env, run_flask
-from tests.support.ticks import TICKING, ticks_recorded
-from tests.support.waiting import wait_until
 
 DEADLINE_SECONDS = 60
 TICKS_ON = 20  # ticks the healthy arenas make while the failing one is set aside: 2 s of 100 ms

@@ -6,11 +6,12 @@ from __future__ import annotations
 import psycopg
 from flask.testing import FlaskClient
 
+from harness.arenas import TICKING, ticks_recorded
+from harness.waiting import wait_until
 from tests.e2e.conftest import Pipeline
 from tests.support.api import arena_path, create_arena, drive, join
 from tests.support.reads import read_at_version
-from tests.support.ticks import TICKING, act, spawn, ticks_recorded, written_board
-from tests.support.waiting import wait_until
+from tests.support.ticks import act, spawn, written_board
 
 DEADLINE_SECONDS = 60
 

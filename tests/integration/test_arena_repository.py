@@ -21,8 +21,8 @@ from arena.services.commands import SubmitAction
 from arena.services.handlers import submit_action
 from arena.services.unit_of_work import ConcurrentUpdate, Provenance
 from arena.settings import Settings
+from harness.services import libpq_dsn
 from tests.support.api import arena_path, bearer, create_arena
-from tests.support.services import libpq_dsn
 
 pytestmark = pytest.mark.integration
 

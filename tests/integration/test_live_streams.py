@@ -31,10 +31,10 @@ from arena.bootstrap import components
 from arena.http import streams
 from arena.readmodel.keys import applied_channel
 from arena.settings import Settings
+from harness.waiting import wait_until
 from tests.support.api import arena_path, problem_of
 from tests.support.clients import client_at, new_address
 from tests.support.dish import Dish
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from arena.outbox.wakeups import OUTBOX_CHANNEL, OutboxListener
 from arena.pacing import Pace
 from arena.persistence.connections import pooled_connection
 from arena.settings import Settings
+from harness.services import libpq_dsn
 from tests.support.api import arena_path, bearer, create_arena
 from tests.support.outbox import insert_events, new_arenas, pending_count
-from tests.support.services import libpq_dsn
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,8 @@ from arena.outbox.operations import prune_published
 from arena.outbox.relay import RelayPolicy, RelayRun, relay_pending
 from arena.persistence.connections import pooled_connection
 from arena.settings import Settings
+from harness.services import libpq_dsn
+from harness.waiting import wait_until
 from tests.support.outbox import (
     TopicReader,
     by_arena,
@@ -36,8 +38,6 @@ from tests.support.outbox import (
     relay,
     versions,
 )
-from tests.support.services import libpq_dsn
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from arena.cli.consume import dead_letter_via
 from arena.messaging.dispatch import MESSAGE_OVERHEAD_BYTES, ProjectionDispatcher
 from arena.messaging.records import ReceivedRecord
 from arena.settings import Settings
-from tests.support.waiting import wait_until
+from harness.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -23,6 +23,8 @@ from flask.testing import FlaskClient
 from arena.messaging.kafka import MAX_EVENT_BYTES, KafkaPublisher, kafka_reachable
 from arena.outbox.relay import RelayPolicy
 from arena.settings import Settings
+from harness.processes import ROOT, Supervisor, pipeline_env
+from harness.waiting import wait_until
 from tests.support.outbox import (
     PROBE_EVENT,
     TopicReader,
@@ -41,8 +43,6 @@ from tests.support.outbox import (
     relay_one_batch,
     versions,
 )
-from tests.support.processes import ROOT, Supervisor, pipeline_env
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from arena.persistence.tick_leases import claim_due, resume, set_aside, set_aside_arenas
-from tests.support.api import COMMANDS_ONLY, create_arena, drive
+from harness.arenas import COMMANDS_ONLY
+from tests.support.api import create_arena, drive
 
 pytestmark = pytest.mark.integration
 

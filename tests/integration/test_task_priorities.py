@@ -10,7 +10,7 @@ from kombu import Consumer, Message, Queue
 from arena.bootstrap import components
 from arena.messaging.celery import MAKE_DUE_TICKS_TASK, PROJECT_TASK
 from arena.settings import Settings
-from tests.support.services import delete_celery_queues
+from harness.services import delete_celery_queues
 
 
 def test_a_projection_sent_after_ticks_is_taken_before_them(app: Flask, settings: Settings) -> None:

@@ -49,11 +49,6 @@ class Member:
         return bearer(self.token)
 
 
-# Arenas that tick once an hour: their versions are their commands' alone, so a test (or the
-# command benchmarks) can compare them with the answers; tests/e2e/test_ticks.py drives ticks.
-COMMANDS_ONLY: dict[str, Any] = {"tickMillis": 3_600_000}
-
-
 def create_arena(
     client: FlaskClient,
     *,

@@ -26,8 +26,8 @@ from arena.extensions import db
 from arena.outbox.relay import Publisher, RelayPolicy, RelayRun, relay_batch, relay_pending
 from arena.persistence.connections import pooled_connection
 from arena.settings import Settings
-from tests.support.processes import pipeline_env, run_flask
-from tests.support.waiting import wait_until
+from harness.processes import pipeline_env, run_flask
+from harness.waiting import wait_until
 
 PROBE_EVENT = "OutboxProbe"
 

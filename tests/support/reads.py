@@ -16,8 +16,8 @@ from typing import Any
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from harness.waiting import wait_until
 from tests.support.http import send
-from tests.support.waiting import wait_until
 
 BEHIND = "/problems/read-model-behind"
 # Process start-up (worker, beat, the consumer joining its group) on a small, busy machine.

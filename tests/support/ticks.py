@@ -9,8 +9,6 @@ from flask.testing import FlaskClient
 
 from tests.support.api import arena_path
 
-TICKING = {"width": 16, "height": 16, "tickMillis": 100, "seed": 42, "snapshotEveryTicks": 10}
-
 
 def act(client: FlaskClient, arena_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
     response = client.post(
@@ -30,14 +28,3 @@ def written_board(sql: psycopg.Connection, arena_id: str) -> tuple[int, str]:
     ).fetchone()
     assert row is not None
     return row[0], row[1]
-
-
-def ticks_recorded(sql: psycopg.Connection, arena_id: str) -> list[int]:
-    return [
-        tick
-        for (tick,) in sql.execute(
-            "SELECT (envelope->'payload'->>'tick')::int FROM outbox"
-            " WHERE aggregate_id = %s AND event_type = 'TickAdvanced' ORDER BY aggregate_version",
-            (arena_id,),
-        ).fetchall()
-    ]

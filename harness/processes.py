@@ -1,10 +1,7 @@
 """The one process supervisor, shared by the tests and the benchmarks: start the pipeline's
 processes (Celery workers and beat, `flask consume`, gunicorn, the `flask` CLI) with a run's
-settings, watch them, and stop them without leaving a pool child behind.
-
-It lives in tests/support because the tests are its first users; bench/ imports it from here (a
-benchmark, like a test, runs from the checkout, never from an installed package). Production code
-(arena/, tasks/) must not import it. It needs nothing of the tests but arena's Settings.
+settings, watch them, and stop them without leaving a pool child behind. It needs nothing but
+arena's Settings.
 
 Each process runs in a process group of its own, so that a SIGKILL or a stop that runs out of
 patience takes a prefork worker's pool (or gunicorn's workers) with it, as on a crashed machine,
@@ -25,7 +22,7 @@ from pathlib import Path
 
 from arena.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's console scripts, whatever PATH says
 STOP_GRACE_SECONDS = 20
 READY_SECONDS = 90

@@ -1,6 +1,5 @@
-"""Helpers for the local services, shared by the tests and the benchmarks (bench/ imports them from
-here, as it does tests/support/processes.py; production code must not): a run's own settings, the
-libpq form of the database URL, and deleting a run's Celery queues from the shared broker.
+"""Helpers for the local services, shared by the tests and the benchmarks: a run's own settings,
+the libpq form of the database URL, and deleting a run's Celery queues from the shared broker.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Wait-until-with-deadline: the only way tests wait for asynchronous work."""
+"""Wait-until-with-deadline: the only way the tests and the harness wait for asynchronous work."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""An arena whose third event no projection knows: the poison of the dead-letter tests."""
+"""An arena whose third event no projection knows: the poison of the dead-letter tests and the
+chaos matrix."""
 
 from __future__ import annotations
 
