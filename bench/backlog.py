@@ -18,7 +18,7 @@ from arena.domain.actions import ActionType
 from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
 from arena.domain.model import Arena, Player
-from bench.resources import Run
+from harness.resources import Run
 
 COPY_SQL = (
     "COPY outbox (event_id, event_type, aggregate_id, aggregate_version, envelope) FROM STDIN"

@@ -22,7 +22,8 @@ import click
 
 from bench.processes import Processes
 from bench.table import Row
-from bench.workload import Answer, Driver, Session, Visibility
+from bench.workload import Answer, Driver, Visibility
+from harness.script import Session
 
 TARGET_P99_MS = 250.0
 FIRST_RATE = 25.0

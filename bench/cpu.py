@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from arena.settings import Settings
+from bench.brokers import broker_address, is_redis_broker
 from bench.processes import READS, REPLAY_CONSUMER
 from bench.procfile import (
     API,
@@ -32,7 +33,6 @@ from bench.procfile import (
     PROJECTION_WORKER,
     RELAY_WORKER,
 )
-from bench.resources import broker_address, is_redis_broker
 
 TICKS = os.sysconf("SC_CLK_TCK")
 SAMPLE_SECONDS = 1.0

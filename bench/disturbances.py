@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 
 from arena.settings import Settings
+from bench.brokers import broker_address, broker_name
 from bench.processes import Processes
-from bench.resources import broker_address, broker_name
 from bench.table import Row
 
 

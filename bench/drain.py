@@ -19,8 +19,8 @@ import psycopg
 from bench.backlog import load_outbox, pending_rows
 from bench.cpu import CpuMeter, Usage
 from bench.processes import Processes
-from bench.resources import Run
 from bench.table import Row
+from harness.resources import Run
 
 DRAIN_ARENAS = 1000
 POLL_SECONDS = 0.25

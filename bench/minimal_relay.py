@@ -23,10 +23,11 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from arena.messaging.kafka import THROUGHPUT_PRODUCER_OPTIONS, admin_client
-from bench.resources import MINIMAL_RELAY_TOPIC_SUFFIX, Run
 from bench.table import Row
+from harness.resources import Run
 
 BATCH_SIZE = 2000
+TOPIC_SUFFIX = ".minimal-relay"  # after the run's events topic; drop_resources deletes it
 _COPY = """
 CREATE TABLE minimal_outbox AS
 SELECT id, aggregate_id::text AS aggregate_id, envelope, NULL::timestamptz AS published_at
@@ -41,7 +42,7 @@ _MARK = "UPDATE minimal_outbox SET published_at = now() WHERE id = ANY(%s)"
 
 
 def minimal_topic(run: Run) -> str:
-    return run.settings.kafka_events_topic + MINIMAL_RELAY_TOPIC_SUFFIX
+    return run.settings.kafka_events_topic + TOPIC_SUFFIX
 
 
 def minimal_relay_drain(run: Run, count: int) -> Row:

@@ -28,7 +28,6 @@ from bench.pipeline_rows import api_row, burst_drain_row, latency_rows, worker_r
 from bench.probes import KafkaArrivals, QueueDepthProbe, TaskEvents
 from bench.processes import Ports, Processes
 from bench.replay import projection_run, wait_for_empty_outbox
-from bench.resources import Run
 from bench.soak import soak
 from bench.table import Row
 from bench.ticks import tick_path
@@ -42,6 +41,7 @@ from bench.workload import (
     steady,
     wait_until_applied,
 )
+from harness.resources import Run
 
 LIVE_ARENAS = 8  # arenas in play at once at the steady rate (a new one opens when none is free)
 

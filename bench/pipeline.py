@@ -6,7 +6,7 @@ Run from the project root: `.venv/bin/python -m bench pipeline [options]` (`make
 `--baseline REF` (or BENCH_BASELINE=REF) it first measures REF, checked out in a temporary
 `git worktree`, then the working tree, and prints each figure for both with the ratio
 current ÷ baseline. Like the relay benchmark, it uses the local services on 127.0.0.1 but only
-resources of its own (bench/resources.py), named after a random run id per tree: a database
+resources of its own (harness/resources.py), named after a random run id per tree: a database
 `arena_bench_<id>` (migrated by that tree's code), topics `arena.events[.dlq].bench-<id>`, a
 read-model prefix, Celery queues and consumer groups. It removes them at the end, also after a
 failure or Ctrl-C, and prints one table.
@@ -69,29 +69,30 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 
 from arena.settings import Settings
+from bench.brokers import broker_name, queue_remover
 from bench.capacity import TARGET_P99_MS
+from bench.client import require_loopback, start_client
 from bench.compare import Measure, TreeFigures, from_cpu, from_rows, render
 from bench.cpu import CpuMeter, Usage, per_event, service_ports
 from bench.disturbances import Disturbances, Outages
+from bench.minimal_relay import minimal_topic
 from bench.phases import TreeSession, later_phases, live_phases, thread
 from bench.probes import TaskEvents
-from bench.processes import READ_SERVER_THREADS, Ports, Processes, free_port, start_pipeline
+from bench.processes import READ_SERVER_THREADS, Ports, Processes, start_pipeline
 from bench.procfile import plan
 from bench.replay import replay_group
-from bench.resources import (
+from bench.table import Row, machine_lines
+from bench.trees import Tree, baseline_tree, current_tree
+from harness.processes import free_port
+from harness.resources import (
     Run,
     bench_settings,
-    broker_name,
     create_database,
     drop_resources,
     make_app,
-    require_loopback,
-    start_client,
     wait_for,
 )
-from bench.table import Row, machine_lines
-from bench.trees import Tree, baseline_tree, current_tree
-from bench.workload import MIX
+from harness.script import MIX
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -212,11 +213,12 @@ def measure_tree(args: argparse.Namespace, tree: Tree, workdir: Path) -> TreeRun
     if tree.broker_url:  # the waits, queue depths, outages, CPU rows and clean-up follow it
         base = dataclasses.replace(base, celery_broker_url=tree.broker_url)
         require_loopback(base)
-    services = ("PostgreSQL", "Redis", broker_name(base.celery_broker_url), "Kafka")
+    broker = broker_name(base.celery_broker_url)
+    services = ("PostgreSQL", "Redis", broker, "Kafka")
     run_id = uuid.uuid4().hex[:8]
     run = Run(run_id, base, bench_settings(base, run_id, args.relay_interval), workdir)
     click.echo(f"— {tree.name} ({tree.ref} at {tree.root}), run {run_id}")
-    wait_for(base, *services)
+    wait_for(base, *services, broker=broker)
     started, load_before = time.monotonic(), os.getloadavg()
     processes = Processes(run, tree)
     outages = Outages(base)
@@ -274,8 +276,15 @@ def measure_tree(args: argparse.Namespace, tree: Tree, workdir: Path) -> TreeRun
         processes.stop_all()
         meter.stop()
         with contextlib.suppress(SystemExit):  # a service mid-restart: wait, then clean up
-            wait_for(base, *services)
-        problems = drop_resources(run, apps, queues, [replay_group(run.settings)])
+            wait_for(base, *services, broker=broker)
+        problems = drop_resources(
+            run,
+            apps,
+            queues,
+            [replay_group(run.settings)],
+            topics=[minimal_topic(run)],
+            remove_queues=queue_remover(run),
+        )
         for problem in problems:
             click.echo(f"clean-up: {problem}", err=True)
         outages.stop()

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from bench.probes import KafkaArrivals, TaskEvents
 from bench.procfile import PROJECT_TASK, RELAY_TASK
-from bench.table import Row, distribution, percentiles
+from bench.table import Row, distribution
 from bench.workload import WATCH_INTERVAL_SECONDS, Answer, Readers, Visibility
+from harness.stats import percentiles
 
 
 def api_row(name: str, answers: list[Answer], notes: str) -> Row:

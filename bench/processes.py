@@ -4,18 +4,17 @@ file in the tree's directory of the run's work directory."""
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from arena.settings import Settings
-from bench.httpclient import call
 from bench.procfile import API, CONSUMER, ProcessPlan
-from bench.resources import Run
 from bench.trees import Tree
+from harness.httpclient import call
 from harness.processes import BIN, Supervisor
+from harness.resources import Run
 
 MAX_CONSUMER_RESTARTS = 3
 READ_SERVER_THREADS = 8  # per worker of the reads gunicorn
@@ -87,12 +86,6 @@ class Processes:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not answering on :{port} after {READY_SECONDS}s")
             time.sleep(0.1)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)

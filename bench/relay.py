@@ -34,18 +34,12 @@ from flask import Flask
 from kafka.errors import KafkaError
 
 from arena.settings import Settings
+from bench.client import start_client
 from bench.relay_latency import latency_round
 from bench.relay_throughput import relay_run
-from bench.resources import (
-    Run,
-    bench_settings,
-    create_resources,
-    drop_resources,
-    start_client,
-    wait_for,
-)
 from bench.table import Row, machine_lines, print_rows
 from harness.processes import ProcessEnded
+from harness.resources import Run, bench_settings, create_resources, drop_resources, wait_for
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -20,10 +20,11 @@ from arena.bootstrap import components
 from arena.settings import Settings
 from bench.probes import Arrival, KafkaArrivals, TaskEvents
 from bench.procfile import RELAY_TASK
-from bench.resources import Run, make_app, wait_for
-from bench.table import Row, distribution, percentiles
+from bench.table import Row, distribution
 from harness.arenas import COMMANDS_ONLY
 from harness.processes import Supervisor, celery_beat_command, celery_worker_command, pipeline_env
+from harness.resources import Run, make_app, wait_for
+from harness.stats import percentiles
 
 ARRIVAL_WAIT_SECONDS = 60
 LATENCY_TARGETS = 4  # running arenas that receive the trickle's actions

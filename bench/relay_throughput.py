@@ -25,8 +25,9 @@ from arena.outbox.relay import RelayPolicy, relay_pending
 from arena.persistence.connections import pooled_connection
 from arena.settings import Settings
 from bench.backlog import load_outbox, pending_rows
-from bench.resources import Run, wait_for
-from bench.table import Row, distribution, percentiles
+from bench.table import Row, distribution
+from harness.resources import Run, wait_for
+from harness.stats import percentiles
 
 log = logging.getLogger("bench.relay")
 

@@ -21,8 +21,9 @@ from bench.disturbances import Disturbances
 from bench.probes import TaskEvents
 from bench.processes import REPLAY_CONSUMER, Processes
 from bench.procfile import PROJECT_TASK
-from bench.resources import Run
-from bench.table import Row, percentiles
+from bench.table import Row
+from harness.resources import Run
+from harness.stats import percentiles
 
 POLL_SECONDS = 0.02  # views polled at least this far apart, or twice a poll's own cost
 

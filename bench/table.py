@@ -8,7 +8,6 @@ import contextlib
 import importlib.metadata
 import os
 import platform
-import statistics
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from redis import Redis
 from arena.settings import Settings
 from harness.processes import ROOT
 from harness.services import libpq_dsn
+from harness.stats import percentiles
 
 
 @dataclass
@@ -44,15 +44,6 @@ class Row:
         """`count` events in `seconds` of wall time, and their rate (none without time)."""
         rate = count / seconds if seconds > 0 else None
         return cls(name, n=count, wall_s=seconds, rate=rate, **figures)
-
-
-def percentiles(values_ms: Sequence[float]) -> dict[str, float | None]:
-    """p50/p95/p99/max (inclusive method: small samples stay within the data)."""
-    if len(values_ms) < 2:
-        only = float(values_ms[0]) if values_ms else None
-        return {"p50": only, "p95": only, "p99": only, "max": only}
-    cuts = statistics.quantiles(values_ms, n=100, method="inclusive")
-    return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98], "max": max(values_ms)}
 
 
 def distribution(name: str, values_ms: Sequence[float], notes: str = "") -> Row:

@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from arena.bootstrap import components
 from arena.messaging.celery import relay_queue
 from arena.settings import Settings
+from bench.client import start_client
 from bench.cpu import (
     KAFKA,
     POSTGRES_OURS,
@@ -45,15 +46,7 @@ from bench.cpu import (
     Usage,
     service_ports,
 )
-from bench.resources import (
-    Run,
-    bench_settings,
-    create_resources,
-    drop_resources,
-    start_client,
-    wait_for,
-)
-from bench.table import percentiles, print_markdown
+from bench.table import print_markdown
 from harness.processes import (
     Supervisor,
     celery_beat_command,
@@ -61,6 +54,8 @@ from harness.processes import (
     flask_command,
     pipeline_env,
 )
+from harness.resources import Run, bench_settings, create_resources, drop_resources, wait_for
+from harness.stats import percentiles
 
 POLL_SECONDS = 0.025
 SEEDS_PER_ARENA = 12

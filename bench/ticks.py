@@ -26,12 +26,13 @@ from arena.services.commands import SubmitAction
 from arena.services.handlers import submit_action
 from arena.services.unit_of_work import Provenance
 from bench.cpu import TICK_WRITER, CpuMeter, Usage
-from bench.httpclient import call
 from bench.processes import Processes
-from bench.resources import Run
 from bench.table import Row, distribution
-from bench.workload import ACTIONS, API, Answer, Visibility, wait_until_applied
+from bench.workload import Answer, Visibility, wait_until_applied
 from harness.arenas import COMMANDS_ONLY
+from harness.httpclient import call
+from harness.resources import Run
+from harness.script import ACTIONS, API
 
 EVENTS_PER_TRANSACTION = 100
 

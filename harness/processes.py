@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,6 +62,13 @@ def celery_beat_command(schedule: Path) -> list[str]:
 def flask_command(*args: str) -> list[str]:
     """`flask ARGS…` of this venv (`flask consume`, `flask db upgrade`, `flask verify`, …)."""
     return [str(BIN / "flask"), *args]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server of the run's own."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def run_to_end(

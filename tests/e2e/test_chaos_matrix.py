@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos import Outcome, Windows, run_matrix
-from bench.faults import FAULTS, SHORT
+from harness.chaos import Outcome, Windows, run_matrix
+from harness.faults import FAULTS, SHORT
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,7 @@ from arena.http.dish_bodies import (
 )
 from arena.simulation.board import Board
 from arena.simulation.rules import fitness
-from bench.queries import PLAYERS, crowded
+from harness.boards import PLAYERS, crowded
 
 VIEW = {"id": "arena-1", "version": 7, "stats": {"organismCount": 1}}
 

@@ -1,7 +1,7 @@
 """The chaos matrix's load: clients that retry as real ones do, and watchers of what shows.
 
-Each client thread drives arenas through the benchmark's SCRIPT over HTTP, one command at a time
-per arena. A command that gets no answer (the API killed), a 5xx (PostgreSQL away) or a 429 is
+Each client thread drives arenas through SCRIPT (harness/script.py) over HTTP, one command at a
+time per arena. A command that gets no answer (the API killed), a 5xx (PostgreSQL away) or a 429 is
 sent again with the same Idempotency-Key until it is answered, so a command is accepted at most
 once however often it was sent. Every accepted command is handed to a watcher, which reads the
 arena with ?minVersion until the view shows it: the time from the answer to that moment is the
@@ -18,8 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.httpclient import Reply, call
-from bench.workload import SCRIPT, Session, command_request
+from harness.httpclient import Reply, call
+from harness.script import SCRIPT, Session, command_request
 
 API = "/api/v1/arenas"
 RETRY_PAUSE_SECONDS = 0.2

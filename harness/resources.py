@@ -1,15 +1,11 @@
-"""A benchmark run's own resources on the shared local services, and their clean-up.
+"""A run's own resources on the shared local services, and their clean-up: what the benchmarks
+and the chaos matrix (harness/chaos.py) run on.
 
 The services (PostgreSQL, RabbitMQ, Redis, Kafka on 127.0.0.1) are shared with other engineers'
 tests, so a run touches only what it names after its random run id: a database
 `arena_bench_<id>`, topics `arena.events[.dlq].bench-<id>`, a read-model prefix, Celery queues,
 worker names and consumer groups. `drop_resources` removes them all, also after a failure or
-Ctrl-C (SIGTERM is turned into SystemExit, so that `finally` runs), and says what it could not
-remove.
-
-The Celery broker is RabbitMQ, except for an older tree the pipeline bench measures as its
-baseline (`--baseline-broker-url`): trees from before RabbitMQ (71078f3 and older) need a Redis
-broker, and their run's queues are cleared off it the way those trees' own tests did.
+Ctrl-C, and says what it could not remove.
 """
 
 from __future__ import annotations
@@ -17,16 +13,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 import logging
-import re
-import signal
-import tempfile
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 import psycopg
@@ -45,12 +36,9 @@ from arena.settings import Settings
 from harness.processes import ROOT
 from harness.services import delete_celery_queues, isolated_settings, libpq_dsn
 
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-MINIMAL_RELAY_TOPIC_SUFFIX = ".minimal-relay"  # the yardstick relay's (bench/minimal_relay.py)
 SERVICE_WAIT_SECONDS = 300  # Kafka may be mid-restart (another engineer's tests)
 DROP_DATABASE_SECONDS = 60.0  # an autovacuum worker in the run's database holds the drop up
-REDIS_SCHEMES = {"redis", "rediss"}
-_GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")  # escaped in a SCAN pattern
+RABBITMQ = "RabbitMQ"  # what `wait_for` calls the Celery broker unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -96,55 +84,6 @@ def bench_settings(base: Settings, run_id: str, relay_interval: float) -> Settin
     return dataclasses.replace(settings, **other_queues)
 
 
-def is_redis_broker(broker_url: str) -> bool:
-    """Whether the broker is an older tree's Redis rather than RabbitMQ: its name, its CPU row
-    and its clean-up differ."""
-    return urlsplit(broker_url).scheme in REDIS_SCHEMES
-
-
-def broker_name(broker_url: str) -> str:
-    """What the bench calls the broker in its messages (and `wait_for`)."""
-    return "Redis broker" if is_redis_broker(broker_url) else "RabbitMQ"
-
-
-def broker_address(broker_url: str) -> tuple[str, int]:
-    """(host, port) of the broker, with its protocol's default port."""
-    url = urlsplit(broker_url)
-    return url.hostname or "127.0.0.1", url.port or (6379 if is_redis_broker(broker_url) else 5672)
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # so that `finally` cleans up
-
-
-def start_client(base: Settings, workdir_prefix: str) -> Path:
-    """Refuse services off this machine, let SIGTERM clean up, and make the run's work directory,
-    where the app's INFO lines go too (a file, not across the progress bars)."""
-    require_loopback(base)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
-    logging.basicConfig(
-        filename=workdir / "bench.log",
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    return workdir
-
-
-def require_loopback(settings: Settings) -> None:
-    """All traffic stays on this machine: refuse service URLs that point elsewhere."""
-    hosts = {
-        "DATABASE_URL": make_url(settings.database_url).host or "",
-        "REDIS_URL": urlsplit(settings.redis_url).hostname or "",
-        "CELERY_BROKER_URL": urlsplit(settings.celery_broker_url).hostname or "",
-    }
-    for server in settings.kafka_bootstrap_servers.split(","):
-        hosts[f"KAFKA_BOOTSTRAP_SERVERS {server}"] = server.strip().rsplit(":", 1)[0].strip("[]")
-    remote = {name: host for name, host in hosts.items() if host not in LOOPBACK_HOSTS}
-    if remote:
-        raise SystemExit(f"the benchmarks only talk to 127.0.0.1; not loopback: {remote}")
-
-
 def _answers(call: Callable[[], object]) -> bool:
     try:
         call()
@@ -166,21 +105,16 @@ def _connect(broker_url: str) -> None:
         connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
 
 
-def wait_for(settings: Settings, *services: str) -> None:
+def wait_for(settings: Settings, *services: str, broker: str = RABBITMQ) -> None:
     """Wait (bounded) until each named service answers; Kafka may be restarting. "Redis" is the
-    read model; the broker is "RabbitMQ" or, for an older tree's, "Redis broker" (`broker_name`):
-    either is CELERY_BROKER_URL, which kombu connects to whatever it is."""
-
-    def broker() -> bool:
-        return _answers(lambda: _connect(settings.celery_broker_url))
-
+    read model; `broker` is the name the caller gives the Celery broker (CELERY_BROKER_URL, which
+    kombu connects to whatever it is)."""
     probes: dict[str, Callable[[], bool]] = {
         "PostgreSQL": lambda: _answers(
             lambda: psycopg.connect(libpq_dsn(settings), connect_timeout=2).close()
         ),
         "Redis": lambda: _answers(lambda: _ping(settings.redis_url)),
-        "RabbitMQ": broker,
-        "Redis broker": broker,
+        broker: lambda: _answers(lambda: _connect(settings.celery_broker_url)),
         "Kafka": lambda: kafka_reachable(settings, timeout_seconds=3),
     }
     deadline = time.monotonic() + SERVICE_WAIT_SECONDS
@@ -232,45 +166,22 @@ def queue_names(settings: Settings) -> set[str]:
     return named | {relay_queue(settings)}
 
 
-def _forget_redis_broker_queues(broker_url: str, names: Collection[str]) -> None:
-    """Clear a run's queues off an older tree's Redis broker (`--baseline-broker-url`), as that
-    tree's tests/support/services.py did (`forget_celery_queues`, gone with the Redis broker).
-
-    Removes what kombu's Redis transport keeps for queues and worker nodes whose names contain one
-    of `names` (a run's queues, its workers' hostname prefix): every such key (queues, their
-    priority lists and in-flight ledgers, their exchanges' bindings, the workers' pidbox queues),
-    such members of the binding sets all workers share, and the unacked tasks routed to them.
-    Those would otherwise be restored by another engineer's worker into a queue nobody reads."""
-    broker = Redis.from_url(broker_url, socket_timeout=5)
-    try:
-        patterns = ["*" + _GLOB_SPECIALS.sub(r"\\\1", name) + "*" for name in names]
-        keys = {key for pattern in patterns for key in broker.scan_iter(match=pattern, count=1000)}
-        if keys:
-            broker.delete(*keys)
-        encoded = [name.encode() for name in names]
-        for binding in broker.scan_iter(match="_kombu.binding.*", count=1000):
-            if broker.type(binding) == b"set":
-                ours = [m for m in broker.smembers(binding) if any(n in m for n in encoded)]
-                if ours:
-                    broker.srem(binding, *ours)
-        unacked = []
-        for tag, raw in broker.hscan_iter("unacked", count=1000):
-            with contextlib.suppress(ValueError, IndexError, TypeError):
-                routing_key = str(json.loads(raw)[2])  # kombu keeps [message, exchange, key]
-                if any(name in routing_key for name in names):
-                    unacked.append(tag)
-        if unacked:
-            broker.hdel("unacked", *unacked)
-            broker.zrem("unacked_index", *unacked)
-    finally:
-        broker.close()
+QueueRemover = Callable[[set[str]], None]  # takes a run's queues off its broker
 
 
 def drop_resources(
-    run: Run, apps: list[Flask], queues: Collection[str] = (), groups: Collection[str] = ()
+    run: Run,
+    apps: list[Flask],
+    queues: Collection[str] = (),
+    groups: Collection[str] = (),
+    *,
+    topics: Collection[str] = (),
+    remove_queues: QueueRemover | None = None,
 ) -> list[str]:
-    """Remove everything the run made (its main consumer group and queues, and `groups` and
-    `queues` besides); answers what could not be removed (never raises)."""
+    """Remove everything the run made (its database, topics, main consumer group, queues and
+    read-model keys, and `queues`, `groups` and `topics` besides); answers what could not be
+    removed (never raises). The queues are deleted from RabbitMQ with whatever they still hold,
+    unless `remove_queues` takes them off the broker instead."""
     settings, problems = run.settings, []
 
     def attempt(what: str, action: Callable[[], object]) -> None:
@@ -303,7 +214,7 @@ def drop_resources(
         admin = admin_client(settings, "arena-bench-admin")
         try:
             events, dlq = settings.kafka_events_topic, settings.kafka_dlq_topic
-            ours = {events, dlq, events + MINIMAL_RELAY_TOPIC_SUFFIX}
+            ours = {events, dlq, *topics}
             doomed = sorted(ours & set(admin.list_topics()))
             if doomed:
                 admin.delete_topics(doomed)
@@ -319,8 +230,8 @@ def drop_resources(
 
     def delete_queues() -> None:
         names = queue_names(settings) | set(queues)
-        if is_redis_broker(settings.celery_broker_url):
-            _forget_redis_broker_queues(settings.celery_broker_url, {*names, run.worker_prefix})
+        if remove_queues is not None:
+            remove_queues(names)
         else:  # RabbitMQ drops the workers' pidbox and event queues itself (auto-delete)
             delete_celery_queues(settings.celery_broker_url, sorted(names))
 
