@@ -2,7 +2,8 @@
 
 The domain imports no framework and nothing outside itself; the service layer knows neither HTTP
 nor PostgreSQL; the simulation is numpy and the standard library; `arena` never imports `tasks`
-(it sends tasks by name).
+(it sends tasks by name). The tests and the benchmarks share the harness and nothing else:
+neither imports the other, the harness imports neither, and production code never imports it.
 """
 
 from __future__ import annotations
@@ -88,3 +89,24 @@ def test_arena_never_imports_tasks():
     ]
 
     assert importing == []
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("bench", {"tests"}),
+        ("tests", {"bench"}),
+        ("harness", {"tests", "bench"}),
+        ("arena", {"harness"}),
+        ("tasks", {"harness"}),
+    ],
+)
+def test_tests_and_benchmarks_share_only_the_harness_which_production_code_never_uses(
+    package, forbidden
+):
+    importing = {
+        module: sorted(name for name in names if name.split(".")[0] in forbidden)
+        for module, names in imports_of(package).items()
+    }
+
+    assert {module: names for module, names in importing.items() if names} == {}
