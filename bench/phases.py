@@ -266,6 +266,6 @@ def later_phases(session: TreeSession, consumers: list[str], consumer_argv: list
                 Row(
                     "Speed-up of the tree's relay drain over the minimal relay",
                     rate=row.rate / yardstick.rate,
-                    notes="events/s column = factor (x); issue 8 asks for at least 0.8",
+                    notes="events/s column = factor (x); the target is at least 0.8",
                 )
             )

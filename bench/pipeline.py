@@ -107,7 +107,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rate",
         type=float,
         default=40.0,
-        help="steady commands per second (issue 8's light load: p50 ≤ 20 ms, p99 ≤ 100 ms)",
+        help="steady commands per second (a light load; its targets: p50 ≤ 20 ms, p99 ≤ 100 ms)",
     )
     add("--seconds", type=float, default=20.0, help="length of the steady run")
     add("--burst", type=int, default=2000, help="commands in the burst")
@@ -152,7 +152,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--soak-seconds",
         type=float,
         default=0.0,
-        help="length of the memory soak at --soak-rate (issue 8: 600 at half capacity); 0: skip",
+        help="length of the memory soak at --soak-rate (target: 600 s at half capacity); 0: skip",
     )
     add("--soak-rate", type=float, default=50.0, help="commands per second of the soak")
     add("--soak-warmup", type=float, default=60.0, help="seconds of the soak before the baseline")

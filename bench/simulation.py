@@ -28,7 +28,7 @@ from arena.stored_board import encode
 from bench.table import print_markdown
 
 KINDS = ("BACTERIA", "BACTERIA", "FUNGI", "PHAGE")
-TARGET_MS = {256: 10.0}  # issue 10: a 256 x 256 step within 10 ms on one core
+TARGET_MS = {256: 10.0}  # the target: a 256 x 256 step within 10 ms on one core
 
 
 def settled_board(side: int, settle: int, seed: int) -> tuple[Board, Rules]:

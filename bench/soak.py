@@ -1,7 +1,7 @@
 """The soak: a steady load for minutes, and each pipeline process's memory over it.
 
-Issue 8 asks that at half the capacity for ten minutes no process's resident memory grows by
-more than 10%. The first `warmup` seconds fill pools, caches and lazy imports, so growth counts
+The target: at half the capacity for ten minutes, no process's resident memory grows by more
+than 10%. The first `warmup` seconds fill pools, caches and lazy imports, so growth counts
 from the sample taken then to the last one. Memory is the resident set (VmRSS, /proc) of each
 pipeline process with its children (gunicorn and Celery with their workers), by kind.
 """

@@ -7,7 +7,7 @@ real Celery worker for ticks and projections (concurrency 2) and one for the rel
 After `--warmup` seconds, for `--seconds` it measures:
 
 - the tick rate achieved against the rate scheduled (arenas x seconds / tickMillis), i.e. the
-  drift; the issue's target is at most 5 %;
+  drift; the target is at most 5 %;
 - tick → visible: from a tick's `advancedAt` to the moment a reader polling the views (every
   25 ms, so up to 25 ms late) first sees the arena at that tick or a later one; the target is
   p99 ≤ 500 ms;
