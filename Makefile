@@ -130,7 +130,7 @@ up: ## The whole stack in Docker (needs a Docker engine with Compose v2)
 down: ## Stop the Docker stack
 	docker compose down
 
-lint: setup ## ruff (lint and format) and mypy (strict on arena/ and tasks/)
+lint: setup ## ruff (lint and format) and mypy (strict on arena/, tasks/, harness/ and bench/)
 	ruff check .
 	ruff format --check .
 	mypy

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 BENCHMARKS = {
     "chaos": ("bench.chaos", "one fault at a time under load: lost, applied twice, converge time"),
@@ -36,8 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("name", metavar="NAME", choices=BENCHMARKS, help="the benchmark to run")
     parser.parse_args(arguments[:1])  # NAME's own options are its business
-    module = importlib.import_module(BENCHMARKS[arguments[0]][0])
-    return module.main(arguments[1:])
+    benchmark: Callable[[Sequence[str]], int] = importlib.import_module(
+        BENCHMARKS[arguments[0]][0]
+    ).main
+    return benchmark(arguments[1:])
 
 
 if __name__ == "__main__":

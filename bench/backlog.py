@@ -97,4 +97,5 @@ def pending_rows(run: Run) -> int:
     """Outbox rows not yet published, anywhere in the run's database."""
     with psycopg.connect(run.dsn) as connection:
         query = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-        return connection.execute(query).fetchone()[0]
+        (count,) = connection.execute(query).fetchone() or (0,)
+        return int(count)

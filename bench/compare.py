@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench.cpu import BOTH_WORKER, KINDS, TICK_WRITER, TOTAL, WORKER_KINDS, WORKERS
+from bench.cpu import KINDS, TICK_WRITER, TOTAL, WORKER_KINDS, WORKERS
+from bench.procfile import BOTH_WORKER
 from bench.table import Row, print_markdown
 
 PHASES = ("steady", "burst", "drain", "ticks")  # CPU windows, in the table's order

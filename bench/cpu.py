@@ -267,8 +267,8 @@ def flag_busy(usage: Usage, notes: list[str]) -> None:
 def per_event(usage: Usage) -> dict[str, float | None]:
     """µs per event of every kind, the workers' sum and the total (None: no such process)."""
     figures = {label: usage.per_event_us(label) for label, _ in KINDS}
-    workers = [figures[k] for k in WORKER_KINDS if figures[k] is not None]
+    workers = [us for k in WORKER_KINDS if (us := figures[k]) is not None]
     figures[WORKERS] = sum(workers) if workers else None
-    total = [figures[k] for k, counted in KINDS if counted and figures[k] is not None]
+    total = [us for k, counted in KINDS if counted and (us := figures[k]) is not None]
     figures[TOTAL] = sum(total) if total else None
     return figures

@@ -55,7 +55,7 @@ def relay_drain(
             "SELECT extract(epoch FROM min(published_at))::float8, count(*) FROM outbox"
             " WHERE published_at >= to_timestamp(%s)",
             (committed,),
-        ).fetchone()
+        ).fetchone() or (None, 0)
     began = first if first is not None else committed
     wall = finished - began
     row = Row.timed(

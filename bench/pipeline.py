@@ -347,8 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         trees.append(current_tree())
         for tree in trees:
             results.append(measure_tree(args, tree, workdir))
-    failed = any(r.error for r in results) or any(
-        not check.ok for r in results for check in [*r.rows, *r.measures]
+    failed = (
+        any(r.error for r in results)
+        or any(not row.ok for r in results for row in r.rows)
+        or any(not measure.ok for r in results for measure in r.measures)
     )
     if failed or args.keep_logs:
         click.echo(f"logs kept in {workdir}", err=True)

@@ -13,13 +13,14 @@ from typing import Any
 
 from flask import Flask
 from kafka import KafkaConsumer, TopicPartition
-from kombu import Connection
+from kombu.connection import Connection
 from kombu.exceptions import ChannelError
 
 from arena.bootstrap import components
 from arena.messaging.queues import BROKER_ERRORS, BROKER_TIMEOUT_SECONDS
 from arena.settings import Settings
 from bench.procfile import PROJECT_TASK, RELAY_TASK
+from harness.services import broker_connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +108,8 @@ class TaskEvents(threading.Thread):
             if kind == "task-sent":  # a retry is sent again under the same id
                 name = message.get("name")
                 if name in (RELAY_TASK, PROJECT_TASK) and message.get("queue") in self._queues:
-                    record = self._tasks.setdefault(task_id, {"name": name, "retries": 0})
-                    record.setdefault("sent", message.get("timestamp"))
+                    sent = self._tasks.setdefault(task_id, {"name": name, "retries": 0})
+                    sent.setdefault("sent", message.get("timestamp"))
                 return
             record = self._tasks.get(task_id)
             if record is None or not str(message.get("hostname", "")).startswith(
@@ -160,15 +161,15 @@ class QueueDepthProbe(threading.Thread):
         self.samples: list[tuple[float, dict[str, int]]] = []
 
     def _connect(self) -> Connection:
-        return Connection(self._broker_url, connect_timeout=BROKER_TIMEOUT_SECONDS)
+        return broker_connection(self._broker_url, BROKER_TIMEOUT_SECONDS)
 
     def _depths(self) -> dict[str, int]:
-        self._connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+        self._connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)  # type: ignore[no-untyped-call]
         channel = self._connection.default_channel
         depths = {}
         for queue in self._queues:
             try:
-                _, depths[queue], _ = channel.queue_declare(queue, passive=True)
+                _, depths[queue], _ = channel.queue_declare(queue, passive=True)  # type: ignore[no-untyped-call]
             except self._missing:
                 # RabbitMQ closes the channel that asked; pyamqp opens it again before raising.
                 depths[queue] = 0
@@ -180,7 +181,7 @@ class QueueDepthProbe(threading.Thread):
                 depths = self._depths()
             except self._errors:  # no sample while the broker is away; connect anew next time
                 with contextlib.suppress(*self._errors):
-                    self._connection.release()
+                    self._connection.release()  # type: ignore[no-untyped-call]
                 self._connection = self._connect()
                 continue
             self.samples.append((time.monotonic(), depths))
@@ -199,4 +200,4 @@ class QueueDepthProbe(threading.Thread):
         self._stop_flag.set()
         self.join(timeout=5)
         with contextlib.suppress(*self._errors):
-            self._connection.release()
+            self._connection.release()  # type: ignore[no-untyped-call]

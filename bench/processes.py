@@ -100,7 +100,8 @@ def start_pipeline(
     """The tree's Procfile processes, plus a threaded gunicorn of the same tree for the
     `?minVersion=N` reads (they wait in the server: on the command server they would hold its
     workers and throttle the commands being measured); waits until they are ready."""
-    reads = [BIN / "gunicorn", "--workers", "2", "--threads", str(READ_SERVER_THREADS)]
+    reads: list[str | Path] = [BIN / "gunicorn", "--workers", "2"]
+    reads += ["--threads", str(READ_SERVER_THREADS)]
     reads += ["--graceful-timeout", "5", "--bind", f"127.0.0.1:{ports.reads}", "app:app"]
     processes.start("api-reads", reads, settings, READS)
     for spec in pipeline.specs:

@@ -14,9 +14,8 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from bench.trees import Tree
+from bench.trees import CeleryReport, Tree
 from harness.processes import BIN
 
 RELAY_TASK = "tasks.relay.publish_outbox"  # literal: the baseline may lack the constants' module
@@ -142,7 +141,7 @@ def _kind(argv: list[str]) -> str | None:
     return None
 
 
-def _queue_map(bench: dict[str, Any], production: dict[str, Any]) -> dict[str, str]:
+def _queue_map(bench: CeleryReport, production: CeleryReport) -> dict[str, str]:
     """Production queue name → the run's, for Procfiles that spell queue names out."""
     mapping = {production["default_queue"]: bench["default_queue"]}
     for task, queue in production["routes"].items():
@@ -154,8 +153,8 @@ def _queue_map(bench: dict[str, Any], production: dict[str, Any]) -> dict[str, s
 def plan(
     tree: Tree,
     environment: Mapping[str, str],
-    bench: dict[str, Any],
-    production: dict[str, Any],
+    bench: CeleryReport,
+    production: CeleryReport,
     *,
     run_id: str,
     worker_prefix: str,

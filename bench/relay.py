@@ -22,6 +22,7 @@ Kafka is back, up to --attempts times.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import time
@@ -127,9 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.attempts,
                 lambda: relay_run(run, app, args, "One-row", args.single_events, 1),
             )
+            fast, slow = batched[1].rate, single[1].rate
             speed_up = Row(
                 f"Speed-up, batch size {args.batch_size} over 1",
-                rate=batched[1].rate / single[1].rate,
+                rate=fast / slow if fast and slow else None,
                 notes="the events/s column is the factor",
             )
             rows += [*batched, *single, speed_up]
@@ -139,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"the latency round (nudge {'on' if nudge else 'off'})",
                     run,
                     args.attempts,
-                    lambda nudge=nudge: latency_round(run, args, nudge, apps),
+                    functools.partial(latency_round, run, args, nudge, apps),
                 )
         completed = True
     finally:

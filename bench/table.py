@@ -15,12 +15,11 @@ from typing import Any
 
 import click
 import psycopg
-from kombu import Connection
 from redis import Redis
 
 from arena.settings import Settings
 from harness.processes import ROOT
-from harness.services import libpq_dsn
+from harness.services import broker_connection, libpq_dsn
 from harness.stats import percentiles
 
 
@@ -118,12 +117,14 @@ def machine_lines(settings: Settings, load_at_start: tuple[float, ...]) -> list[
         contextlib.suppress(Exception),
         psycopg.connect(libpq_dsn(settings), connect_timeout=3) as connection,
     ):
-        postgres = connection.execute("SHOW server_version").fetchone()[0].split()[0]
+        version_row = connection.execute("SHOW server_version").fetchone()
+        if version_row is not None:
+            postgres = str(version_row[0]).split()[0]
     with contextlib.suppress(Exception):
         redis_version = Redis.from_url(settings.redis_url).info("server")["redis_version"]
     with (
         contextlib.suppress(Exception),
-        Connection(settings.celery_broker_url, connect_timeout=3) as broker,
+        broker_connection(settings.celery_broker_url, 3) as broker,
     ):
         rabbitmq = broker.connection.server_properties["version"]
     jars = sorted((ROOT / "var" / "kafka" / "lib").glob("kafka-server-[0-9]*.jar"))

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from arena.settings import Settings
 from harness.processes import ROOT, Command, flask_command, pipeline_env, run_to_end
@@ -34,6 +34,17 @@ except ImportError:
 from arena.messaging.kafka import ensure_topics
 ensure_topics(Settings.from_env())
 """
+
+
+class CeleryReport(TypedDict):
+    """What bench/probe_tree.py prints of a tree: where its code came from and where its Celery
+    tasks go under the environment it was given."""
+
+    arena: str  # the package's file
+    tasks: str
+    routes: dict[str, str]  # task name → queue
+    default_queues: list[str]  # what a worker started without -Q consumes
+    default_queue: str
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,7 @@ class Tree:
         self.run(flask_command("db", "upgrade"), settings, log)
         self.run([sys.executable, "-c", ENSURE_TOPICS], settings, log)
 
-    def probe(self, settings: Settings | None) -> dict[str, Any]:
+    def probe(self, settings: Settings | None) -> CeleryReport:
         """Routes of the tree's Celery tasks under `settings` (None: the caller's environment,
         as `make run` would see it), after checking the tree's code is what gets imported."""
         done = run_to_end(
@@ -80,7 +91,7 @@ class Tree:
             raise RuntimeError(
                 f"{self.name}: probing its Celery app failed:\n{done.stderr[-2000:]}"
             )
-        report = json.loads(done.stdout.strip().splitlines()[-1])
+        report: CeleryReport = json.loads(done.stdout.strip().splitlines()[-1])
         for module in ("arena", "tasks"):
             if not Path(report[module]).resolve().is_relative_to(self.root.resolve()):
                 raise RuntimeError(

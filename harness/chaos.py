@@ -250,11 +250,10 @@ def _outcome(
     expected = {(a.arena_id, a.version) for a in accepted}
     shown = {(arena_id, line["version"]) for arena_id, lines in feeds.items() for line in lines}
     with psycopg.connect(run.dsn) as sql:
-        written = dict(
-            sql.execute(
-                "SELECT id::text, version FROM arenas WHERE id = ANY(%s::uuid[])", (list(arenas),)
-            ).fetchall()
-        )
+        rows = sql.execute(
+            "SELECT id::text, version FROM arenas WHERE id = ANY(%s::uuid[])", (list(arenas),)
+        ).fetchall()
+        written: dict[str, int] = {arena_id: version for arena_id, version in rows}
         ticks = {arena_id: ticks_recorded(sql, arena_id) for arena_id, _ in ticking}
     # 1, 2, 3… with none missing or twice, and going on after the recovery.
     ticks_ok = all(

@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from celery import Celery
 from redis import Redis
 
 from arena.messaging.queues import queue_depths
@@ -33,7 +34,7 @@ class Lab:
     pipeline: Pipeline
     settings: Settings
     views: ArenaViews
-    celery_app: object
+    celery_app: Celery
     notes: list[str] = field(default_factory=list)  # what the fault observed, for the table
 
 
@@ -70,14 +71,14 @@ def _kill_worker_holding_tasks(lab: Lab) -> None:
     lab.pipeline.pause("beat")
     try:
         wait_until(
-            lambda: queue_depths(lab.celery_app, [queue])[0].waiting == 0,  # type: ignore[arg-type]
+            lambda: queue_depths(lab.celery_app, [queue])[0].waiting == 0,
             deadline_seconds=30,
             what="beat's tasks taken from the queue",
         )
         lab.pipeline.pause("worker")
         try:
             wait_until(
-                lambda: queue_depths(lab.celery_app, [queue])[0].waiting >= 1,  # type: ignore[arg-type]
+                lambda: queue_depths(lab.celery_app, [queue])[0].waiting >= 1,
                 deadline_seconds=30,
                 what="projection tasks waiting for the worker",
             )

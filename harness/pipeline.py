@@ -153,11 +153,13 @@ class Pipeline:
             for arena_id in arena_ids
         )
 
-    def cli(self, *args: str, timeout: float = CLI_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, timeout: float = CLI_TIMEOUT_SECONDS
+    ) -> subprocess.CompletedProcess[str]:
         """Run `flask ARGS…` as an operator would, with this pipeline's environment."""
         return run_flask(self.env, *args, timeout=timeout)
 
-    def verify(self, wait_seconds: float) -> subprocess.CompletedProcess:
+    def verify(self, wait_seconds: float) -> subprocess.CompletedProcess[str]:
         return self.cli("verify", "--wait", str(wait_seconds), timeout=wait_seconds + 120)
 
     def assert_verified(self, wait_seconds: float) -> str:

@@ -68,7 +68,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now, for a server of the run's own."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def run_to_end(

@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import psycopg
 from flask import Flask
 from flask_migrate import upgrade
-from kombu import Connection
 from redis import Redis
 from sqlalchemy.engine import make_url
 
@@ -34,7 +34,12 @@ from arena.messaging.kafka import admin_client, ensure_topics, kafka_reachable
 from arena.messaging.queues import BROKER_TIMEOUT_SECONDS
 from arena.settings import Settings
 from harness.processes import ROOT
-from harness.services import delete_celery_queues, isolated_settings, libpq_dsn
+from harness.services import (
+    broker_connection,
+    delete_celery_queues,
+    isolated_settings,
+    libpq_dsn,
+)
 
 SERVICE_WAIT_SECONDS = 300  # Kafka may be mid-restart (another engineer's tests)
 DROP_DATABASE_SECONDS = 60.0  # an autovacuum worker in the run's database holds the drop up
@@ -76,7 +81,8 @@ def bench_settings(base: Settings, run_id: str, relay_interval: float) -> Settin
         rate_limit_join=UNREACHED_RATE_LIMIT,
         rate_limit_failed_auth=UNREACHED_RATE_LIMIT,
     )
-    other_queues = {
+    # Field names known only at run time: their values are all queue names (str).
+    other_queues: dict[str, Any] = {
         f.name: f"{getattr(settings, f.name)}-bench-{run_id}"
         for f in dataclasses.fields(settings)
         if f.name.endswith("_queue") and f.name != "celery_queue"
@@ -101,7 +107,7 @@ def _ping(redis_url: str) -> None:
 
 
 def _connect(broker_url: str) -> None:
-    with Connection(broker_url, connect_timeout=BROKER_TIMEOUT_SECONDS) as connection:
+    with broker_connection(broker_url, BROKER_TIMEOUT_SECONDS) as connection:
         connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
 
 

@@ -1,5 +1,6 @@
 """Helpers for the local services, shared by the tests and the benchmarks: a run's own settings,
-the libpq form of the database URL, and deleting a run's Celery queues from the shared broker.
+the libpq form of the database URL, a connection to the broker, and deleting a run's Celery
+queues from the shared broker.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import dataclasses
 from collections.abc import Collection
 from typing import Any
 
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy.engine import make_url
 
 from arena.settings import Settings
@@ -36,11 +37,17 @@ def libpq_dsn(settings: Settings) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def broker_connection(broker_url: str, timeout_seconds: float) -> Connection:
+    """A kombu connection to the broker at `broker_url`, giving up connecting after
+    `timeout_seconds`; it connects on first use."""
+    return Connection(broker_url, connect_timeout=timeout_seconds)  # type: ignore[no-untyped-call]
+
+
 def delete_celery_queues(broker_url: str, names: Collection[str]) -> None:
     """Delete a run's queues from RabbitMQ with whatever they still hold, so no other engineer's
     worker ever sees them, and the direct exchanges Celery declared after them. (Worker and event
     queues are auto-delete: they go with their workers.)"""
-    with Connection(broker_url, connect_timeout=5) as connection:
+    with broker_connection(broker_url, 5) as connection:
         channel = connection.default_channel
         for name in names:
             channel.queue_delete(name)

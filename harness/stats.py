@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import TypedDict
 
 
-def percentiles(values_ms: Sequence[float]) -> dict[str, float | None]:
+class Percentiles(TypedDict):
+    """Milliseconds; None for no values at all."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+
+def percentiles(values_ms: Sequence[float]) -> Percentiles:
     """p50/p95/p99/max (inclusive method: small samples stay within the data)."""
     if len(values_ms) < 2:
         only = float(values_ms[0]) if values_ms else None
