@@ -79,7 +79,10 @@ def project(view: ArenaView | None, envelope: EventEnvelope) -> Change:
     not (anything but `ArenaCreated` first)."""
     event = envelope.event()  # its version is the envelope's aggregate version
     handled = EVENT_HANDLERS[type(event)](view, event)
-    return Change(handled.view, _dump(feed_entry(envelope)), handled.history)
+    changed = handled.view
+    if changed.version != event.version:  # a handler that did not say it (`_changed` does)
+        changed = replace(changed, version=event.version)
+    return Change(changed, _dump(feed_entry(envelope)), handled.history)
 
 
 # Board data stays out of the feed: the board history has its own keys.

@@ -12,7 +12,13 @@ from arena.domain.config import ArenaConfig
 from arena.domain.envelope import EventEnvelope
 from arena.domain.events import PoisonEvent, UnknownEvent
 from arena.domain.model import Arena, TickOutcome
-from arena.readmodel.projection import SnapshotRecord, TickRecord, project
+from arena.readmodel.projection import (
+    EVENT_HANDLERS,
+    Handled,
+    SnapshotRecord,
+    TickRecord,
+    project,
+)
 from arena.readmodel.view import ArenaView
 
 NOW = datetime(2025, 5, 6, 7, 8, 9, tzinfo=UTC)
@@ -113,3 +119,16 @@ def test_unknown_schema_version_raises_unknown_event(schema_version):
 
 def test_unknown_event_is_poison_so_it_is_not_retried():
     assert issubclass(UnknownEvent, PoisonEvent)
+
+
+def test_the_view_is_at_the_events_version_whatever_its_handler_says(monkeypatch):
+    """A handler deployed as a fix (`flask dlq replay`) may change fields only."""
+    arena, _, created = arena_created()
+    arena.join("Bo", NOW)
+    [joined] = arena.collect_events()
+    monkeypatch.setitem(EVENT_HANDLERS, type(joined), lambda view, event: Handled(view))
+    view = project(None, created).view
+
+    change = project(view, EventEnvelope.wrap(joined, correlation_id="c", causation_id="c"))
+
+    assert change.view.version == 2
