@@ -21,7 +21,7 @@ from redis import Redis
 
 from arena.extensions import db
 from arena.local_secrets import write_once
-from arena.messaging.celery import celery_init_app
+from arena.messaging.celery_setup import celery_init_app
 from arena.messaging.finished_tasks import FinishedTasks
 from arena.messaging.publishers import Publishers
 from arena.persistence.idempotency_keys import ReplySealer

@@ -1,12 +1,11 @@
 """A board as it is stored and carried: its canonical encoding (`Board.canonical_bytes`) in an
 LZ4 frame, base64 inside JSON (a snapshot).
 
-LZ4 because every tick decompresses its board and compresses the next on the write side: zlib
-at level 1 cost about eleven times the CPU (1.2 ms against 0.1 ms for a 64 x 64 board here) for
-30 % fewer bytes. A frame starts with LZ4's magic number and a
-zlib stream never does, so boards and snapshots stored as zlib streams before the switch still
-decode. Pure code like the simulation (the standard library, numpy and lz4): the service layer
-seals each tick's board with it.
+LZ4 because every tick decompresses its board and compresses the next on the write side, and
+zlib cost several times the CPU for a modest saving in bytes (docs/benchmarks.md). A frame starts
+with LZ4's magic number and a zlib stream never does, so boards and snapshots stored as zlib
+streams before the switch still decode. Pure code like the simulation (the standard library,
+numpy and lz4): the service layer seals each tick's board with it.
 """
 
 from __future__ import annotations

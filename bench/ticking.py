@@ -34,7 +34,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
 from arena.bootstrap import components
-from arena.messaging.celery import relay_queue
+from arena.messaging.celery_setup import relay_queue
 from arena.settings import Settings
 from bench.client import start_client
 from bench.cpu import (

@@ -27,7 +27,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from arena.domain.envelope import EventEnvelope
-from arena.messaging.celery import relay_queue
+from arena.messaging.celery_setup import relay_queue
 from arena.settings import Settings
 from harness.processes import (
     Supervisor,

@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from arena import create_app
 from arena.extensions import db
-from arena.messaging.celery import relay_queue
+from arena.messaging.celery_setup import relay_queue
 from arena.messaging.kafka import admin_client, ensure_topics, kafka_reachable
 from arena.messaging.queues import BROKER_TIMEOUT_SECONDS
 from arena.settings import Settings

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 
 from arena.extensions import db
-from arena.messaging.celery import PURGE_IDEMPOTENCY_TASK
+from arena.messaging.celery_setup import PURGE_IDEMPOTENCY_TASK
 from arena.persistence.connections import pooled_connection
 from arena.persistence.idempotency_keys import purge_expired
 

@@ -13,7 +13,7 @@ from celery import shared_task
 
 from arena.bootstrap import components
 from arena.extensions import db
-from arena.messaging.celery import PRUNE_OUTBOX_TASK, RELAY_TASK
+from arena.messaging.celery_setup import PRUNE_OUTBOX_TASK, RELAY_TASK
 from arena.outbox.operations import prune_published
 from arena.outbox.relay import RelayPolicy, relay_pending, relay_until
 from arena.outbox.wakeups import OutboxListener

@@ -22,7 +22,7 @@ from celery.exceptions import Reject, Retry
 
 from arena import telemetry
 from arena.bootstrap import components
-from arena.messaging.celery import PROJECT_TASK
+from arena.messaging.celery_setup import PROJECT_TASK
 from arena.messaging.records import ReceivedRecord
 from arena.readmodel.intake import POISON, RETRYABLE, apply_one, dead_letter, project_batch
 from arena.readmodel.writer import EventOutOfOrder

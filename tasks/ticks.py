@@ -15,7 +15,7 @@ from arena import telemetry
 from arena.bootstrap import components
 from arena.domain.errors import Conflict
 from arena.extensions import db
-from arena.messaging.celery import MAKE_DUE_TICKS_TASK, SCHEDULE_TICKS_TASK
+from arena.messaging.celery_setup import MAKE_DUE_TICKS_TASK, SCHEDULE_TICKS_TASK
 from arena.persistence.connections import pooled_connection
 from arena.persistence.tick_leases import batches, claim_due, release, set_aside
 from arena.services.bus import CommandBus

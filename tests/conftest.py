@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from arena import create_app
 from arena.bootstrap import components
-from arena.messaging.celery import relay_queue
+from arena.messaging.celery_setup import relay_queue
 from arena.messaging.kafka import ensure_topics
 from arena.settings import Settings
 from harness.services import delete_celery_queues, isolated_settings, libpq_dsn

@@ -24,7 +24,7 @@ from arena.bootstrap import components
 from arena.extensions import db
 from arena.http.polled import Polled, Unavailable
 from arena.http.problems import RETRY_AFTER_SECONDS, refuse
-from arena.messaging.celery import relay_queue
+from arena.messaging.celery_setup import relay_queue
 from arena.messaging.lag import KafkaOffsets
 from arena.messaging.queues import BrokerQueues
 from arena.outbox.operations import COUNT_CAP, outbox_status

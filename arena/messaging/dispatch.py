@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from amqp.exceptions import PreconditionFailed
 
-from arena.messaging.celery import PROJECT_TASK
+from arena.messaging.celery_setup import PROJECT_TASK
 from arena.messaging.records import ReceivedRecord
 
 log = logging.getLogger(__name__)

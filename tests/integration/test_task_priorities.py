@@ -8,7 +8,7 @@ from flask import Flask
 from kombu import Consumer, Message, Queue
 
 from arena.bootstrap import components
-from arena.messaging.celery import MAKE_DUE_TICKS_TASK, PROJECT_TASK
+from arena.messaging.celery_setup import MAKE_DUE_TICKS_TASK, PROJECT_TASK
 from arena.settings import Settings
 from harness.services import delete_celery_queues
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from arena.messaging import celery
+from arena.messaging import celery_setup
 from arena.settings import _VARIABLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def test_every_path_the_docs_quote_exists() -> None:
 
 
 def test_every_task_the_docs_name_is_a_task() -> None:
-    names = {value for name, value in vars(celery).items() if name.endswith("_TASK")}
+    names = {value for name, value in vars(celery_setup).items() if name.endswith("_TASK")}
     unknown = {
         f"{doc.relative_to(ROOT)}: {task}"
         for doc in DOCS

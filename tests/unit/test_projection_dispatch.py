@@ -11,7 +11,7 @@ import pytest
 from amqp.exceptions import PreconditionFailed
 from kombu.exceptions import OperationalError
 
-from arena.messaging.celery import PROJECT_TASK
+from arena.messaging.celery_setup import PROJECT_TASK
 from arena.messaging.dispatch import (
     FIRST_PAUSE_SECONDS,
     MAX_PAUSE_SECONDS,
