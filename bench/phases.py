@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from arena.bootstrap import components
 from bench.capacity import capacity_rows
 from bench.compare import Measure
 from bench.cpu import CpuMeter, Usage, flag_busy
@@ -31,6 +30,7 @@ from bench.replay import projection_run, wait_for_empty_outbox
 from bench.soak import soak
 from bench.table import Row
 from bench.ticks import tick_path
+from bench.tree_views import TreeViews
 from bench.workload import (
     READERS,
     Answer,
@@ -63,6 +63,7 @@ class TreeSession:
     args: argparse.Namespace
     run: Run
     app: Flask
+    views: TreeViews  # the read model as this tree lays it out
     processes: Processes
     meter: CpuMeter
     ports: Ports
@@ -95,9 +96,8 @@ def live_phases(session: TreeSession) -> None:
         session.meter,
     )
     rows, tasks = session.rows, session.tasks
-    views = components(session.app).views
     deadline = time.monotonic() + args.phase_deadline
-    visibility = Visibility(views)
+    visibility = Visibility(session.views)
     arrivals = KafkaArrivals(run.settings, 5 * args.phase_deadline)
     readers = Readers(ports.reads, deadline)
     depth = QueueDepthProbe(run.settings, session.queues)
@@ -237,7 +237,7 @@ def later_phases(session: TreeSession, consumers: list[str], consumer_argv: list
     wait_for_empty_outbox(run, processes, args.phase_deadline)
     row, replay_usage = projection_run(
         run,
-        session.app,
+        session.views,
         processes,
         session.meter,
         session.tasks,

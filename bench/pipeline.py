@@ -68,6 +68,7 @@ import click
 from flask import Flask
 from sqlalchemy.engine import make_url
 
+from arena.bootstrap import components
 from arena.settings import Settings
 from bench.brokers import broker_name, queue_remover
 from bench.capacity import TARGET_P99_MS
@@ -82,6 +83,7 @@ from bench.processes import READ_SERVER_THREADS, Ports, Processes, start_pipelin
 from bench.procfile import plan
 from bench.replay import replay_group
 from bench.table import Row, machine_lines
+from bench.tree_views import TreeViews
 from bench.trees import Tree, baseline_tree, current_tree
 from harness.processes import free_port
 from harness.resources import (
@@ -237,10 +239,11 @@ def measure_tree(args: argparse.Namespace, tree: Tree, workdir: Path) -> TreeRun
         tree.prepare(run.settings, processes.logs / "setup.log")
         apps.append(make_app(run.settings))
         ports = Ports(free_port(), free_port())
+        report = tree.probe(run.settings)
         pipeline = plan(
             tree,
             tree.environment(run.settings),
-            tree.probe(run.settings),
+            report,
             tree.probe(None),
             run_id=run_id,
             worker_prefix=run.worker_prefix,
@@ -254,8 +257,11 @@ def measure_tree(args: argparse.Namespace, tree: Tree, workdir: Path) -> TreeRun
         click.echo(f"starting {', '.join(s.name for s in pipeline.specs)} and a reads gunicorn…")
         start_pipeline(processes, pipeline, ports, run.settings)
         tasks = TaskEvents(apps[0], run.worker_prefix, queues)
+        views = TreeViews(
+            components(apps[0]).views.redis, run.settings.read_model_prefix, report["view_key"]
+        )
         session = TreeSession(
-            args, run, apps[0], processes, meter, ports, queues, disturbances, tasks
+            args, run, apps[0], views, processes, meter, ports, queues, disturbances, tasks
         )
         session.details.append(
             f"{tree.name}: set-up (database, migrations, topics, processes ready) "

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.trees import CeleryReport, Tree
+from bench.trees import Tree, TreeReport
 from harness.processes import BIN
 
 RELAY_TASK = "tasks.relay.publish_outbox"  # literal: the baseline may lack the constants' module
@@ -141,7 +141,7 @@ def _kind(argv: list[str]) -> str | None:
     return None
 
 
-def _queue_map(bench: CeleryReport, production: CeleryReport) -> dict[str, str]:
+def _queue_map(bench: TreeReport, production: TreeReport) -> dict[str, str]:
     """Production queue name → the run's, for Procfiles that spell queue names out."""
     mapping = {production["default_queue"]: bench["default_queue"]}
     for task, queue in production["routes"].items():
@@ -153,8 +153,8 @@ def _queue_map(bench: CeleryReport, production: CeleryReport) -> dict[str, str]:
 def plan(
     tree: Tree,
     environment: Mapping[str, str],
-    bench: CeleryReport,
-    production: CeleryReport,
+    bench: TreeReport,
+    production: TreeReport,
     *,
     run_id: str,
     worker_prefix: str,

@@ -10,10 +10,8 @@ import time
 
 import click
 import psycopg
-from flask import Flask
 from redis.exceptions import RedisError
 
-from arena.bootstrap import components
 from arena.settings import Settings
 from bench.backlog import pending_rows
 from bench.cpu import CpuMeter, flag_busy
@@ -22,6 +20,7 @@ from bench.probes import TaskEvents
 from bench.processes import REPLAY_CONSUMER, Processes
 from bench.procfile import PROJECT_TASK
 from bench.table import Row
+from bench.tree_views import TreeViews
 from harness.resources import Run
 from harness.stats import percentiles
 
@@ -55,7 +54,7 @@ def write_model_versions(run: Run) -> dict[str, int]:
 
 def projection_run(
     run: Run,
-    app: Flask,
+    views: TreeViews,
     processes: Processes,
     meter: CpuMeter,
     tasks: TaskEvents,
@@ -67,7 +66,6 @@ def projection_run(
     settings = dataclasses.replace(run.settings, kafka_consumer_group=replay_group(run.settings))
     targets = write_model_versions(run)
     total = sum(targets.values())
-    views = components(app).views
     until_redis = time.monotonic() + deadline_seconds
     while True:  # the read model may be restarting (another engineer's tests)
         try:

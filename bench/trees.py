@@ -36,7 +36,7 @@ ensure_topics(Settings.from_env())
 """
 
 
-class CeleryReport(TypedDict):
+class TreeReport(TypedDict):
     """What bench/probe_tree.py prints of a tree: where its code came from and where its Celery
     tasks go under the environment it was given."""
 
@@ -45,6 +45,7 @@ class CeleryReport(TypedDict):
     routes: dict[str, str]  # task name → queue
     default_queues: list[str]  # what a worker started without -Q consumes
     default_queue: str
+    view_key: str  # an arena's view key, with bench/tree_views.py's placeholders
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Tree:
         self.run(flask_command("db", "upgrade"), settings, log)
         self.run([sys.executable, "-c", ENSURE_TOPICS], settings, log)
 
-    def probe(self, settings: Settings | None) -> CeleryReport:
+    def probe(self, settings: Settings | None) -> TreeReport:
         """Routes of the tree's Celery tasks under `settings` (None: the caller's environment,
         as `make run` would see it), after checking the tree's code is what gets imported."""
         done = run_to_end(
@@ -91,7 +92,7 @@ class Tree:
             raise RuntimeError(
                 f"{self.name}: probing its Celery app failed:\n{done.stderr[-2000:]}"
             )
-        report: CeleryReport = json.loads(done.stdout.strip().splitlines()[-1])
+        report: TreeReport = json.loads(done.stdout.strip().splitlines()[-1])
         for module in ("arena", "tasks"):
             if not Path(report[module]).resolve().is_relative_to(self.root.resolve()):
                 raise RuntimeError(

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import click
 from redis.exceptions import RedisError
 
-from arena.readmodel.store import ArenaViews
 from bench.processes import Processes
+from bench.tree_views import TreeViews
 from harness.httpclient import call
 from harness.script import API, SCRIPT, Session, command_request
 
@@ -172,7 +172,7 @@ class Visibility(threading.Thread):
     """Polls the read model (one MGET) for the arenas with commands not yet applied, and notes the
     moment each command's version shows. Cheaper and finer-grained than HTTP reads."""
 
-    def __init__(self, views: ArenaViews) -> None:
+    def __init__(self, views: TreeViews) -> None:
         super().__init__(name="visibility", daemon=True)
         self._views = views
         self._lock = threading.Lock()
