@@ -2,7 +2,7 @@
 # Starts and stops the project's real backing services on loopback, without Docker:
 #   PostgreSQL (Debian's package, own cluster), RabbitMQ (Debian's package, own node; the Celery
 #   broker), Redis (Debian's package; the read model), Apache Kafka (KRaft, from Maven Central jars
-#   collected by infra/kafka/pom.xml).
+#   collected by infra/kafka/pom.xml; started by `python -m stack kafka … --topology single`).
 #
 # Usage: scripts/services.sh up|down|status
 #            start-postgres|stop-postgres|start-rabbitmq|stop-rabbitmq|start-readmodel|stop-readmodel
@@ -24,7 +24,8 @@
 #                   stdout/stderr), kafka/server.log
 #
 # Ports (environment): PGPORT (5432), RABBITMQ_PORT (5672; Erlang distribution RABBITMQ_PORT+20000,
-# epmd 4369), READMODEL_REDIS_PORT (6380), KAFKA_PORT (9092; controller = KAFKA_PORT+1).
+# epmd 4369), READMODEL_REDIS_PORT (6380), KAFKA_PORT (9092; controller = KAFKA_PORT+1; read by
+# python -m stack with KAFKA_HEAP, KAFKA_TIMEOUT and KAFKA_STOP_TIMEOUT).
 # Connection settings for the application (with the default ports; PW: from var/credentials,
 # which arena/settings.py reads when CELERY_BROKER_URL / REDIS_URL are left empty):
 #   postgresql://arena:arena@127.0.0.1:5432/arena    (role arena may create databases)
@@ -51,15 +52,10 @@ READMODEL_REDIS_PORT="${READMODEL_REDIS_PORT:-6380}"
 # The read model's memory cap: past it writes fail (noeviction), never a view silently evicted;
 # projections retry, and /metrics' arena_read_model_memory_used_ratio warns before (operations.md).
 READMODEL_REDIS_MAXMEMORY="${READMODEL_REDIS_MAXMEMORY:-1gb}"
-KAFKA_PORT="${KAFKA_PORT:-9092}"
-CONTROLLER_PORT=$((KAFKA_PORT + 1))
 
 PG_TIMEOUT="${PG_TIMEOUT:-30}"
 REDIS_TIMEOUT="${REDIS_TIMEOUT:-30}"
 RABBITMQ_TIMEOUT="${RABBITMQ_TIMEOUT:-60}"
-KAFKA_TIMEOUT="${KAFKA_TIMEOUT:-60}"
-KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
-KAFKA_HEAP="${KAFKA_HEAP:--Xms512m -Xmx512m}"
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -162,6 +158,16 @@ ensure_dirs() {
     mkdir -p "$VAR" "$LOG_DIR" "$RUN_DIR"
     chmod 755 "$VAR" "$LOG_DIR" "$RUN_DIR"
 }
+
+# The Python for what this script runs in Python (the credentials, `python -m stack kafka`): the
+# venv's when it exists, else the system's; both need only the standard library.
+PYTHON=""
+for candidate in "$ROOT/.venv/bin/python" /usr/bin/python3 "$(command -v python3 || true)"; do
+    if [[ -n $candidate && -x $candidate ]]; then
+        PYTHON="$candidate"
+        break
+    fi
+done
 
 # credential NAME: a password from var/credentials, which is made on first use by the same code
 # that makes it when the application gets there first (arena/local_secrets.py; -I: nothing but
@@ -651,176 +657,21 @@ status_rabbitmq() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Kafka
+# Kafka: one combined broker+controller node (KRaft), the `single` topology of stack/topology.py.
+# `python -m stack kafka` starts, stops and reports it, as it does the three nodes of
+# `make cluster-kafka`: Java 17+ and the jars (Maven, once, into var/kafka/lib) on first use, the
+# node's server.properties derived from the topology, its storage formatted once, the JVM in a
+# session of its own, ready when it answers a real Metadata request. The package needs only the
+# standard library, so the Python picked above runs it before .venv exists. KAFKA_PORT,
+# KAFKA_HEAP, KAFKA_TIMEOUT and KAFKA_STOP_TIMEOUT reach it through the environment.
 
-KAFKA_INFRA="$ROOT/infra/kafka"
-KAFKA_HOME="$VAR/kafka"
-KAFKA_LIB="$KAFKA_HOME/lib"
-KAFKA_DATA="$KAFKA_HOME/data"
-KAFKA_PROPS="$KAFKA_HOME/server.properties"
-KAFKA_PID="$RUN_DIR/kafka.pid"
-KAFKA_LOG="$LOG_DIR/kafka.log"
-KAFKA_LOG_DIR="$LOG_DIR/kafka"
-
-java_major() {
-    command -v java >/dev/null || {
-        echo 0
-        return
-    }
-    java -version 2>&1 | awk -F'"' '/version/ { split($2, v, "."); print (v[1] == "1" ? v[2] : v[1]); exit }'
+stack_kafka() {
+    [[ -n $PYTHON ]] || die kafka "python3 (3.11+) is needed to run Kafka (python -m stack)"
+    (cd "$ROOT" && "$PYTHON" -m stack kafka "$@" --topology single)
 }
-
-kafka_ensure_java() {
-    if (($(java_major) < 17)); then
-        apt_install openjdk-17-jre-headless
-        (($(java_major) >= 17)) || die kafka "Java 17+ is required (java on PATH is $(java_major))"
-    fi
-}
-
-# The broker's classpath: collected once by Maven; a stamp holding the pom's hash marks it complete.
-kafka_ensure_libs() {
-    local want have=""
-    want="$(sha256sum <"$KAFKA_INFRA/pom.xml" | cut -d' ' -f1)"
-    [[ -f $KAFKA_LIB/.stamp ]] && have="$(cat "$KAFKA_LIB/.stamp")"
-    [[ $want == "$have" ]] && return 0
-    command -v mvn >/dev/null || apt_install maven
-    log kafka "collecting the broker jars with Maven into $KAFKA_LIB (output in var/log/maven.log)"
-    rm -rf "$KAFKA_LIB"
-    mvn -B -q -Dstyle.color=never -f "$KAFKA_INFRA/pom.xml" package -Dkafka.lib.dir="$KAFKA_LIB" \
-        >"$LOG_DIR/maven.log" 2>&1 || {
-        show_tail "$LOG_DIR/maven.log"
-        die kafka "Maven could not collect the Kafka jars"
-    }
-    echo "$want" >"$KAFKA_LIB/.stamp"
-}
-
-kafka_render_props() {
-    local t
-    t="$(<"$KAFKA_INFRA/server.properties.in")"
-    t="${t//@LOG_DIRS@/"$KAFKA_DATA"}"
-    t="${t//@KAFKA_PORT@/"$KAFKA_PORT"}"
-    t="${t//@CONTROLLER_PORT@/"$CONTROLLER_PORT"}"
-    printf '%s\n' "$t" >"$KAFKA_PROPS"
-}
-
-kafka_java() {
-    java -cp "$KAFKA_LIB/*" -Dlog4j2.configurationFile="$KAFKA_INFRA/log4j2.yaml" \
-        -Dkafka.logs.dir="$KAFKA_LOG_DIR" "$@"
-}
-
-# Formats the storage once (cluster id generated once, kept in var/kafka/cluster.id).
-kafka_format() {
-    local id
-    # Already formatted. (Starting it later on other ports works too: tried, single voter.)
-    [[ -f $KAFKA_DATA/meta.properties ]] && return 0
-    if [[ ! -s $KAFKA_HOME/cluster.id ]]; then
-        kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_LOG" | tail -n 1 >"$KAFKA_HOME/cluster.id"
-    fi
-    id="$(cat "$KAFKA_HOME/cluster.id")"
-    [[ $id =~ ^[A-Za-z0-9_-]{22}$ ]] || die kafka "bad cluster id '$id' in $KAFKA_HOME/cluster.id"
-    log kafka "formatting storage (cluster id $id)"
-    kafka_java kafka.tools.StorageTool format -t "$id" -c "$KAFKA_PROPS" --standalone -g \
-        >>"$KAFKA_LOG" 2>&1 || {
-        show_tail "$KAFKA_LOG"
-        die kafka "storage format failed"
-    }
-}
-
-kafka_pid() {
-    local pid="" p
-    [[ -f $KAFKA_PID ]] && pid="$(cat "$KAFKA_PID" 2>/dev/null || true)"
-    if [[ -n $pid ]] && pid_matches "$pid" "$KAFKA_PROPS"; then
-        echo "$pid"
-        return 0
-    fi
-    # No (valid) pid file: look for a broker started with our own properties file.
-    for p in /proc/[0-9]*; do
-        p="${p#/proc/}"
-        if pid_matches "$p" "kafka.Kafka $KAFKA_PROPS"; then
-            echo "$p"
-            return 0
-        fi
-    done
-}
-kafka_alive() { [[ -n "$(kafka_pid)" ]]; }
-
-PYTHON=""
-for candidate in "$ROOT/.venv/bin/python" /usr/bin/python3 "$(command -v python3 || true)"; do
-    if [[ -n $candidate && -x $candidate ]]; then
-        PYTHON="$candidate"
-        break
-    fi
-done
-
-# Ready = a real Kafka Metadata request is answered with a registered broker (stdlib Python).
-# Without any Python: the port accepts connections and our broker logged that it started.
-kafka_answers() {
-    if [[ -n $PYTHON ]]; then
-        "$PYTHON" "$KAFKA_INFRA/kafka_ready.py" 127.0.0.1 "$KAFKA_PORT" >/dev/null 2>&1
-    else
-        port_open "$KAFKA_PORT" && grep -qs "Kafka Server started" "$KAFKA_LOG_DIR/server.log"
-    fi
-}
-
-start_kafka() {
-    local pid
-    ensure_dirs
-    if kafka_answers; then
-        log kafka "already up on 127.0.0.1:$KAFKA_PORT"
-        return 0
-    fi
-    if pid="$(kafka_pid)" && [[ -n $pid ]]; then
-        log kafka "pid $pid is starting; waiting for it"
-        wait_for kafka "$KAFKA_TIMEOUT" kafka_answers kafka_alive "$KAFKA_LOG_DIR/server.log" "$KAFKA_LOG"
-        log kafka "up on 127.0.0.1:$KAFKA_PORT"
-        return 0
-    fi
-    for pid in "$KAFKA_PORT" "$CONTROLLER_PORT"; do
-        ! port_open "$pid" || die kafka "port $pid is taken by another program; choose another KAFKA_PORT"
-    done
-    kafka_ensure_java
-    mkdir -p "$KAFKA_HOME" "$KAFKA_DATA" "$KAFKA_LOG_DIR"
-    kafka_ensure_libs
-    kafka_render_props
-    kafka_format
-    log kafka "starting on 127.0.0.1:$KAFKA_PORT (controller $CONTROLLER_PORT)"
-    # setsid: own session, so the broker outlives the shell (and its process group) that ran `up`.
-    # shellcheck disable=SC2086 # KAFKA_HEAP is a list of JVM options
-    (cd "$KAFKA_HOME" && exec nohup setsid java $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true -cp "$KAFKA_LIB/*" \
-        -Dlog4j2.configurationFile="$KAFKA_INFRA/log4j2.yaml" -Dkafka.logs.dir="$KAFKA_LOG_DIR" \
-        kafka.Kafka "$KAFKA_PROPS" >>"$KAFKA_LOG" 2>&1 </dev/null) &
-    echo $! >"$KAFKA_PID"
-    wait_for kafka "$KAFKA_TIMEOUT" kafka_answers kafka_alive "$KAFKA_LOG_DIR/server.log" "$KAFKA_LOG"
-    # Record the JVM's own pid (the launcher may have forked).
-    kafka_pid >"$KAFKA_PID"
-    log kafka "up on 127.0.0.1:$KAFKA_PORT (pid $(cat "$KAFKA_PID"))"
-}
-
-stop_kafka() {
-    local pid
-    pid="$(kafka_pid || true)"
-    if [[ -z $pid ]]; then
-        kafka_answers && warn kafka "a broker answers on 127.0.0.1:$KAFKA_PORT but was not started from $VAR; left alone"
-        log kafka "not running"
-        rm -f "$KAFKA_PID"
-        return 0
-    fi
-    log kafka "stopping pid $pid (SIGTERM, up to ${KAFKA_STOP_TIMEOUT}s)"
-    kill -TERM "$pid" 2>/dev/null || true
-    wait_exit kafka "$pid" "$KAFKA_STOP_TIMEOUT"
-    rm -f "$KAFKA_PID"
-    log kafka "stopped"
-}
-
-status_kafka() {
-    if kafka_answers; then
-        printf '%-9s up    127.0.0.1:%-6s pid %s\n' kafka "$KAFKA_PORT" "$(or_dash "$(kafka_pid || true)")"
-        return 0
-    fi
-    printf '%-9s down  127.0.0.1:%-6s pid %s\n' kafka "$KAFKA_PORT" "$(or_dash "$(kafka_pid || true)")"
-    return 1
-}
+start_kafka() { stack_kafka up; }
+stop_kafka() { stack_kafka down; }
+status_kafka() { stack_kafka status; }
 
 # ---------------------------------------------------------------------------------------------
 

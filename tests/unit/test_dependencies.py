@@ -4,6 +4,9 @@ The domain imports no framework and nothing outside itself; the service layer kn
 nor PostgreSQL; the simulation is numpy and the standard library; `arena` never imports `tasks`
 (it sends tasks by name). The tests and the benchmarks share the harness and nothing else:
 neither imports the other, the harness imports neither, and production code never imports it.
+The stack (the services, described once per topology) and the application know nothing of each
+other: the application reads its settings from the environment; the stack runs on the standard
+library alone, so that scripts/services.sh can run it before .venv exists.
 """
 
 from __future__ import annotations
@@ -110,3 +113,35 @@ def test_tests_and_benchmarks_share_only_the_harness_which_production_code_never
     }
 
     assert {module: names for module, names in importing.items() if names} == {}
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("arena", {"stack"}),
+        ("tasks", {"stack"}),
+        ("stack", {"arena", "tasks", "harness", "bench", "tests"}),
+    ],
+)
+def test_the_stack_and_the_application_never_import_each_other(package, forbidden):
+    importing = {
+        module: sorted(name for name in names if name.split(".")[0] in forbidden)
+        for module, names in imports_of(package).items()
+    }
+
+    assert {module: names for module, names in importing.items() if names} == {}
+
+
+def test_the_stack_needs_the_standard_library_alone_but_to_describe_the_partitions():
+    outside = {
+        module: sorted(
+            name
+            for name in names
+            if name.split(".")[0] not in sys.stdlib_module_names | {"stack", "__future__"}
+        )
+        for module, names in imports_of("stack").items()
+    }
+
+    assert {module: names for module, names in outside.items() if names} == {
+        "stack/kafka_describe.py": ["kafka"]
+    }

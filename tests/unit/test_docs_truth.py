@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # A quoted path into the tree, such as `arena/outbox/relay.py` or `tests/e2e/`.
 QUOTED_PATH = re.compile(
-    r"`((?:arena|tasks|bench|harness|tests|scripts|infra|migrations|docs)/[\w/.]*)`"
+    r"`((?:arena|tasks|bench|harness|stack|tests|scripts|infra|migrations|docs)/[\w/.]*)`"
 )
 # A quoted Celery task name, such as `tasks.relay.publish_outbox`.
 QUOTED_TASK = re.compile(r"`(tasks\.\w+\.\w+)`")
