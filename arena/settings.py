@@ -28,6 +28,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "kafka_events_topic": ("KAFKA_EVENTS_TOPIC", "arena.events"),
     "kafka_dlq_topic": ("KAFKA_DLQ_TOPIC", "arena.events.dlq"),
     "kafka_events_partitions": ("KAFKA_EVENTS_PARTITIONS", "6"),
+    "kafka_replication_factor": ("KAFKA_REPLICATION_FACTOR", "1"),
     "kafka_consumer_group": ("KAFKA_CONSUMER_GROUP", "arena-projections"),
     "kafka_session_timeout_seconds": ("KAFKA_SESSION_TIMEOUT_SECONDS", "10"),
     "outbox_relay_interval_seconds": ("OUTBOX_RELAY_INTERVAL_SECONDS", "1.0"),
@@ -125,6 +126,9 @@ class Settings:
     kafka_events_topic: str
     kafka_dlq_topic: str
     kafka_events_partitions: int
+    # Copies of each partition of the events and DLQ topics (one per node of a cluster); a write
+    # is acknowledged once a majority holds it (min.insync.replicas: 2 of 3).
+    kafka_replication_factor: int
     kafka_consumer_group: str
     kafka_session_timeout_seconds: float
     outbox_relay_interval_seconds: float

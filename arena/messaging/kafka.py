@@ -89,38 +89,88 @@ def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition
     return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
 
+def min_insync_replicas(replicas: int) -> int:
+    """How many copies hold a record before the broker acknowledges it (acks=all): a majority, so
+    that with 3 replicas one broker may be lost and every acknowledged record is still on another
+    (1 of 1, 2 of 3). The brokers of stack/topology.py default to the same."""
+    return replicas // 2 + 1
+
+
+def topic_config(replicas: int) -> dict[str, str]:
+    """The events and DLQ topics' settings, for a topic with `replicas` copies of each partition.
+    A replica that fell behind never becomes leader (no unclean election): a failover may refuse
+    writes for a moment, never drop acknowledged ones."""
+    return {
+        **EVENTS_TOPIC_CONFIG,
+        "min.insync.replicas": str(min_insync_replicas(replicas)),
+        "unclean.leader.election.enable": "false",
+    }
+
+
 def ensure_topics(settings: Settings) -> None:
-    """Create the events and DLQ topics if missing (the broker does not auto-create them)."""
+    """Create the events and DLQ topics if missing (the broker does not auto-create them), with
+    KAFKA_REPLICATION_FACTOR copies of each partition; set the settings of those that exist.
+
+    Kafka never changes an existing topic's replication by itself: one made with fewer copies
+    keeps them (a warning says so; reassign its partitions to add copies), and gets the
+    `min.insync.replicas` its own copies allow, so that it stays writable."""
+    replicas = settings.kafka_replication_factor
+    partitions = {settings.kafka_events_topic: settings.kafka_events_partitions}
+    partitions[settings.kafka_dlq_topic] = 1
     admin = admin_client(settings, "arena-admin")
     try:
-        wanted = [
-            NewTopic(
-                settings.kafka_events_topic,
-                settings.kafka_events_partitions,
-                1,
-                topic_configs=EVENTS_TOPIC_CONFIG,
-            ),
-            NewTopic(settings.kafka_dlq_topic, 1, 1, topic_configs=EVENTS_TOPIC_CONFIG),
-        ]
         existing = set(admin.list_topics())
-        missing = [topic for topic in wanted if topic.name not in existing]
+        missing = [
+            NewTopic(name, count, replicas, topic_configs=topic_config(replicas))
+            for name, count in partitions.items()
+            if name not in existing
+        ]
         if missing:
             # Another process may create them between our look and our request.
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            log.info("created Kafka topic(s) %s", ", ".join(topic.name for topic in missing))
-        older = [topic for topic in wanted if topic.name in existing]
+            log.info(
+                "created Kafka topic(s) %s with %d replica(s) each",
+                ", ".join(topic.name for topic in missing),
+                replicas,
+            )
+        older = [name for name in partitions if name in existing]
         if older:  # made by an earlier version, perhaps with a smaller message limit
+            copies = _replicas(admin, older)
+            for name in older:
+                if copies.get(name, replicas) != replicas:
+                    log.warning(
+                        "Kafka topic %s has %d replica(s), KAFKA_REPLICATION_FACTOR asks for %d:"
+                        " Kafka keeps a topic's replication; reassign its partitions to change it",
+                        name,
+                        copies[name],
+                        replicas,
+                    )
             admin.alter_configs(
                 [
                     ConfigResource(
-                        ConfigResourceType.TOPIC, topic.name, configs=EVENTS_TOPIC_CONFIG
+                        ConfigResourceType.TOPIC,
+                        name,
+                        configs=topic_config(copies[name])
+                        if name in copies
+                        else EVENTS_TOPIC_CONFIG,
                     )
-                    for topic in older
+                    for name in older
                 ]
             )
     finally:
         admin.close()
+
+
+def _replicas(admin: KafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    """Each topic's replication factor, as its partitions' replica lists say (absent when the
+    broker told none)."""
+    found = {}
+    for topic in admin.describe_topics(topics):
+        copies = [len(partition["replica_nodes"]) for partition in topic["partitions"]]
+        if copies and min(copies) > 0:
+            found[topic["name"]] = min(copies)
+    return found
 
 
 def kafka_reachable(settings: Settings, timeout_seconds: float = 2.0) -> bool:
