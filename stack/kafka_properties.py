@@ -55,6 +55,7 @@ def server_properties(kafka: KafkaTopology, node: KafkaNode) -> dict[str, str]:
         "transaction.state.log.num.partitions": internal_partitions,
         "share.coordinator.state.topic.replication.factor": replicas,
         "share.coordinator.state.topic.min.isr": insync,
+        "broker.session.timeout.ms": str(kafka.broker_session_timeout_ms),
         # Consumers join at once instead of waiting 3 s for more members.
         "group.initial.rebalance.delay.ms": "0",
         # The application creates its topics itself (with their own settings).

@@ -85,6 +85,8 @@ class KafkaTopology:
     jvm_options: tuple[str, ...]
     network_threads: int
     io_threads: int
+    # A broker silent this long is fenced and its partitions led elsewhere: the failover's length.
+    broker_session_timeout_ms: int
 
     def __post_init__(self) -> None:
         ids = [node.node_id for node in self.nodes]
@@ -159,6 +161,7 @@ def single(
         jvm_options=JVM_OPTIONS,
         network_threads=2,
         io_threads=4,
+        broker_session_timeout_ms=9000,  # Kafka's default; alone, there is no one to fail over to
     )
     return Topology("single", root, kafka)
 
@@ -188,6 +191,10 @@ def cluster(root: Path, heap: tuple[str, ...] = CLUSTER_HEAP) -> Topology:
         jvm_options=JVM_OPTIONS + CLUSTER_JVM_OPTIONS,
         network_threads=2,
         io_threads=2,
+        # Leadership moves within ~6 s of a node's death, inside the relay producer's 10 s
+        # delivery timeout (arena/messaging/kafka.py); at Kafka's 9 s a send in flight at the
+        # death could time out first and be sent again. Heartbeats go every 2 s (the default).
+        broker_session_timeout_ms=6000,
     )
     return Topology("cluster", root, kafka)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from arena.messaging.kafka import min_insync_replicas, topic_config
+from arena.messaging.kafka import KAFKA_TIMEOUT_MS, min_insync_replicas, topic_config
 from arena.settings import Settings
 from stack.kafka_properties import render, server_properties
 from stack.topology import (
@@ -167,3 +167,10 @@ def test_the_brokers_and_the_application_agree_on_the_majority(replicas: int) ->
 def test_the_application_topics_never_elect_a_replica_that_fell_behind() -> None:
     assert topic_config(3)["unclean.leader.election.enable"] == "false"
     assert topic_config(1)["min.insync.replicas"] == "1"
+
+
+def test_a_dead_node_is_fenced_before_the_relays_sends_in_flight_time_out() -> None:
+    """The relay's producer gives a record 2 x KAFKA_TIMEOUT_MS to be acknowledged; leadership
+    must have moved by then, or every send in flight at a node's death is sent again."""
+    for properties in _properties(cluster(ROOT).kafka).values():
+        assert int(properties["broker.session.timeout.ms"]) + 2000 < 2 * KAFKA_TIMEOUT_MS
