@@ -26,7 +26,8 @@ export
 export FLASK_APP := app.py
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup lock audit services services-down services-status migrate run api worker beat \
+.PHONY: help setup lock audit services services-down services-status cluster-kafka \
+        cluster-kafka-down migrate run api worker beat \
         consumer flower test test-unit browser bench bench-relay bench-simulation bench-ticking chaos up down \
         lint clean
 
@@ -69,6 +70,15 @@ services-down: ## Stop the local services
 
 services-status: ## Report each local service
 	@bash scripts/services.sh status
+
+# The replicated topology on loopback (stack/topology.py), beside the single-node services; not
+# yet part of `make run` or `make test`'s services. stack needs only the standard library.
+cluster-kafka: ## Three Kafka nodes (KRaft) on 127.0.0.1:19092-19094, beside the services
+	@$(PYTHON) -m stack kafka up --topology cluster
+	@$(PYTHON) -m stack kafka status --topology cluster
+
+cluster-kafka-down: ## Stop the three Kafka nodes
+	@$(PYTHON) -m stack kafka down --topology cluster
 
 migrate: setup services ## Apply database migrations (flask db upgrade)
 	flask db upgrade
@@ -135,5 +145,5 @@ lint: setup ## ruff (lint and format) and mypy (strict on arena/, tasks/, harnes
 	ruff format --check .
 	mypy
 
-clean: services-down ## Stop services and delete .venv and var/ (all local data)
+clean: services-down cluster-kafka-down ## Stop services and delete .venv and var/ (all local data)
 	rm -rf $(VENV) var
