@@ -47,26 +47,25 @@ def apt_install(log_file: Path, *packages: str) -> None:
     """`apt-get install` as scripts/services.sh does it: root only, quiet, its output in
     `log_file`, `apt-get update` once per process."""
     global _apt_updated
+    wanted = " ".join(packages)
     if os.geteuid() != 0:
-        raise Failure("setup", f"need root to apt-get install {' '.join(packages)}")
+        raise Failure("setup", f"need root to apt-get install {wanted}; install it yourself")
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_SUSPEND": "1"}
-    commands = [["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]]
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    steps = [("apt-get install " + wanted, install)]
     if not _apt_updated:
-        commands.insert(0, ["apt-get", "update", "-q"])
+        steps.insert(0, ("apt-get update", ["apt-get", "update", "-q"]))
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    for command in commands:
-        say(
-            "setup", f"{' '.join(command[:2])} {' '.join(packages) if 'install' in command else ''}"
-        )
+    for what, command in steps:
+        say("setup", f"{what} (output in {log_file})")
         with log_file.open("ab") as out:
             done = subprocess.run(
                 command, stdout=out, stderr=subprocess.STDOUT, env=env, check=False
             )
         if done.returncode != 0:
             show_tail([log_file])
-            raise Failure("setup", f"{' '.join(command)} failed (see {log_file})")
-        if command[1] == "update":
-            _apt_updated = True
+            raise Failure("setup", f"{what} failed (see {log_file})")
+    _apt_updated = True
 
 
 def cmdline(pid: int) -> str:

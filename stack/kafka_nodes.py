@@ -264,7 +264,7 @@ def up(stack: Topology, timeout_seconds: float = START_TIMEOUT_SECONDS) -> None:
                 _spawn(stack, node)
         _wait_ready(kafka, timeout_seconds)
     for node in kafka.nodes:
-        host.say(SERVICE, f"{node.name} up on {node.address} (pid {node_pid(node)})")
+        host.say(SERVICE, f"{node.name} up on {node.address} (pid {node_pid(node) or '-'})")
 
 
 def _wait_ready(kafka: KafkaTopology, timeout_seconds: float) -> None:
