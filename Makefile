@@ -28,8 +28,8 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: help setup lock audit services services-down services-status cluster-kafka \
         cluster-kafka-down migrate run api worker beat \
-        consumer flower test test-unit browser bench bench-relay bench-simulation bench-ticking chaos up down \
-        lint clean
+        consumer flower test test-unit browser bench bench-relay bench-simulation bench-ticking chaos \
+        chaos-cluster up down lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -132,6 +132,9 @@ bench-ticking: setup services ## 100 arenas ticking on the whole pipeline: drift
 
 chaos: setup services ## One fault at a time under load: lost, applied twice, converge (docs/reliability.md)
 	python -m bench chaos
+
+chaos-cluster: setup services cluster-kafka ## The chaos matrix on the Kafka cluster: its busiest leader and controller leader SIGKILLed
+	python -m bench chaos --cluster
 
 up: ## The whole stack in Docker (needs a Docker engine with Compose v2)
 	docker compose up --build --detach

@@ -136,7 +136,15 @@ def machine_lines(settings: Settings, load_at_start: tuple[float, ...]) -> list[
         f"Python {platform.python_version()}, kafka-python {version('kafka-python')}, "
         f"Celery {version('celery')}, psycopg {version('psycopg')}, "
         f"SQLAlchemy {version('sqlalchemy')}; PostgreSQL {postgres}, RabbitMQ {rabbitmq}, "
-        f"Redis {redis_version}, Kafka {kafka} (1 KRaft node), all on 127.0.0.1",
+        f"Redis {redis_version}, Kafka {kafka} ({_kraft_nodes(settings)}), all on 127.0.0.1",
         f"Load average (1 min) {load_at_start[0]:.2f} at start, {load_now[0]:.2f} at end "
         "(the services and any other work share these cores)",
     ]
+
+
+def _kraft_nodes(settings: Settings) -> str:
+    """How many Kafka nodes the settings bootstrap from: one, or a topology's cluster."""
+    nodes = len([n for n in settings.kafka_bootstrap_servers.split(",") if n.strip()])
+    if nodes == 1:
+        return "1 KRaft node"
+    return f"{nodes} KRaft nodes, replication factor {settings.kafka_replication_factor}"

@@ -42,7 +42,14 @@ from harness.chaos_load import Accepted, RetryingLoad, send_until_answered
 from harness.faults import Fault, Lab
 from harness.pipeline import Pipeline, running_pipeline
 from harness.processes import BIN, free_port
-from harness.resources import Run, bench_settings, create_resources, drop_resources, wait_for
+from harness.resources import (
+    Run,
+    bench_settings,
+    create_resources,
+    drop_resources,
+    on_kafka,
+    wait_for,
+)
 from harness.stats import percentiles
 
 API = "/api/v1/arenas"
@@ -143,14 +150,20 @@ def chaos_pipeline(run: Run, port: int) -> Iterator[Pipeline]:
         yield pipeline
 
 
-def run_matrix(faults: Sequence[Fault], windows: Windows, workdir: Path) -> list[Outcome]:
-    """Every fault in turn on one pipeline; the resources are dropped at the end."""
+def run_matrix(
+    faults: Sequence[Fault], windows: Windows, workdir: Path, *, kafka_topology: str = "single"
+) -> list[Outcome]:
+    """Every fault in turn on one pipeline, on the Kafka of `kafka_topology` (stack/topology.py:
+    `single`, `make services`' node, or `cluster`, the three nodes, which must be up); the
+    resources are dropped at the end."""
     base = Settings.from_env()
     run_id = uuid.uuid4().hex[:8]
-    run = Run(
-        run_id, base, bench_settings(base, run_id, base.outbox_relay_interval_seconds), workdir
+    settings = bench_settings(
+        base, run_id, base.outbox_relay_interval_seconds, kafka_topology=kafka_topology
     )
-    wait_for(base, "PostgreSQL", "RabbitMQ", "Redis", "Kafka")
+    run = Run(run_id, base, settings, workdir)
+    services = on_kafka(base, kafka_topology)  # the servers the run's resources are made on
+    wait_for(services, "PostgreSQL", "RabbitMQ", "Redis", "Kafka")
     app = create_resources(run)
     port = free_port()
     outcomes: list[Outcome] = []
@@ -164,7 +177,7 @@ def run_matrix(faults: Sequence[Fault], windows: Windows, workdir: Path) -> list
                 outcomes.append(_scenario(lab, fault, windows, port, run))
                 click.echo(" | ".join(outcomes[-1].cells()), err=True)
     finally:
-        wait_for(base, "PostgreSQL", "RabbitMQ", "Redis", "Kafka")
+        wait_for(services, "PostgreSQL", "RabbitMQ", "Redis", "Kafka")
         for problem in drop_resources(run, [app]):
             click.echo(problem, err=True)
     return outcomes

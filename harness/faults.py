@@ -3,11 +3,18 @@
 A process fault kills with SIGKILL (nothing is flushed, acked or committed) and starts the
 process again a few seconds later, as `make run`'s supervisor or compose's restart policy would.
 A service fault stops the service (`scripts/services.sh`) for a while and starts it again.
+
+The faults of a topology's nodes (`TOPOLOGY_FAULTS["cluster"]`, run on the replicated stack of
+stack/topology.py) SIGKILL one node, chosen by what it leads, and start it again with `python -m
+stack … up` after the window; the recovery ends when the node is back in every in-sync replica
+set of the run's topics, so the next row never starts with a partition one loss from stopping.
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,10 +28,14 @@ from harness.pipeline import Pipeline, produce
 from harness.poison import poisoned_arena
 from harness.processes import ROOT
 from harness.waiting import wait_until
+from stack.kafka_describe import Leadership, leadership
+from stack.topology import Topology, cluster
 
 SERVICES = ROOT / "scripts" / "services.sh"
 RESTART_AFTER_SECONDS = 3.0  # how soon a supervisor starts a killed process again
 STALL_WITHIN_SECONDS = 120.0
+STACK_TIMEOUT_SECONDS = 300.0  # a node's cold start on a busy two-core machine
+IN_SYNC_WITHIN_SECONDS = 180.0  # a restarted Kafka node back in every in-sync replica set
 
 
 @dataclass
@@ -131,6 +142,91 @@ def _accept_writes(lab: Lab) -> None:
     redis.close()
 
 
+# --- the nodes of a replicated topology ------------------------------------------------------
+
+
+def stack_kafka(stack: Topology, *command: str) -> None:
+    """`python -m stack kafka COMMAND… --topology NAME`, as an operator runs it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "stack", "kafka", *command, "--topology", stack.name],
+        cwd=ROOT,
+        timeout=STACK_TIMEOUT_SECONDS,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"stack kafka {' '.join(command)}: {done.stdout}{done.stderr}")
+
+
+def _run_topics(lab: Lab) -> list[str]:
+    return [lab.settings.kafka_events_topic, lab.settings.kafka_dlq_topic]
+
+
+def busiest_leader(known: Leadership) -> int:
+    """The broker leading the most partitions of the topics asked about."""
+    return known.partitions_led().most_common(1)[0][0]
+
+
+def controller_leader(known: Leadership) -> int:
+    return known.controller_leader
+
+
+def _kill_kafka_node(stack: Topology, choose: Callable[[Leadership], int]) -> Callable[[Lab], None]:
+    def inject(lab: Lab) -> None:
+        known = leadership(stack, [lab.settings.kafka_events_topic])
+        node = choose(known)
+        led = known.partitions_led()
+        role = " and the controller leader" if node == known.controller_leader else ""
+        lab.notes.append(
+            f"killed node {node} (leading {led[node]} of {sum(led.values())} partitions{role})"
+        )
+        stack_kafka(stack, "kill", str(node))
+
+    return inject
+
+
+def _kafka_node_back(stack: Topology) -> Callable[[Lab], None]:
+    def recover(lab: Lab) -> None:
+        started = time.monotonic()
+        stack_kafka(stack, "up")  # starts the killed node only
+        serving = time.monotonic() - started
+
+        def all_in_sync() -> bool:
+            partitions = [
+                p for t in leadership(stack, _run_topics(lab)).topics for p in t["partitions"]
+            ]
+            return bool(partitions) and all(
+                set(p["isr_nodes"]) == set(p["replica_nodes"]) for p in partitions
+            )
+
+        wait_until(
+            all_in_sync,
+            deadline_seconds=IN_SYNC_WITHIN_SECONDS,
+            interval=0.5,
+            what="the restarted node back in every in-sync replica set",
+        )
+        in_sync = time.monotonic() - started
+        lab.notes.append(f"back: serving {serving:.0f} s, in sync {in_sync:.0f} s after `up`")
+
+    return recover
+
+
+def kafka_cluster_faults(stack: Topology) -> tuple[Fault, ...]:
+    return (
+        Fault(
+            "SIGKILL busiest Kafka leader",
+            _kill_kafka_node(stack, busiest_leader),
+            _kafka_node_back(stack),
+        ),
+        Fault(
+            "SIGKILL KRaft controller leader",
+            _kill_kafka_node(stack, controller_leader),
+            _kafka_node_back(stack),
+        ),
+    )
+
+
 FAULTS: dict[str, Fault] = {
     fault.name: fault
     for fault in (
@@ -153,3 +249,11 @@ FAULTS: dict[str, Fault] = {
     )
 }
 SHORT = ("SIGKILL api", "SIGKILL relay", "poison event", "read model refuses writes")
+
+# The faults of each topology's matrix. The cluster's rows for RabbitMQ, Redis, PostgreSQL, the
+# consumers, a relay worker and a network cut join this tuple as those parts of issue 25 land.
+CLUSTER_FAULTS: dict[str, Fault] = {
+    fault.name: fault for fault in (*kafka_cluster_faults(cluster(ROOT)),)
+}
+CLUSTER_SHORT = ("SIGKILL busiest Kafka leader",)
+TOPOLOGY_FAULTS: dict[str, dict[str, Fault]] = {"single": FAULTS, "cluster": CLUSTER_FAULTS}

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import os
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from harness.services import (
     isolated_settings,
     libpq_dsn,
 )
+from stack.topology import TOPOLOGIES, application_env, topology
 
 SERVICE_WAIT_SECONDS = 300  # Kafka may be mid-restart (another engineer's tests)
 DROP_DATABASE_SECONDS = 60.0  # an autovacuum worker in the run's database holds the drop up
@@ -67,13 +69,31 @@ class Run:
 UNREACHED_RATE_LIMIT = "100000/second"
 
 
-def bench_settings(base: Settings, run_id: str, relay_interval: float) -> Settings:
+def on_kafka(settings: Settings, kafka_topology: str) -> Settings:
+    """`settings` pointed at the Kafka of a topology of stack/topology.py: `single` leaves them
+    as the environment has them (`make services`' node); `cluster` gives the settings `python -m
+    stack kafka env --topology cluster` prints (its three nodes, topics made with 3 replicas)."""
+    if kafka_topology not in TOPOLOGIES:
+        raise KeyError(f"no topology {kafka_topology!r}; there are {', '.join(TOPOLOGIES)}")
+    if kafka_topology == "single":
+        return settings
+    derived = Settings.from_env(os.environ | application_env(topology(kafka_topology, ROOT)))
+    return dataclasses.replace(
+        settings,
+        kafka_bootstrap_servers=derived.kafka_bootstrap_servers,
+        kafka_replication_factor=derived.kafka_replication_factor,
+    )
+
+
+def bench_settings(
+    base: Settings, run_id: str, relay_interval: float, *, kafka_topology: str = "single"
+) -> Settings:
     """The environment's settings with every shared resource renamed after the run id, any
-    queue a newer Settings names included; rate limits far above what the load sends from its
-    one address, so the limiter's cost (a Redis round trip a command) is in the figures but it
-    never refuses."""
+    queue a newer Settings names included, on the Kafka of `kafka_topology` (`on_kafka`); rate
+    limits far above what the load sends from its one address, so the limiter's cost (a Redis
+    round trip a command) is in the figures but it never refuses."""
     settings = isolated_settings(
-        base,
+        on_kafka(base, kafka_topology),
         "bench",
         run_id,
         outbox_relay_interval_seconds=relay_interval,

@@ -10,13 +10,37 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from stack import host
 from stack.topology import Topology
 
 
-def describe(stack: Topology, topics: Collection[str] = ()) -> str:
+@dataclass(frozen=True)
+class Leadership:
+    """What the admin client says of the cluster, the KRaft quorum and the topics asked for."""
+
+    cluster: dict[str, Any]
+    quorum: dict[str, Any]
+    topics: list[dict[str, Any]]
+
+    @property
+    def controller_leader(self) -> int:
+        """The KRaft quorum's leader: the active controller."""
+        return int(self.quorum["topics"][0]["partitions"][0]["leader_id"])
+
+    def partitions_led(self) -> Counter[int]:
+        """Partitions each broker leads, of the application's (not internal) topics."""
+        led: Counter[int] = Counter()
+        for topic in self.topics:
+            if not topic.get("is_internal"):
+                led.update(p["leader_id"] for p in topic["partitions"] if p["leader_id"] >= 0)
+        return led
+
+
+def leadership(stack: Topology, topics: Collection[str] = ()) -> Leadership:
+    """Ask the nodes of `stack` who leads what (every topic unless `topics` are named)."""
     try:
         from kafka import KafkaAdminClient
     except ImportError as error:
@@ -32,24 +56,26 @@ def describe(stack: Topology, topics: Collection[str] = ()) -> str:
     except Exception as error:
         raise host.Failure("kafka", f"no node of {stack.name} answers: {error}") from error
     try:
-        cluster: dict[str, Any] = admin.describe_cluster()
-        quorum: dict[str, Any] = admin.describe_metadata_quorum()
-        described: list[dict[str, Any]] = admin.describe_topics(list(topics) or None)
+        return Leadership(
+            admin.describe_cluster(),
+            admin.describe_metadata_quorum(),
+            admin.describe_topics(list(topics) or None),
+        )
     finally:
         admin.close()
-    return "\n".join(_lines(stack, cluster, quorum, described))
+
+
+def describe(stack: Topology, topics: Collection[str] = ()) -> str:
+    known = leadership(stack, topics)
+    return "\n".join(_lines(stack, known))
 
 
 def _ids(nodes: Collection[int]) -> str:
     return ",".join(str(node) for node in sorted(nodes)) or "-"
 
 
-def _lines(
-    stack: Topology,
-    cluster: dict[str, Any],
-    quorum: dict[str, Any],
-    described: list[dict[str, Any]],
-) -> list[str]:
+def _lines(stack: Topology, known: Leadership) -> list[str]:
+    cluster, quorum, described = known.cluster, known.quorum, known.topics
     lines = [f"topology {stack.name}, cluster id {cluster['cluster_id']}"]
     brokers = ", ".join(
         f"{b['broker_id']}@{b['host']}:{b['port']}" + (" (fenced)" if b.get("is_fenced") else "")
@@ -64,14 +90,10 @@ def _lines(
         f"KRaft quorum: leader (active controller) {metadata['leader_id']}, "
         f"epoch {metadata['leader_epoch']}, voters {voters}"
     )
-    led: Counter[int] = Counter()
     table = [("topic", "partition", "leader", "replicas", "isr")]
     for topic in sorted(described, key=lambda t: t["name"]):
-        internal = bool(topic.get("is_internal"))
         for partition in sorted(topic["partitions"], key=lambda p: p["partition_index"]):
             leader = partition["leader_id"]
-            if not internal:
-                led[leader] += 1
             under = set(partition["replica_nodes"]) - set(partition["isr_nodes"])
             table.append(
                 (
@@ -90,8 +112,9 @@ def _lines(
         + row[4]
         for row in table
     ]
+    led = sorted(known.partitions_led().items())
     lines.append(
         "partitions led (topics of the application): "
-        + (", ".join(f"{node}: {count}" for node, count in sorted(led.items())) or "none")
+        + (", ".join(f"{node}: {count}" for node, count in led) or "none")
     )
     return lines
