@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import io
 import logging
-import os
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -77,12 +76,8 @@ def on_kafka(settings: Settings, kafka_topology: str) -> Settings:
         raise KeyError(f"no topology {kafka_topology!r}; there are {', '.join(TOPOLOGIES)}")
     if kafka_topology == "single":
         return settings
-    derived = Settings.from_env(os.environ | application_env(topology(kafka_topology, ROOT)))
-    return dataclasses.replace(
-        settings,
-        kafka_bootstrap_servers=derived.kafka_bootstrap_servers,
-        kafka_replication_factor=derived.kafka_replication_factor,
-    )
+    # Every variable the topology sets, over the settings as they are (whatever else they say).
+    return Settings.from_env(settings.to_env() | application_env(topology(kafka_topology, ROOT)))
 
 
 def bench_settings(
