@@ -164,8 +164,12 @@ def _run_topics(lab: Lab) -> list[str]:
 
 
 def busiest_leader(known: Leadership) -> int:
-    """The broker leading the most partitions of the topics asked about."""
-    return known.partitions_led().most_common(1)[0][0]
+    """The broker leading the most partitions of the topics asked about; of several that lead as
+    many, one that is not the controller leader (that is the other row's fault)."""
+    led = known.partitions_led()
+    most = max(led.values())
+    tied = sorted(node for node, count in led.items() if count == most)
+    return next((node for node in tied if node != known.controller_leader), tied[0])
 
 
 def controller_leader(known: Leadership) -> int:

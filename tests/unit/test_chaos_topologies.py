@@ -77,3 +77,20 @@ def test_each_topology_has_its_own_faults() -> None:
     assert TOPOLOGY_FAULTS == {"single": FAULTS, "cluster": CLUSTER_FAULTS}
     assert set(CLUSTER_SHORT) <= set(CLUSTER_FAULTS)
     assert not set(FAULTS) & set(CLUSTER_FAULTS)
+
+
+def test_of_leaders_leading_as_many_the_busiest_is_not_the_controller_leader() -> None:
+    def known(controller: int) -> Leadership:
+        return Leadership(
+            cluster={},
+            quorum={"topics": [{"partitions": [{"leader_id": controller}]}]},
+            topics=[
+                {
+                    "name": "events",
+                    "partitions": [_partition(n, leader) for n, leader in enumerate((1, 2, 3))],
+                }
+            ],
+        )
+
+    assert busiest_leader(known(controller=1)) == 2
+    assert busiest_leader(known(controller=2)) == 1
