@@ -83,12 +83,7 @@ def _apply(
     try:
         progress = project_batch(views, received)
         outcomes.update(progress.outcomes)
-        for one in progress.one_by_one:
-            try:
-                outcomes[apply_one(views, one)] += 1
-            except POISON as error:
-                _dead_letter(task, one, error, first_failure_at)
-                outcomes["dead-lettered"] += 1
+        _one_by_one(task, progress.one_by_one, POISON, first_failure_at, outcomes)
     except Retry:  # a dead letter could not be sent: this task runs again, as it is
         raise
     except Exception as error:  # noqa: BLE001 - the store away, or a bug: all again, then the DLQ
@@ -127,11 +122,24 @@ def _retry_or_give_up(
             events=[dataclasses.asdict(r) for r in waiting],
             first_failure_at=first_failure_at,
         )
+    # Poison, the store away, or a bug: to the DLQ.
+    _one_by_one(task, waiting, (Exception,), first_failure_at, outcomes)
+
+
+def _one_by_one(
+    task: Task,
+    received: list[ReceivedRecord],
+    dead_letter_on: tuple[type[Exception], ...],
+    first_failure_at: str | None,
+    outcomes: Counter[str],
+) -> None:
+    """Apply the events one at a time, in order; one failing with `dead_letter_on` goes to the
+    DLQ and stalls its arena, so its arena's later ones park behind it."""
     views = components().views
-    for one in waiting:
+    for one in received:
         try:
             outcomes[apply_one(views, one)] += 1
-        except Exception as error:  # noqa: BLE001 - poison, the store away, or a bug: to the DLQ
+        except dead_letter_on as error:
             _dead_letter(task, one, error, first_failure_at)
             outcomes["dead-lettered"] += 1
 

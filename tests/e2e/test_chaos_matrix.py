@@ -14,6 +14,7 @@ import pytest
 
 from harness.chaos import Outcome, Windows, run_matrix
 from harness.faults import FAULTS, SHORT
+from tests.support.chaos import assert_nothing_lost_or_doubled
 
 pytestmark = pytest.mark.e2e
 
@@ -31,10 +32,4 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
 def test_the_fault_loses_nothing_and_applies_nothing_twice(
     matrix: dict[str, Outcome], fault: str
 ) -> None:
-    row = matrix[fault]
-    assert row.accepted > 0, row
-    assert (row.lost, row.applied_twice) == (0, 0), row
-    assert row.in_kafka == row.accepted == row.applied, row
-    assert row.converge_seconds is not None, row
-    assert row.ticks_ok, row
-    assert row.verified, row
+    assert_nothing_lost_or_doubled(matrix[fault])
